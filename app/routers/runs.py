@@ -1,0 +1,106 @@
+"""Analyze a prompt once, then read its internals by run id."""
+
+from __future__ import annotations
+
+import json
+
+from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi.responses import Response
+
+from model import Explainer, Run
+from model.engine import LAYER_HOOKS
+from model.sampling import distribution
+
+from .. import tensors
+from ..cache import CachedRun, RunCache
+from ..concurrency import ForwardLimiter
+from ..deps import cached_run, get_cache, get_explainer, get_limiter
+from ..schemas import AnalyzeRequest, AnalyzeResponse, LayerResponse, TensorsResponse
+
+router = APIRouter(prefix="/api")
+
+N_TOP = 10
+
+
+def token_list(run: Run) -> list[dict]:
+    return [{"position": i, "id": t.id, "text": t.text, "partial": t.partial} for i, t in enumerate(run.tokens)]
+
+
+def analyze_body(explainer: Explainer, run_id: str, run: Run) -> bytes:
+    """The analyze response as JSON bytes. Patterns go as float16: half the bytes, and a
+    float16 weight is exact to about 3 decimals, beyond what a person reads off a chart."""
+    logits = run["logits"]
+    dist = distribution(logits, 1.0)
+    top = [
+        {"id": i, "text": explainer.tokenizer.label(i),
+         "logit": float(logits[i]), "prob": p}
+        for i, p in dist.top(N_TOP)
+    ]
+    patterns = {f"blocks.{l}.attn.hook_pattern": tensors.encode(run[f"blocks.{l}.attn.hook_pattern"], "float16")
+                for l in range(run.n_layers)}
+    body = {
+        "run_id": run_id,
+        "model": explainer.info,
+        "tokens": token_list(run),
+        "tensors": {**patterns, "logits": tensors.encode(logits, "float32")},
+        "top": top,
+    }
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def analyze_and_cache(explainer: Explainer, cache: RunCache, text: str) -> CachedRun:
+    run = explainer.analyze(text, keep=["attn.hook_pattern"])
+    run_id = cache.new_id()
+    body = analyze_body(explainer, run_id, run)
+    # Patterns are in the body already; the Run keeps only the residual stream.
+    run.stored = {k: v for k, v in run.stored.items() if not k.endswith("attn.hook_pattern")}
+    entry = CachedRun(run_id=run_id, text=text, run=run, body=body)
+    cache.put(entry)
+    return entry
+
+
+@router.post("/analyze", response_model=AnalyzeResponse, summary="Run the model once on a prompt and capture it")
+async def analyze(
+    request: AnalyzeRequest,
+    explainer: Explainer = Depends(get_explainer),
+    cache: RunCache = Depends(get_cache),
+    limiter: ForwardLimiter = Depends(get_limiter),
+) -> Response:
+    entry = cache.find(request.text)
+    if entry is None:
+        explainer.tokenize(request.text)  # fail fast (422) before queueing for the model
+        entry = await limiter.run(analyze_and_cache, explainer, cache, request.text)
+    return Response(entry.body, media_type="application/json")
+
+
+@router.get("/runs/{run_id}/embeddings", response_model=TensorsResponse, summary="Token and position embeddings")
+def embeddings(run_id: str, cache: RunCache = Depends(get_cache)) -> dict:
+    run = cached_run(run_id, cache).run
+    names = ("hook_embed", "hook_pos_embed", "blocks.0.hook_resid_pre")
+    return {"tensors": {name: tensors.encode(run[name]) for name in names}}
+
+
+@router.get("/runs/{run_id}/layers/{layer}", response_model=LayerResponse, summary="Every hook of one layer")
+async def layer_details(
+    run_id: str,
+    layer: int,
+    fields: str | None = Query(None, description="Comma-separated hook names or suffixes, e.g. attn.hook_q,attn.hook_k"),
+    dtype: str = Query("float32", pattern="^(float32|float16)$"),
+    cache: RunCache = Depends(get_cache),
+    explainer: Explainer = Depends(get_explainer),
+    limiter: ForwardLimiter = Depends(get_limiter),
+) -> dict:
+    n_layers = explainer.config.n_layer
+    if not 0 <= layer < n_layers:
+        raise HTTPException(422, f"layer: must be from 0 to {n_layers - 1}, got {layer}.")
+    suffixes = list(LAYER_HOOKS)
+    if fields:
+        prefix = f"blocks.{layer}."
+        asked = [f.strip().removeprefix(prefix) for f in fields.split(",") if f.strip()]
+        unknown = [f for f in asked if f not in LAYER_HOOKS]
+        if unknown:
+            raise HTTPException(422, f"fields: unknown hook {unknown[0]!r}; known: {', '.join(LAYER_HOOKS)}.")
+        suffixes = asked
+    run = cached_run(run_id, cache).run
+    captured = await limiter.run(run.layer, layer)
+    return {"layer": layer, "tensors": {f"blocks.{layer}.{s}": tensors.encode(captured[s], dtype) for s in suffixes}}

@@ -1,0 +1,101 @@
+"""Sampling the next token, and streamed generation with the KV cache."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import StreamingResponse
+
+from model import Explainer
+from model.generation import generate as generate_steps
+from model.sampling import Distribution, distribution, sample as draw
+
+from ..cache import RunCache
+from ..concurrency import ForwardLimiter
+from ..deps import cached_run, get_cache, get_explainer, get_limiter
+from ..schemas import GenerateRequest, SampleRequest, SampleResponse
+from .runs import analyze_and_cache
+
+router = APIRouter(prefix="/api")
+
+N_DISTRIBUTION = 20
+
+
+def _top(explainer: Explainer, dist: Distribution, n: int) -> list[dict]:
+    return [{"id": i, "text": explainer.tokenizer.label(i), "prob": p} for i, p in dist.top(n)]
+
+
+@router.post("/sample", response_model=SampleResponse, summary="Draw the next token of an analyzed prompt")
+def sample(
+    request: SampleRequest,
+    explainer: Explainer = Depends(get_explainer),
+    cache: RunCache = Depends(get_cache),
+) -> dict:
+    run = cached_run(request.run_id, cache).run
+    dist = distribution(run["logits"], request.temperature, request.top_k, request.top_p)
+    token_id = draw(dist, request.seed)
+    return {
+        "distribution": _top(explainer, dist, N_DISTRIBUTION),
+        "token": {"id": token_id, "text": explainer.tokenizer.label(token_id), "prob": float(dist.probs[token_id])},
+        "entropy": dist.entropy_bits,
+    }
+
+
+def _event(payload: dict, event: str | None = None) -> bytes:
+    head = f"event: {event}\n" if event else ""
+    return f"{head}data: {json.dumps(payload, separators=(',', ':'))}\n\n".encode()
+
+
+@router.post(
+    "/generate",
+    summary="Stream new tokens as server-sent events",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}},
+                     "description": "One `data:` event per token {step, token, top}; then an `event: done` "
+                                    "with {text, run_id}; or an `event: error` with {detail}."}},
+)
+async def generate(
+    request: GenerateRequest,
+    http: Request,
+    explainer: Explainer = Depends(get_explainer),
+    cache: RunCache = Depends(get_cache),
+    limiter: ForwardLimiter = Depends(get_limiter),
+) -> StreamingResponse:
+    ids = explainer.tokenize(request.text)  # 422 before the stream starts
+    steps = generate_steps(explainer, ids, request.max_new_tokens, request.temperature,
+                           request.top_k, request.top_p, request.seed)
+
+    async def events() -> AsyncIterator[bytes]:
+        text = request.text
+        try:
+            while True:
+                if await http.is_disconnected():
+                    return  # the client left: stop computing at once
+                # One slot per step, so that other students' requests interleave with a long generation.
+                step = await limiter.run(next, steps, None)
+                if step is None:
+                    break
+                text += step.token.text
+                yield _event({
+                    "step": step.step,
+                    "token": {"id": step.token.id, "text": step.token.text, "prob": step.prob},
+                    "top": _top(explainer, step.dist, N_DISTRIBUTION),
+                })
+            entry = cache.find(text) or await limiter.run(analyze_and_cache, explainer, cache, text)
+            yield _event({"text": text, "run_id": entry.run_id, "n_tokens": len(entry.run)}, "done")
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # a stream cannot change its status code any more
+            detail = getattr(error, "detail", None) or str(error)
+            yield _event({"detail": detail}, "error")
+        finally:
+            try:
+                steps.close()
+            except ValueError:
+                pass  # a step is still running in its worker thread; it ends on its own
+
+    return StreamingResponse(events(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

@@ -1,0 +1,125 @@
+"""The API contract, as pydantic models (they document /docs). Tensor names are the engine's
+TransformerLens hook names; positions, layers and heads are 0-based."""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+from pydantic import BaseModel, Field, field_validator
+
+MAX_TOP_K = 50257
+
+
+class Tensor(BaseModel):
+    dtype: Literal["float32", "float16"]
+    shape: list[int]
+    data: str = Field(description="base64 of the little-endian, C-order bytes")
+
+
+class ModelInfo(BaseModel):
+    name: str
+    n_layers: int
+    n_heads: int
+    d_model: int
+    d_head: int
+    d_mlp: int
+    n_ctx: int
+    d_vocab: int
+    random_weights: bool
+    n_params: int
+    activation_function: str
+    layer_norm_epsilon: float
+    tied_embeddings: bool
+    dropout: str
+    device: str
+
+
+class Token(BaseModel):
+    position: int
+    id: int
+    text: str = Field(description="The decoded text, with its leading space; the texts join back to the prompt.")
+    partial: bool = Field(False, description="The token carries only part of a multi-byte character.")
+
+
+class TokenProb(BaseModel):
+    id: int
+    text: str
+    prob: float
+
+
+class TopToken(TokenProb):
+    logit: float
+
+
+def _check_prompt(text: str) -> str:
+    if not text.strip():
+        raise ValueError("the prompt is empty: type some text to analyze")
+    return text
+
+
+class AnalyzeRequest(BaseModel):
+    text: str = Field(min_length=1, max_length=100_000, description="The prompt; at most 1,024 tokens.")
+
+    @field_validator("text")
+    @classmethod
+    def not_blank(cls, text: str) -> str:
+        return _check_prompt(text)
+
+
+class AnalyzeResponse(BaseModel):
+    run_id: str
+    model: ModelInfo
+    tokens: list[Token]
+    tensors: dict[str, Tensor] = Field(
+        description="blocks.{l}.attn.hook_pattern [head, q_pos, k_pos] (float16) for every layer; "
+        "logits [d_vocab] (float32) for the last position."
+    )
+    top: list[TopToken] = Field(description="The 10 most likely next tokens at temperature 1.")
+
+
+class TensorsResponse(BaseModel):
+    tensors: dict[str, Tensor]
+
+
+class LayerResponse(BaseModel):
+    layer: int
+    tensors: dict[str, Tensor]
+
+
+def _check_temperature(value: float) -> float:
+    if not math.isfinite(value) or not 0 <= value <= 10:
+        raise ValueError("temperature must be a finite number from 0 to 10")
+    return value
+
+
+class SamplingParams(BaseModel):
+    temperature: float = Field(1.0, description="0 = greedy; at most 10.")
+    top_k: int | None = Field(None, ge=1, le=MAX_TOP_K)
+    top_p: float | None = Field(None, gt=0, le=1)
+    seed: int | None = Field(None, ge=0, le=2**63 - 1)
+
+    @field_validator("temperature")
+    @classmethod
+    def finite_temperature(cls, value: float) -> float:
+        return _check_temperature(value)
+
+
+class SampleRequest(SamplingParams):
+    run_id: str = Field(min_length=1, max_length=64)
+
+
+class SampleResponse(BaseModel):
+    distribution: list[TokenProb] = Field(description="The 20 most likely tokens after temperature and filtering.")
+    token: TokenProb
+    entropy: float = Field(description="Shannon entropy of the filtered distribution, in bits.")
+
+
+class GenerateRequest(SamplingParams):
+    text: str = Field(min_length=1, max_length=100_000)
+    max_new_tokens: int = Field(32, ge=1, le=256)
+
+    @field_validator("text")
+    @classmethod
+    def not_blank(cls, text: str) -> str:
+        return _check_prompt(text)

@@ -1,0 +1,50 @@
+"""Server settings, read from the environment (EXPLAINER_*) or given by the CLI."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from model import DEFAULT_MODEL
+
+
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    return int(value) if value else default
+
+
+def _float(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    return float(value) if value else default
+
+
+@dataclass(frozen=True)
+class Settings:
+    model: str = DEFAULT_MODEL  # a Hugging Face Hub id or a local save_pretrained directory
+    random_weights: bool = False
+    device: str = "cpu"
+    # Forward passes at once. Two cores: one pass already uses both through torch's threads.
+    max_concurrent: int = 1
+    max_waiting: int = 16  # requests queued for a forward pass before the server answers 503
+    request_timeout_s: float = 120.0
+    cache_entries: int = 64
+    cache_bytes: int = 1 << 30
+    max_body_bytes: int = 1 << 20
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        return cls(
+            model=os.environ.get("EXPLAINER_MODEL") or DEFAULT_MODEL,
+            random_weights=_flag("EXPLAINER_RANDOM_WEIGHTS"),
+            device=os.environ.get("EXPLAINER_DEVICE") or "cpu",
+            max_concurrent=_int("EXPLAINER_MAX_CONCURRENT", cls.max_concurrent),
+            max_waiting=_int("EXPLAINER_MAX_WAITING", cls.max_waiting),
+            request_timeout_s=_float("EXPLAINER_REQUEST_TIMEOUT", cls.request_timeout_s),
+            cache_entries=_int("EXPLAINER_CACHE_ENTRIES", cls.cache_entries),
+            cache_bytes=_int("EXPLAINER_CACHE_BYTES", cls.cache_bytes),
+        )

@@ -1,0 +1,104 @@
+"""The notebook-facing entry point: `explainer = Explainer.load(...)`, then
+`run = explainer.analyze("The cat sat")` and `run["blocks.3.attn.hook_pattern"]`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+
+from . import engine
+from .loading import DEFAULT_MODEL, LoadedModel, load_model
+from .run import Run
+from .tokenizer import Tokenizer, get_tokenizer
+
+
+class PromptError(ValueError):
+    """The prompt cannot be analyzed; the message says why, in words a student understands."""
+
+
+class EmptyPromptError(PromptError):
+    pass
+
+
+class PromptTooLongError(PromptError):
+    def __init__(self, n_tokens: int, limit: int):
+        self.n_tokens = n_tokens
+        self.limit = limit
+        super().__init__(f"The prompt has {n_tokens} tokens; GPT-2 reads at most {limit}. Shorten it by {n_tokens - limit}.")
+
+
+class Explainer:
+    def __init__(self, loaded: LoadedModel, tokenizer: Tokenizer | None = None):
+        self.loaded = loaded
+        self.model = loaded.model
+        self.config = loaded.model.config
+        self.tokenizer = tokenizer or get_tokenizer()
+        if self.tokenizer.vocab_size != self.config.vocab_size:
+            raise ValueError(f"The tokenizer has {self.tokenizer.vocab_size} tokens but the model {self.config.vocab_size}.")
+
+    @classmethod
+    def load(cls, name: str = DEFAULT_MODEL, *, random_weights: bool = False, device: str = "cpu") -> Explainer:
+        return cls(load_model(name, random_weights=random_weights, device=device))
+
+    @property
+    def n_ctx(self) -> int:
+        return self.config.n_positions
+
+    @property
+    def info(self) -> dict:
+        c = self.config
+        return {
+            "name": self.loaded.name,
+            "n_layers": c.n_layer,
+            "n_heads": c.n_head,
+            "d_model": c.n_embd,
+            "d_head": c.n_embd // c.n_head,
+            "d_mlp": c.n_inner or 4 * c.n_embd,
+            "n_ctx": c.n_positions,
+            "d_vocab": c.vocab_size,
+            "random_weights": self.loaded.random_weights,
+            "n_params": sum(p.numel() for p in self.model.parameters()),
+            "activation_function": c.activation_function,
+            "layer_norm_epsilon": c.layer_norm_epsilon,
+            "tied_embeddings": self.model.lm_head.weight is self.model.transformer.wte.weight,
+            "dropout": (
+                f"Dropout is the identity at inference: GPT-2 was trained with dropout p = {c.resid_pdrop} "
+                "on embeddings, attention weights and residual branches, but no dropout is applied here."
+            ),
+            "device": str(self.loaded.device),
+        }
+
+    def tokenize(self, text: str) -> list[int]:
+        """GPT-2 ids for `text`, or a PromptError (empty, or longer than the context)."""
+        if not text or not text.strip():
+            raise EmptyPromptError("The prompt is empty: type some text to analyze.")
+        ids = self.tokenizer.encode(text)
+        if len(ids) > self.n_ctx:
+            raise PromptTooLongError(len(ids), self.n_ctx)
+        return ids
+
+    def analyze(self, text: str, keep: Iterable[str] = ()) -> Run:
+        return self.analyze_ids(self.tokenize(text), keep)
+
+    @torch.inference_mode()
+    def analyze_ids(self, ids: list[int], keep: Iterable[str] = ()) -> Run:
+        """One forward pass. Keeps the residual stream and final outputs, plus the hooks in
+        `keep`: full names ('blocks.3.attn.hook_q'), per-layer suffixes ('attn.hook_pattern'
+        keeps it for every layer) or '*' for everything."""
+        keep = set(keep)
+        keep_all = "*" in keep
+        n_layers = self.config.n_layer
+        always = {"hook_embed", "hook_pos_embed", "ln_final.hook_out", "logits",
+                  engine.layer_hook(n_layers - 1, "hook_resid_post")}
+        stored: dict[str, torch.Tensor] = {}
+
+        def record(name: str, tensor: torch.Tensor) -> None:
+            if keep_all or name in always or name in keep or name.endswith(".hook_resid_pre"):
+                stored[name] = tensor
+            elif name.startswith("blocks.") and name.split(".", 2)[2] in keep:
+                stored[name] = tensor
+
+        tensor_ids = torch.tensor(ids, dtype=torch.long, device=self.loaded.device)
+        engine.forward(self.model, tensor_ids, record)
+        return Run(self.model, ids, self.tokenizer.token_texts(ids), stored)

@@ -1,0 +1,75 @@
+"""A Run: the captured internals of one prompt, as a dictionary from hook names to tensors.
+
+To bound memory, a Run keeps only the residual stream at the start of every block (plus the
+embeddings, the final LayerNorm and the logits, and whatever extra hooks were asked to be
+kept). Any other hook is recomputed on demand from that block's `hook_resid_pre`, with the
+same code on the same input, so the numbers are bitwise the ones of the original pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from transformers import GPT2LMHeadModel
+
+from . import engine
+from .tokenizer import TokenPiece
+
+
+class Run:
+    def __init__(self, model: GPT2LMHeadModel, ids: list[int], tokens: list[TokenPiece], stored: dict[str, torch.Tensor]):
+        self.model = model
+        self.ids = ids
+        self.tokens = tokens
+        self.stored = stored
+        self.n_layers = len(model.transformer.h)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        if name in self.stored:
+            return self.stored[name]
+        layer, suffix = engine.parse_hook(name)
+        if layer is None or layer >= self.n_layers:
+            raise KeyError(f"Unknown hook name {name!r}")
+        if suffix == "hook_resid_post" and layer + 1 < self.n_layers:
+            return self.stored[engine.layer_hook(layer + 1, "hook_resid_pre")]
+        return self.layer(layer)[suffix]
+
+    def __contains__(self, name: object) -> bool:
+        try:
+            layer, _ = engine.parse_hook(str(name))
+        except KeyError:
+            return False
+        return layer is None or layer < self.n_layers
+
+    def keys(self) -> Iterator[str]:
+        yield "hook_embed"
+        yield "hook_pos_embed"
+        for layer in range(self.n_layers):
+            for suffix in engine.LAYER_HOOKS:
+                yield engine.layer_hook(layer, suffix)
+        yield "ln_final.hook_out"
+        yield "logits"
+
+    @torch.inference_mode()
+    def layer(self, layer: int) -> dict[str, torch.Tensor]:
+        """Every hook of one block, by suffix ('attn.hook_q', ...), recomputed from its input."""
+        if not 0 <= layer < self.n_layers:
+            raise IndexError(f"layer must be in 0..{self.n_layers - 1}, got {layer}")
+        captured: dict[str, torch.Tensor] = {}
+        prefix = len(engine.layer_hook(layer, ""))
+
+        def record(name: str, tensor: torch.Tensor) -> None:
+            captured[name[prefix:]] = tensor
+
+        resid_pre = self.stored[engine.layer_hook(layer, "hook_resid_pre")]
+        engine.block(layer, self.model.transformer.h[layer], resid_pre, record)
+        return captured
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held by this run's stored tensors."""
+        return sum(t.numel() * t.element_size() for t in self.stored.values())

@@ -1,0 +1,43 @@
+"""Fixtures: real GPT-2 checkpoints with tiny shapes and seeded random weights, saved with
+`save_pretrained` and loaded back through the product's own loading code."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import GPT2Config, GPT2LMHeadModel
+
+from model import Explainer
+
+TINY = dict(n_layer=2, n_head=4, n_embd=64, n_positions=1024, vocab_size=50257)
+
+
+def build_checkpoint(path, seed: int = 1234, **shapes) -> str:
+    """Save a GPT-2 with random weights whose LayerNorms are moved away from (1, 0), so that a
+    step that forgets a LayerNorm weight or bias cannot pass by accident."""
+    torch.manual_seed(seed)
+    model = GPT2LMHeadModel(GPT2Config(**{**TINY, **shapes}))
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if ".ln_" in name or name.startswith("transformer.ln_f"):
+                param.add_(torch.randn_like(param) * 0.3)
+            elif name.endswith(".bias"):
+                param.add_(torch.randn_like(param) * 0.02)
+    model.save_pretrained(path)
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def checkpoint_dir(tmp_path_factory) -> str:
+    return build_checkpoint(tmp_path_factory.mktemp("tiny-gpt2"))
+
+
+@pytest.fixture(scope="session")
+def explainer(checkpoint_dir) -> Explainer:
+    return Explainer.load(checkpoint_dir)
+
+
+@pytest.fixture(scope="session")
+def hf_eager(checkpoint_dir) -> GPT2LMHeadModel:
+    """An independent copy of the same checkpoint, with eager attention that returns its weights."""
+    return GPT2LMHeadModel.from_pretrained(checkpoint_dir, attn_implementation="eager").eval()
