@@ -51,29 +51,32 @@ class BodySizeLimit:
         length = headers.get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
             return await self._refuse(send)
-        received = 0
-        too_large = False
-
-        async def limited_receive():
-            nonlocal received, too_large
+        # Read the body first (at most max_bytes of it), then replay it to the app: bodies
+        # here are small JSON, and a refusal must not depend on how the app parses.
+        chunks, received = [], 0
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    too_large = True
-                    raise _TooLarge()
-            return message
+            if message["type"] != "http.request":
+                return  # the client went away
+            chunks.append(message.get("body", b""))
+            received += len(chunks[-1])
+            if received > self.max_bytes:
+                return await self._refuse(send)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        replayed = False
 
-        try:
-            await self.app(scope, limited_receive, send)
-        except _TooLarge:
-            await self._refuse(send)
+        async def replay():
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
 
     async def _refuse(self, send):
         limit_kb = self.max_bytes // 1024
         response = JSONResponse(status_code=413, content={"detail": f"The request body is larger than {limit_kb} KB."})
         await response({"type": "http"}, None, send)
-
-
-class _TooLarge(Exception):
-    pass

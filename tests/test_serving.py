@@ -1,0 +1,124 @@
+"""The run cache and the forward limiter: bounded memory, bounded queue, time limits, and a
+health check that stays fast while the model is busy."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app.cache import CachedRun, RunCache
+from app.concurrency import Busy, ForwardLimiter
+from app.main import create_app
+from app.settings import Settings
+
+
+class _FakeRun:
+    """Only the size matters to the cache."""
+
+    def __init__(self, nbytes: int):
+        self.nbytes = nbytes
+
+
+def _entry(cache: RunCache, text: str, nbytes: int) -> CachedRun:
+    return CachedRun(run_id=cache.new_id(), text=text, run=_FakeRun(nbytes), body=b"")
+
+
+def test_cache_evicts_least_recently_used_by_entries():
+    cache = RunCache(max_entries=2, max_bytes=10**9)
+    a, b, c = (_entry(cache, t, 10) for t in "abc")
+    cache.put(a)
+    cache.put(b)
+    assert cache.get(a.run_id) is a  # a is now more recent than b
+    cache.put(c)
+    assert cache.get(b.run_id) is None and cache.find("b") is None
+    assert cache.get(a.run_id) is a and cache.find("c") is c
+
+
+def test_cache_evicts_by_bytes():
+    cache = RunCache(max_entries=100, max_bytes=250)
+    entries = [_entry(cache, str(i), 100) for i in range(3)]
+    for entry in entries:
+        cache.put(entry)
+    assert cache.stats["bytes"] <= 250 and cache.stats["entries"] == 2
+    assert cache.get(entries[0].run_id) is None
+
+
+def test_cache_keeps_a_single_oversized_run():
+    cache = RunCache(max_entries=4, max_bytes=50)
+    big = _entry(cache, "big", 100)
+    cache.put(big)
+    assert cache.get(big.run_id) is big
+    cache.put(_entry(cache, "next", 10))
+    assert cache.get(big.run_id) is None
+
+
+def test_run_ids_are_opaque_and_unique():
+    ids = {RunCache.new_id() for _ in range(1000)}
+    assert len(ids) == 1000
+    assert all(i.replace("-", "").replace("_", "").isalnum() for i in ids)
+
+
+def test_limiter_bounds_running_and_waiting():
+    async def scenario():
+        limiter = ForwardLimiter(max_concurrent=1, max_waiting=1, timeout_s=5)
+        release = threading.Event()
+        first = asyncio.create_task(limiter.run(release.wait, 5))
+        await asyncio.sleep(0.05)
+        second = asyncio.create_task(limiter.run(lambda: "second"))
+        await asyncio.sleep(0.05)
+        assert limiter.running == 1 and limiter.waiting == 1
+        with pytest.raises(Busy) as busy:
+            await limiter.run(lambda: "third")
+        assert busy.value.status_code == 503 and busy.value.headers["Retry-After"]
+        release.set()
+        assert await first is True
+        assert await second == "second"
+        limiter.shutdown()
+
+    asyncio.run(scenario())
+
+
+def test_limiter_time_limit_answers_503_and_frees_the_slot_when_work_ends():
+    async def scenario():
+        limiter = ForwardLimiter(max_concurrent=1, max_waiting=4, timeout_s=0.2)
+        with pytest.raises(Busy, match="longer than"):
+            await limiter.run(time.sleep, 0.5)
+        assert limiter.running == 1  # the thread still runs: the bound holds
+        await asyncio.sleep(0.5)
+        assert limiter.running == 0
+        assert await limiter.run(lambda: 42) == 42
+        limiter.shutdown()
+
+    asyncio.run(scenario())
+
+
+def test_busy_server_answers_503_and_healthz_stays_fast(explainer, checkpoint_dir):
+    app = create_app(Settings(model=checkpoint_dir, max_waiting=1), explainer=explainer)
+    with TestClient(app) as client:
+        limiter = app.state.limiter
+        release = threading.Event()
+        # One pass running, one waiting: the queue is full.
+        blockers = [threading.Thread(target=lambda: client.portal.call(limiter.run, release.wait, 10)) for _ in range(2)]
+        for blocker in blockers:
+            blocker.start()
+            time.sleep(0.1)
+        try:
+            deadline = time.time() + 5
+            while (limiter.running, limiter.waiting) != (1, 1) and time.time() < deadline:
+                time.sleep(0.01)
+            response = client.post("/api/analyze", json={"text": "a brand new prompt"})
+            assert response.status_code == 503
+            assert int(response.headers["Retry-After"]) > 0
+            assert "busy" in response.json()["detail"]
+            start = time.perf_counter()
+            assert client.get("/healthz").status_code == 200
+            assert time.perf_counter() - start < 0.5
+        finally:
+            release.set()
+            for blocker in blockers:
+                blocker.join()
+        assert client.post("/api/analyze", json={"text": "a brand new prompt"}).status_code == 200
