@@ -4,6 +4,7 @@ CLI and the tests call `create_app` with their own settings or an already loaded
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -18,7 +19,7 @@ from model import Explainer, ModelLoadError
 from . import errors
 from .cache import RunCache
 from .concurrency import ForwardLimiter
-from .routers import health, pages, runs, sampling
+from .routers import anatomy, embedding_space, health, logit_lens, pages, runs, sampling
 from .settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,8 +39,10 @@ def create_app(settings: Settings | None = None, explainer: Explainer | None = N
                 app.state.explainer = Explainer.load(settings.model, random_weights=settings.random_weights,
                                                      device=settings.device)
             except ModelLoadError as error:
-                print(f"error: {error}", file=sys.stderr)
-                raise SystemExit(2) from None
+                # Under a bare `uvicorn app.main:app`, any exception raised here is printed
+                # as a traceback; a person needs the one-line message and a non-zero exit.
+                print(f"error: {error}", file=sys.stderr, flush=True)
+                os._exit(2)
         else:
             app.state.explainer = explainer
         if app.state.explainer.loaded.random_weights:
@@ -58,7 +61,7 @@ def create_app(settings: Settings | None = None, explainer: Explainer | None = N
     errors.install(app)
     app.add_middleware(GZipMiddleware, minimum_size=2048, compresslevel=5)
     app.add_middleware(errors.BodySizeLimit, max_bytes=settings.max_body_bytes)
-    for router in (health.router, runs.router, sampling.router, pages.router):
+    for router in (health.router, runs.router, sampling.router, logit_lens.router, embedding_space.router, anatomy.router, pages.router):
         app.include_router(router)
     app.mount("/static/vendor", StaticFiles(directory=PLOTLY_DIR), name="vendor")
     app.mount("/static", StaticFiles(directory=ROOT / "static"), name="static")

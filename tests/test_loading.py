@@ -39,3 +39,14 @@ def test_cli_exits_nonzero_with_a_message_when_weights_are_missing(tmp_path):
     assert result.returncode != 0
     assert "--model PATH" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_asgi_app_exits_nonzero_with_a_message_when_weights_are_missing(tmp_path):
+    env = {**os.environ, "EXPLAINER_MODEL": str(tmp_path / "missing"), "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "uvicorn", "app.main:app", "--port", "0"],
+        env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 2
+    assert "save_pretrained" in result.stderr
+    assert "Traceback" not in result.stderr
