@@ -123,3 +123,103 @@ class GenerateRequest(SamplingParams):
     @classmethod
     def not_blank(cls, text: str) -> str:
         return _check_prompt(text)
+
+
+# --- Issue 5: embedding space, logit lens, anatomy of the parameters -------------------------
+
+class LensRow(BaseModel):
+    hook: str = Field(description="The residual stream read, e.g. blocks.3.hook_resid_post; blocks.0.hook_resid_pre is the embedding.")
+    layer: int
+    label: str
+
+
+class LensCell(BaseModel):
+    top: list[TopToken] = Field(description="The k most likely next tokens if the model stopped here.")
+    final_rank: int = Field(description="1-based rank here of the token the model finally predicts at this position.")
+    final_prob: float
+
+
+class LogitLensResponse(BaseModel):
+    stream: Literal["resid_post", "resid_mid", "both"]
+    k: int
+    positions: list[int]
+    rows: list[LensRow]
+    final: list[TokenProb] = Field(description="Per position: the model's own top prediction and its probability.")
+    first_top_row: list[int | None] = Field(description="Per position: the first row where the final answer is the top guess.")
+    cells: list[list[LensCell]] = Field(description="[row][position index]")
+
+
+class EmbeddingTerm(BaseModel):
+    text: str = Field(description="Exactly the text tokenized: words get a leading space unless quoted.")
+    ids: list[int]
+    tokens: list[str]
+    sign: int = 1
+    note: str | None = Field(None, description="Set when the word is several tokens: its vector is their average.")
+
+
+class Neighbour(BaseModel):
+    id: int
+    text: str
+    cosine: float
+
+
+class NeighboursResponse(BaseModel):
+    terms: list[EmbeddingTerm]
+    neighbours: list[Neighbour]
+    excluded: list[int] = Field(description="The query's own token ids, left out of the answer.")
+    notes: list[str]
+
+
+class DotResponse(BaseModel):
+    a: EmbeddingTerm
+    b: EmbeddingTerm
+    dot: float
+    cosine: float
+    norm_a: float
+    norm_b: float
+
+
+class MapPoint(BaseModel):
+    id: int | None = Field(description="None for a multi-token word, placed at the average of its tokens.")
+    text: str
+    xyz: list[float]
+    group: Literal["sample", "prompt", "word"]
+    positions: list[int] = Field(description="For the prompt's tokens: where they occur.")
+
+
+class EmbeddingMapResponse(BaseModel):
+    d_model: int
+    explained: list[float] = Field(description="Share of the points' variance along each of the 3 axes.")
+    points: list[MapPoint]
+    terms: list[EmbeddingTerm]
+    notes: list[str]
+
+
+class AnatomyPart(BaseModel):
+    name: str
+    shape: list[int]
+    copies: int
+    count: int
+
+
+class AnatomyKind(BaseModel):
+    key: str
+    label: str
+    description: str
+    count: int
+    share: float
+    note: str | None
+    parts: list[AnatomyPart]
+
+
+class AnatomyModel(BaseModel):
+    name: str
+    source: Literal["model", "hyperparameters"]
+    hyperparameters: dict[str, int | bool | str]
+    total: int
+    kinds: list[AnatomyKind]
+
+
+class AnatomyResponse(BaseModel):
+    models: list[AnatomyModel] = Field(description="The loaded model, counted from its tensors; then GPT-3 175B by the same formulas.")
+    n_params: int = Field(description="sum(p.numel() for p in model.parameters()) of the loaded model.")

@@ -1,0 +1,83 @@
+"""The logit lens of an analyzed run: every layer's residual stream through the final LayerNorm
+and the unembedding, computed on demand for the positions asked for."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import OrderedDict
+from typing import Literal
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import Response
+
+from model import Explainer, Run
+from model.logit_lens import check_positions, logit_lens
+
+from ..cache import RunCache
+from ..concurrency import ForwardLimiter
+from ..deps import cached_run, get_cache, get_explainer, get_limiter
+from ..schemas import LogitLensResponse
+from .embedding_space import field_error
+
+router = APIRouter(prefix="/api")
+
+MAX_LENS_K = 50
+# Bodies of recent lens requests: a page toggling between streams asks the same things again.
+_BODIES: OrderedDict[tuple, bytes] = OrderedDict()
+_BODIES_LOCK = threading.Lock()
+MAX_BODIES = 32
+MAX_BODY_CACHED = 4 << 20
+
+
+def lens_body(explainer: Explainer, run: Run, positions: list[int] | None, k: int, stream: str) -> bytes:
+    lens = logit_lens(run, positions, k, stream)
+    label = explainer.tokenizer.label
+    body = {
+        "stream": stream,
+        "k": k,
+        "positions": lens.positions,
+        "rows": [{"hook": r.hook, "layer": r.layer, "label": r.label} for r in lens.rows],
+        "final": [{"id": i, "text": label(i), "prob": p} for i, p in zip(lens.final_ids, lens.final_probs)],
+        "first_top_row": [lens.first_top_row(j) for j in range(len(lens.positions))],
+        "cells": [
+            [{"top": [{"id": i, "text": label(i), "prob": p, "logit": lg}
+                      for i, p, lg in zip(c.top_ids, c.top_probs, c.top_logits)],
+              "final_rank": c.final_rank, "final_prob": c.final_prob}
+             for c in row]
+            for row in lens.cells
+        ],
+    }
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+@router.get("/runs/{run_id}/logit-lens", response_model=LogitLensResponse,
+            summary="What the model would predict if it stopped after each layer (the logit lens)")
+async def logit_lens_view(
+    run_id: str,
+    position: list[int] | None = Query(None, description="Positions to read (repeat the parameter); all when omitted."),
+    k: int = Query(10, ge=1, le=MAX_LENS_K, description="Top tokens per cell."),
+    stream: Literal["resid_post", "resid_mid", "both"] = Query(
+        "resid_post", description="After the MLP (hook_resid_post), after attention (hook_resid_mid), or both."),
+    cache: RunCache = Depends(get_cache),
+    explainer: Explainer = Depends(get_explainer),
+    limiter: ForwardLimiter = Depends(get_limiter),
+) -> Response:
+    run = cached_run(run_id, cache).run
+    try:
+        positions = check_positions(run, position)  # all of them when none are given
+    except ValueError as error:
+        raise field_error("position", str(error)) from None
+    key = (run_id, tuple(positions), k, stream)
+    with _BODIES_LOCK:
+        body = _BODIES.get(key)
+        if body is not None:
+            _BODIES.move_to_end(key)
+    if body is None:
+        body = await limiter.run(lens_body, explainer, run, positions, k, stream)
+        if len(body) <= MAX_BODY_CACHED:
+            with _BODIES_LOCK:
+                _BODIES[key] = body
+                while len(_BODIES) > MAX_BODIES:
+                    _BODIES.popitem(last=False)
+    return Response(body, media_type="application/json")
