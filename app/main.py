@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import plotly
+import swagger_ui_bundle
 from fastapi import FastAPI
 from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.staticfiles import StaticFiles
@@ -19,7 +20,7 @@ from model import Explainer, ModelLoadError
 from . import errors
 from .cache import RunCache
 from .concurrency import ForwardLimiter
-from .routers import anatomy, embedding_space, health, logit_lens, pages, runs, sampling
+from .routers import anatomy, docs, embedding_space, health, logit_lens, pages, runs, sampling
 from .settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,15 +56,18 @@ def create_app(settings: Settings | None = None, explainer: Explainer | None = N
         summary="Every intermediate of GPT-2 small, captured from one forward pass, named by TransformerLens hook names.",
         version="0.1.0",
         lifespan=lifespan,
+        docs_url=None,  # served by routers/docs.py from local files
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.explainer = None
     errors.install(app)
     app.add_middleware(GZipMiddleware, minimum_size=2048, compresslevel=5)
     app.add_middleware(errors.BodySizeLimit, max_bytes=settings.max_body_bytes)
-    for router in (health.router, runs.router, sampling.router, logit_lens.router, embedding_space.router, anatomy.router, pages.router):
+    for router in (health.router, runs.router, sampling.router, logit_lens.router, embedding_space.router, anatomy.router, docs.router, pages.router):
         app.include_router(router)
     app.mount("/static/vendor", StaticFiles(directory=PLOTLY_DIR), name="vendor")
+    app.mount("/static/swagger", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="swagger")
     app.mount("/static", StaticFiles(directory=ROOT / "static"), name="static")
     return app
 

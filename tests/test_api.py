@@ -300,3 +300,12 @@ def test_evicted_run_is_404(explainer, checkpoint_dir):
         ids = [client.post("/api/analyze", json={"text": f"prompt number {i}"}).json()["run_id"] for i in range(3)]
         assert client.get(f"/api/runs/{ids[0]}/embeddings").status_code == 404
         assert client.get(f"/api/runs/{ids[2]}/embeddings").status_code == 200
+
+
+def test_docs_are_served_without_a_cdn(client):
+    page = client.get("/docs")
+    assert page.status_code == 200
+    assert "https://" not in page.text and "http://" not in page.text.replace("http://127.0.0.1", "")
+    assert client.get("/static/swagger/swagger-ui-bundle.js").status_code == 200
+    schema = client.get("/openapi.json").json()
+    assert {"/api/analyze", "/api/sample", "/api/generate", "/api/runs/{run_id}/layers/{layer}"} <= set(schema["paths"])
