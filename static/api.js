@@ -1,0 +1,241 @@
+/**
+ * api.js — the page's only door to the server, and the one tensor decoder.
+ *
+ * Exported API (other views, e.g. templates/_vectors.html, rely on it; keep it stable):
+ *
+ *   decodeTensor(wire) -> Tensor
+ *       wire = {dtype: "float32"|"float16", shape: [...], data: base64 little-endian C-order}.
+ *       Returns {dtype, shape, data: Float32Array} (float16 is widened to float32; -inf stays -inf).
+ *   at(tensor, ...index) -> number        element at a full index, C order
+ *   slice(tensor, ...leading) -> Float32Array   a view (no copy) of the sub-tensor at the leading indices,
+ *       e.g. slice(hook_q, pos, head) -> the d_head vector; slice(pattern, head, q) -> the row of weights.
+ *
+ *   class ApiError extends Error {status, detail, errors: [{field, message}]}
+ *       Thrown by every call below on a non-2xx answer; .message is a sentence a person can read.
+ *
+ *   getModel() -> Promise<{name, n_layers, n_heads, d_model, d_head, d_mlp, n_ctx, d_vocab, random_weights, ...}>
+ *   analyze(text) -> Promise<Run>
+ *       Run = {runId, text, model, tokens: [{position, id, text, partial}],
+ *              patterns: [Tensor [head, q_pos, k_pos]] indexed by layer (decoded float16),
+ *              logits: Float32Array [d_vocab] (last position), top: [{id, text, logit, prob}],
+ *              raw: the JSON as received}
+ *   getEmbeddings(runId) -> Promise<{hook_embed, hook_pos_embed, "blocks.0.hook_resid_pre"}>   Tensors [pos, d_model]
+ *   getLayer(runId, layer, fields, dtype="float32") -> Promise<{[suffix]: Tensor}>
+ *       fields: suffixes such as ["attn.hook_q", "mlp.hook_pre"]; the result is keyed by the SUFFIX
+ *       (not the full "blocks.{l}." name). Answers are memoised per (runId, layer, field, dtype), so
+ *       several views asking for the same layer cost one request.
+ *   sample({runId, temperature, topK, topP, seed}) -> Promise<{distribution, token, entropy}>
+ *   generate({text, maxNewTokens, temperature, topK, topP, seed}, {onToken, signal}) -> Promise<{text, run_id, n_tokens}>
+ *       Streams server-sent events over fetch(); onToken({step, token: {id, text, prob}, top}) per token.
+ *       Rejects with ApiError on an `event: error`, or with an AbortError when `signal` aborts.
+ */
+
+const HALF_TABLE = (() => {
+  // Every float16 bit pattern -> float32, computed once (64 K entries).
+  const table = new Float32Array(65536);
+  for (let h = 0; h < 65536; h++) {
+    const sign = h & 0x8000 ? -1 : 1;
+    const exp = (h >> 10) & 0x1f;
+    const frac = h & 0x3ff;
+    let v;
+    if (exp === 0) v = frac * 2 ** -24;
+    else if (exp === 31) v = frac ? NaN : Infinity;
+    else v = (1 + frac / 1024) * 2 ** (exp - 15);
+    table[h] = sign * v;
+  }
+  return table;
+})();
+
+function base64Bytes(b64) {
+  const bin = atob(b64);
+  const bytes = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
+  return bytes;
+}
+
+/** The single decoder of the wire format. (Assumes a little-endian host, as every browser is.) */
+export function decodeTensor(wire) {
+  const bytes = base64Bytes(wire.data);
+  let data;
+  if (wire.dtype === "float32") {
+    data = new Float32Array(bytes.buffer, 0, bytes.length / 4);
+  } else if (wire.dtype === "float16") {
+    const half = new Uint16Array(bytes.buffer, 0, bytes.length / 2);
+    data = new Float32Array(half.length);
+    for (let i = 0; i < half.length; i++) data[i] = HALF_TABLE[half[i]];
+  } else {
+    throw new Error(`Unknown tensor dtype ${wire.dtype}`);
+  }
+  const size = wire.shape.reduce((a, b) => a * b, 1);
+  if (size !== data.length) throw new Error(`Tensor shape ${wire.shape} does not match ${data.length} values`);
+  return { dtype: wire.dtype, shape: wire.shape.slice(), data };
+}
+
+function offsetOf(tensor, index) {
+  let offset = 0;
+  for (let d = 0; d < tensor.shape.length; d++) offset = offset * tensor.shape[d] + (index[d] || 0);
+  return offset;
+}
+
+export function at(tensor, ...index) {
+  return tensor.data[offsetOf(tensor, index)];
+}
+
+export function slice(tensor, ...leading) {
+  const rest = tensor.shape.slice(leading.length).reduce((a, b) => a * b, 1);
+  const start = offsetOf(tensor, leading);
+  return tensor.data.subarray(start, start + rest);
+}
+
+export class ApiError extends Error {
+  constructor(status, detail, errors = []) {
+    super(detail);
+    this.name = "ApiError";
+    this.status = status;
+    this.detail = detail;
+    this.errors = errors;
+  }
+}
+
+async function failure(response) {
+  let detail = `The server answered ${response.status} ${response.statusText}.`;
+  let errors = [];
+  try {
+    const body = await response.json();
+    if (Array.isArray(body.errors) && body.errors.length) {
+      errors = body.errors;
+      detail = body.errors.map((e) => e.message).join("; ");
+    } else if (typeof body.detail === "string") {
+      detail = body.detail;
+    }
+  } catch (_) { /* not JSON */ }
+  if (response.status === 503) detail = detail || "The server is busy; try again in a moment.";
+  return new ApiError(response.status, detail, errors);
+}
+
+async function request(url, options = {}) {
+  let response;
+  try {
+    response = await fetch(url, options);
+  } catch (error) {
+    if (error.name === "AbortError") throw error;
+    throw new ApiError(0, "Cannot reach the server. Is it still running?");
+  }
+  if (!response.ok) throw await failure(response);
+  return response;
+}
+
+function postJson(url, body, signal) {
+  return request(url, {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify(body),
+    signal,
+  });
+}
+
+export async function getModel() {
+  return (await request("/api/model")).json();
+}
+
+export async function analyze(text) {
+  const raw = await (await postJson("/api/analyze", { text })).json();
+  const patterns = [];
+  for (let l = 0; l < raw.model.n_layers; l++) {
+    patterns.push(decodeTensor(raw.tensors[`blocks.${l}.attn.hook_pattern`]));
+  }
+  return {
+    runId: raw.run_id,
+    text,
+    model: raw.model,
+    tokens: raw.tokens,
+    patterns,
+    logits: decodeTensor(raw.tensors.logits).data,
+    top: raw.top,
+    raw,
+  };
+}
+
+const memo = new Map(); // key -> Promise
+
+function remember(key, make) {
+  if (!memo.has(key)) {
+    const promise = make();
+    memo.set(key, promise);
+    promise.catch(() => memo.delete(key));
+    if (memo.size > 400) memo.delete(memo.keys().next().value);
+  }
+  return memo.get(key);
+}
+
+export function getEmbeddings(runId) {
+  return remember(`emb|${runId}`, async () => {
+    const body = await (await request(`/api/runs/${encodeURIComponent(runId)}/embeddings`)).json();
+    const out = {};
+    for (const [name, wire] of Object.entries(body.tensors)) out[name] = decodeTensor(wire);
+    return out;
+  });
+}
+
+export async function getLayer(runId, layer, fields, dtype = "float32") {
+  const missing = fields.filter((f) => !memo.has(`layer|${runId}|${layer}|${f}|${dtype}`));
+  if (missing.length) {
+    const url = `/api/runs/${encodeURIComponent(runId)}/layers/${layer}?fields=${missing.join(",")}&dtype=${dtype}`;
+    const all = request(url).then((r) => r.json()).then((body) => {
+      const out = {};
+      for (const f of missing) out[f] = decodeTensor(body.tensors[`blocks.${layer}.${f}`]);
+      return out;
+    });
+    for (const f of missing) remember(`layer|${runId}|${layer}|${f}|${dtype}`, () => all.then((out) => out[f]));
+  }
+  const values = await Promise.all(fields.map((f) => memo.get(`layer|${runId}|${layer}|${f}|${dtype}`)));
+  const result = {};
+  fields.forEach((f, i) => { result[f] = values[i]; });
+  return result;
+}
+
+function samplingBody({ temperature, topK, topP, seed }) {
+  const body = { temperature };
+  if (topK != null) body.top_k = topK;
+  if (topP != null) body.top_p = topP;
+  if (seed != null) body.seed = seed;
+  return body;
+}
+
+export async function sample({ runId, ...params }) {
+  return (await postJson("/api/sample", { run_id: runId, ...samplingBody(params) })).json();
+}
+
+/** Parse one server-sent event block ("event: x\ndata: {...}") into {event, data}. */
+function parseEvent(block) {
+  let event = "message";
+  const data = [];
+  for (const line of block.split("\n")) {
+    if (line.startsWith("event:")) event = line.slice(6).trim();
+    else if (line.startsWith("data:")) data.push(line.slice(5).replace(/^ /, ""));
+  }
+  return { event, data: data.length ? JSON.parse(data.join("\n")) : null };
+}
+
+export async function generate({ text, maxNewTokens, ...params }, { onToken = () => {}, signal } = {}) {
+  const response = await postJson("/api/generate", { text, max_new_tokens: maxNewTokens, ...samplingBody(params) }, signal);
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (value) buffer += decoder.decode(value, { stream: true });
+    buffer = buffer.replace(/\r\n/g, "\n");
+    let cut;
+    while ((cut = buffer.indexOf("\n\n")) >= 0) {
+      const block = buffer.slice(0, cut);
+      buffer = buffer.slice(cut + 2);
+      if (!block.trim()) continue;
+      const { event, data } = parseEvent(block);
+      if (event === "done") return data;
+      if (event === "error") throw new ApiError(200, (data && data.detail) || "Generation failed.");
+      if (data) onToken(data);
+    }
+    if (done) throw new ApiError(0, "The generation stream ended early.");
+  }
+}

@@ -1,0 +1,232 @@
+/**
+ * attention.js — stage 4: the selected layer and head, the N×N pattern as a Plotly heatmap
+ * (rows = the token that looks, columns = the token looked at; the masked future in grey), a
+ * toggle between raw scores qkᵀ/√d, masked scores and softmax weights, and all heads as small
+ * multiples (one layer, or all of them) where a click selects a head. The hovered or pinned
+ * token's row is outlined.
+ */
+import { getLayer, slice } from "./api.js";
+import { divergingScale, drawMatrix, el, plotlyText, viridisScale, visible } from "./colors.js";
+import { baseLayout, config, plotly } from "./plots.js";
+import { focusToken, set, state, subscribe } from "./state.js";
+
+const layerSelect = document.getElementById("layer-select");
+const headSelect = document.getElementById("head-select");
+const plot = document.getElementById("attention-heatmap");
+const rowBox = document.getElementById("heatmap-row");
+const grid = document.getElementById("head-grid");
+const allLayers = document.getElementById("all-layers");
+const title = document.getElementById("attention-title");
+let drawn = null; // {n} of the plot on screen
+let drawSerial = 0;
+
+function fillSelects() {
+  const m = state.model;
+  if (!m) return;
+  const options = (n, label) => Array.from({ length: n }, (_, i) => el("option", { value: i, text: `${label} ${i}` }));
+  layerSelect.replaceChildren(...options(m.n_layers, "L"));
+  headSelect.replaceChildren(...options(m.n_heads, "H"));
+  layerSelect.value = String(state.layer);
+  headSelect.value = String(state.head);
+}
+
+/** Raw scores q·k/√d_head for every pair (future included), from the model's q and k. [q, k] */
+export function rawScores(q, k, head) {
+  const [n, , d] = q.shape;
+  const out = new Float32Array(n * n);
+  const scale = 1 / Math.sqrt(d);
+  for (let i = 0; i < n; i++) {
+    const qi = slice(q, i, head);
+    for (let j = 0; j < n; j++) {
+      const kj = slice(k, j, head);
+      let s = 0;
+      for (let c = 0; c < d; c++) s += qi[c] * kj[c];
+      out[i * n + j] = s * scale;
+    }
+  }
+  return out;
+}
+
+function labels(run) {
+  return run.tokens.map((t) => plotlyText(`${visible(t.text)}`));
+}
+
+async function draw() {
+  const run = state.run;
+  const Plotly = plotly();
+  if (!run || !Plotly) return;
+  const serial = ++drawSerial;
+  const n = run.tokens.length;
+  const mode = state.attnMode;
+  const { layer, head } = state;
+  title.textContent = `layer ${layer}, head ${head}`;
+  let values;
+  if (mode === "pattern") {
+    values = slice(run.patterns[layer], head);
+  } else {
+    const t = await getLayer(run.runId, layer, ["attn.hook_q", "attn.hook_k"]);
+    if (serial !== drawSerial) return;
+    values = rawScores(t["attn.hook_q"], t["attn.hook_k"], head);
+  }
+  const z = [];
+  const masked = [];
+  let limit = 0;
+  for (let i = 0; i < n; i++) {
+    const row = new Array(n);
+    const mrow = new Array(n);
+    for (let j = 0; j < n; j++) {
+      const future = j > i;
+      const show = mode === "scores" || !future;
+      row[j] = show ? values[i * n + j] : null;
+      mrow[j] = future && mode !== "scores" ? 1 : null;
+      if (show && mode !== "pattern") limit = Math.max(limit, Math.abs(values[i * n + j]));
+    }
+    z.push(row);
+    masked.push(mrow);
+  }
+  const names = labels(run);
+  const ticks = Array.from({ length: n }, (_, i) => i);
+  const step = Math.max(1, Math.ceil(n / 40));
+  const tickvals = ticks.filter((i) => i % step === 0);
+  const ticktext = tickvals.map((i) => names[i]);
+  const what = mode === "pattern" ? "weight" : mode === "masked" ? "masked score" : "score qk/√d";
+  const trace = {
+    type: "heatmap",
+    z,
+    x: ticks,
+    y: ticks,
+    colorscale: mode === "pattern" ? viridisScale : divergingScale,
+    zmin: mode === "pattern" ? 0 : -limit || -1,
+    zmax: mode === "pattern" ? 1 : limit || 1,
+    xgap: n <= 24 ? 1 : 0,
+    ygap: n <= 24 ? 1 : 0,
+    colorbar: { thickness: 12, len: 0.9, title: { text: what, side: "right" } },
+    hoverongaps: false,
+    hovertemplate: `query %{y} → key %{x}<br>${what} %{z:.4f}<extra></extra>`,
+  };
+  if (n <= 160) {
+    trace.customdata = z.map((row, i) => row.map((_, j) => [names[i], names[j]]));
+    trace.hovertemplate = `“%{customdata[0]}” (%{y}) looks at “%{customdata[1]}” (%{x})<br>${what} %{z:.4f}<extra></extra>`;
+  }
+  const maskTrace = {
+    type: "heatmap",
+    z: masked,
+    x: ticks,
+    y: ticks,
+    colorscale: [[0, "#d4d4d4"], [1, "#d4d4d4"]],
+    showscale: false,
+    xgap: n <= 24 ? 1 : 0,
+    ygap: n <= 24 ? 1 : 0,
+    hoverongaps: false,
+    hovertemplate: "masked: a token cannot look at later tokens<extra></extra>",
+  };
+  const size = Math.min(560, Math.max(300, 160 + n * 14));
+  const layout = baseLayout({
+    height: size,
+    margin: { l: 90, r: 10, t: 10, b: 90 },
+    xaxis: { tickvals, ticktext, tickangle: -60, title: { text: "key: the token looked at" }, constrain: "domain", showgrid: false, zeroline: false },
+    yaxis: { tickvals, ticktext, autorange: "reversed", title: { text: "query: the token looking" }, scaleanchor: "x", constrain: "domain", showgrid: false, zeroline: false },
+  });
+  await Plotly.react(plot, [trace, maskTrace], layout, config);
+  if (serial !== drawSerial) return;
+  drawn = { n };
+  attachClicks();
+  highlightRow();
+}
+
+/** Outline the focus token's row; positioned from the plot's axes, so no Plotly redraw. */
+function highlightRow() {
+  const focus = focusToken();
+  const layout = plot._fullLayout;
+  if (focus == null || !drawn || !layout || !layout.yaxis || focus >= drawn.n) {
+    rowBox.hidden = true;
+    return;
+  }
+  const x = layout.xaxis;
+  const y = layout.yaxis;
+  const top = y.l2p(focus - 0.5) + y._offset;
+  const bottom = y.l2p(focus + 0.5) + y._offset;
+  rowBox.style.left = `${plot.offsetLeft + x._offset - 2}px`;
+  rowBox.style.width = `${x._length + 4}px`;
+  rowBox.style.top = `${plot.offsetTop + Math.min(top, bottom) - 2}px`;
+  rowBox.style.height = `${Math.abs(bottom - top) + 4}px`;
+  rowBox.hidden = false;
+}
+
+function drawGrid() {
+  const run = state.run;
+  grid.replaceChildren();
+  if (!run || !state.model) return;
+  const { n_layers: L, n_heads: H } = state.model;
+  const n = run.tokens.length;
+  const layers = allLayers.checked ? Array.from({ length: L }, (_, i) => i) : [state.layer];
+  grid.classList.toggle("all", allLayers.checked);
+  grid.style.setProperty("--cols", String(allLayers.checked ? H : Math.min(H, 6)));
+  for (const layer of layers) {
+    if (allLayers.checked) grid.append(el("span", { class: "grid-label", text: `L${layer}` }));
+    for (let head = 0; head < H; head++) {
+      const canvas = el("canvas", { "aria-hidden": "true" });
+      drawMatrix(canvas, run.patterns[layer].data, n, head * n * n);
+      const selected = layer === state.layer && head === state.head;
+      const button = el("button", {
+        type: "button",
+        class: selected ? "head selected" : "head",
+        "data-layer": layer,
+        "data-head": head,
+        "aria-pressed": selected ? "true" : "false",
+        "aria-label": `Layer ${layer}, head ${head}`,
+        title: `Layer ${layer}, head ${head}`,
+      }, canvas, allLayers.checked ? null : el("span", { text: `H${head}` }));
+      grid.append(button);
+    }
+  }
+}
+
+function markSelected() {
+  for (const b of grid.querySelectorAll("button.head")) {
+    const on = Number(b.dataset.layer) === state.layer && Number(b.dataset.head) === state.head;
+    b.classList.toggle("selected", on);
+    b.setAttribute("aria-pressed", on ? "true" : "false");
+  }
+}
+
+export function init() {
+  layerSelect.addEventListener("change", () => set({ layer: Number(layerSelect.value) }));
+  headSelect.addEventListener("change", () => set({ head: Number(headSelect.value) }));
+  for (const radio of document.querySelectorAll('input[name="attn-mode"]')) {
+    radio.addEventListener("change", () => radio.checked && set({ attnMode: radio.value }));
+  }
+  allLayers.addEventListener("change", drawGrid);
+  grid.addEventListener("click", (event) => {
+    const b = event.target.closest("button.head");
+    if (b) set({ layer: Number(b.dataset.layer), head: Number(b.dataset.head) });
+  });
+  subscribe(["model"], fillSelects);
+  subscribe(["layer", "head"], () => {
+    layerSelect.value = String(state.layer);
+    headSelect.value = String(state.head);
+  });
+  subscribe(["attnMode"], () => {
+    for (const radio of document.querySelectorAll('input[name="attn-mode"]')) radio.checked = radio.value === state.attnMode;
+  });
+  subscribe(["run", "layer", "head", "attnMode", "presenter"], () => {
+    draw().catch((error) => console.error(error));
+  });
+  subscribe(["hovered", "pinned"], highlightRow);
+  subscribe(["run"], drawGrid);
+  subscribe(["layer"], () => (allLayers.checked ? markSelected() : drawGrid()));
+  subscribe(["head"], markSelected);
+  window.addEventListener("resize", () => setTimeout(highlightRow, 50));
+  fillSelects();
+}
+
+/** Once Plotly has drawn: a click on a cell pins its query token. */
+function attachClicks() {
+  if (plot.on && !plot.dataset.clicks) {
+    plot.dataset.clicks = "1";
+    plot.on("plotly_click", (data) => {
+      const point = data.points && data.points[0];
+      if (point && Number.isInteger(point.y)) set({ pinned: state.pinned === point.y ? null : point.y });
+    });
+  }
+}

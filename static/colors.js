@@ -1,0 +1,140 @@
+/**
+ * colors.js — colour scales and text helpers shared by the views.
+ * Sequential data (attention weights) use viridis, signed vectors a blue–white–red diverging
+ * scale (ColorBrewer RdBu): both stay readable for the common colour-vision deficiencies.
+ */
+
+const VIRIDIS = ["#440154", "#482475", "#414487", "#355f8d", "#2a788e", "#21918c", "#22a884", "#44bf70", "#7ad151", "#bddf26", "#fde725"];
+const RDBU = ["#053061", "#2166ac", "#4393c3", "#92c5de", "#d1e5f0", "#f7f7f7", "#fddbc7", "#f4a582", "#d6604d", "#b2182b", "#67001f"];
+
+const hex = (h) => [1, 3, 5].map((i) => parseInt(h.slice(i, i + 2), 16));
+
+function lut(stops) {
+  const rgb = stops.map(hex);
+  const table = new Uint8ClampedArray(256 * 3);
+  for (let i = 0; i < 256; i++) {
+    const x = (i / 255) * (rgb.length - 1);
+    const j = Math.min(Math.floor(x), rgb.length - 2);
+    const f = x - j;
+    for (let c = 0; c < 3; c++) table[i * 3 + c] = Math.round(rgb[j][c] * (1 - f) + rgb[j + 1][c] * f);
+  }
+  return table;
+}
+
+export const VIRIDIS_LUT = lut(VIRIDIS);
+export const DIVERGING_LUT = lut(RDBU);
+
+/** Plotly colorscales made from the same stops. */
+export const viridisScale = VIRIDIS.map((c, i) => [i / (VIRIDIS.length - 1), c]);
+export const divergingScale = RDBU.map((c, i) => [i / (RDBU.length - 1), c]);
+
+function index01(x) {
+  return Math.max(0, Math.min(255, Math.round((Number.isFinite(x) ? x : 0) * 255)));
+}
+
+/** [r, g, b] of viridis at x in [0, 1]. */
+export function viridis(x) {
+  const i = index01(x) * 3;
+  return [VIRIDIS_LUT[i], VIRIDIS_LUT[i + 1], VIRIDIS_LUT[i + 2]];
+}
+
+export function css([r, g, b]) {
+  return `rgb(${r},${g},${b})`;
+}
+
+/** Black or white, whichever reads better on [r, g, b]. */
+export function inkOn([r, g, b]) {
+  return 0.2126 * r + 0.7152 * g + 0.0722 * b > 140 ? "#111" : "#fff";
+}
+
+/**
+ * Draw `values` as a strip of cells into `canvas` (one row, or `rows` rows), with a diverging
+ * scale symmetric around 0 up to `limit` (default: the max |value|). Returns the limit used.
+ */
+export function drawStrip(canvas, values, { rows = 1, limit = null } = {}) {
+  const cols = Math.ceil(values.length / rows);
+  let m = limit;
+  if (m == null) {
+    m = 0;
+    for (const v of values) if (Math.abs(v) > m) m = Math.abs(v);
+  }
+  m = m || 1;
+  canvas.width = cols;
+  canvas.height = rows;
+  const ctx = canvas.getContext("2d");
+  const image = ctx.createImageData(cols, rows);
+  for (let i = 0; i < values.length; i++) {
+    const k = index01(0.5 + values[i] / (2 * m)) * 3;
+    image.data[i * 4] = DIVERGING_LUT[k];
+    image.data[i * 4 + 1] = DIVERGING_LUT[k + 1];
+    image.data[i * 4 + 2] = DIVERGING_LUT[k + 2];
+    image.data[i * 4 + 3] = 255;
+  }
+  ctx.putImageData(image, 0, 0);
+  return m;
+}
+
+/** Draw a [rows, cols] attention matrix (values in [0, 1]; NaN = masked, hatched grey). */
+export function drawMatrix(canvas, data, n, offset = 0) {
+  canvas.width = n;
+  canvas.height = n;
+  const ctx = canvas.getContext("2d");
+  const image = ctx.createImageData(n, n);
+  for (let q = 0; q < n; q++) {
+    for (let k = 0; k < n; k++) {
+      const p = (q * n + k) * 4;
+      if (k > q) {
+        const stripe = (q + k) % 4 < 2 ? 215 : 235; // the masked future: light grey stripes
+        image.data[p] = image.data[p + 1] = image.data[p + 2] = stripe;
+      } else {
+        const i = index01(data[offset + q * n + k]) * 3;
+        image.data[p] = VIRIDIS_LUT[i];
+        image.data[p + 1] = VIRIDIS_LUT[i + 1];
+        image.data[p + 2] = VIRIDIS_LUT[i + 2];
+      }
+      image.data[p + 3] = 255;
+    }
+  }
+  ctx.putImageData(image, 0, 0);
+}
+
+/** A token's text with its whitespace made visible: ' cat' -> '␣cat', newline -> '↵'. */
+export function visible(text) {
+  if (text === "") return "∅";
+  return text.replace(/ /g, "␣").replace(/\n/g, "↵").replace(/\t/g, "⇥").replace(/\r/g, "␍");
+}
+
+/** Escape text for Plotly labels (Plotly reads a few HTML-like tags; entities keep them text). */
+export function plotlyText(text) {
+  return String(text).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+}
+
+/** Create an element with attributes and text children (never innerHTML). */
+export function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (value == null || value === false) continue;
+    if (key === "class") node.className = value;
+    else if (key === "text") node.textContent = value;
+    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+    else node.setAttribute(key, value === true ? "" : String(value));
+  }
+  for (const child of children) {
+    if (child == null) continue;
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return node;
+}
+
+export function fmt(x, digits = 3) {
+  if (x === -Infinity) return "−∞";
+  if (x === Infinity) return "∞";
+  if (!Number.isFinite(x)) return "—";
+  return x.toFixed(digits).replace("-", "−");
+}
+
+export function pct(p) {
+  if (p === 0) return "0%";
+  if (p < 0.0001) return `${(p * 100).toExponential(1)}%`;
+  return `${(p * 100).toFixed(p < 0.01 ? 3 : 1)}%`;
+}

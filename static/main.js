@@ -1,0 +1,106 @@
+/**
+ * main.js — wires the stages to the shared state, restores the view from the URL, and handles
+ * the page-wide keys (/ prompt, [ ] layer, - = head, P presenter mode, Esc unpin).
+ */
+import { getModel } from "./api.js";
+import * as attention from "./attention.js";
+import * as embedding from "./embedding.js";
+import * as mlp from "./mlp.js";
+import * as output from "./output.js";
+import * as prompt from "./prompt.js";
+import * as qk from "./qk.js";
+import { readUrl, set, startUrlSync, state, subscribe } from "./state.js";
+import * as tokens from "./tokens.js";
+
+const presenterButton = document.getElementById("presenter-toggle");
+const modelError = document.getElementById("model-error");
+
+function clamp(value, n) {
+  return Number.isInteger(value) && value >= 0 && value < n ? value : 0;
+}
+
+function wirePresenter() {
+  subscribe(["presenter"], () => {
+    document.body.classList.toggle("presenter", state.presenter);
+    presenterButton.setAttribute("aria-pressed", state.presenter ? "true" : "false");
+  });
+  presenterButton.addEventListener("click", () => set({ presenter: !state.presenter }));
+}
+
+function typing(target) {
+  return target instanceof Element && target.closest("input, textarea, select, [contenteditable]");
+}
+
+function wireKeys() {
+  document.addEventListener("keydown", (event) => {
+    if (event.ctrlKey || event.metaKey || event.altKey) return;
+    if (event.key === "Escape") {
+      if (state.pinned != null) set({ pinned: null });
+      return;
+    }
+    if (typing(event.target) || !state.model) return;
+    const { n_layers: L, n_heads: H } = state.model;
+    const actions = {
+      "/": () => document.getElementById("prompt-input").focus(),
+      "[": () => set({ layer: (state.layer + L - 1) % L }),
+      "]": () => set({ layer: (state.layer + 1) % L }),
+      "-": () => set({ head: (state.head + H - 1) % H }),
+      "=": () => set({ head: (state.head + 1) % H }),
+      p: () => set({ presenter: !state.presenter }),
+      P: () => set({ presenter: !state.presenter }),
+    };
+    if (actions[event.key]) {
+      event.preventDefault();
+      actions[event.key]();
+    }
+  });
+}
+
+async function loadModel() {
+  const embedded = JSON.parse(document.getElementById("model-info").textContent || "null");
+  if (embedded) return embedded;
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await getModel();
+    } catch (error) {
+      modelError.textContent = `The model is not ready yet (${error.message}). Retrying…`;
+      modelError.hidden = false;
+      await new Promise((r) => setTimeout(r, Math.min(5000, 1000 * (attempt + 1))));
+    }
+  }
+}
+
+async function start() {
+  prompt.init();
+  tokens.init();
+  embedding.init();
+  attention.init();
+  qk.init();
+  mlp.init();
+  output.init();
+  wirePresenter();
+  wireKeys();
+
+  const model = await loadModel();
+  modelError.hidden = true;
+  const url = readUrl();
+  set({
+    model,
+    layer: clamp(url.layer, model.n_layers),
+    head: clamp(url.head, model.n_heads),
+    temperature: url.temperature != null && url.temperature >= 0 && url.temperature <= 10 ? url.temperature : 1,
+    topK: url.topK != null && url.topK >= 1 ? url.topK : null,
+    topP: url.topP != null && url.topP > 0 && url.topP <= 1 ? url.topP : null,
+    seed: url.seed ?? state.seed,
+    presenter: !!url.presenter,
+  });
+  startUrlSync();
+  document.body.dataset.loaded = "1";
+  if (url.prompt) {
+    await prompt.analyzeText(url.prompt, { pinned: url.pinned });
+  } else {
+    document.getElementById("prompt-input").value = "The cat sat on the mat because it was";
+  }
+}
+
+start().catch((error) => console.error(error));

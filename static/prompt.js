@@ -1,0 +1,77 @@
+/**
+ * prompt.js — stage 1: the text box, Analyze (button or Enter), example prompts, and the API's
+ * errors in plain words next to the box. `analyzeText(text)` is the one way a new run arrives.
+ */
+import { analyze } from "./api.js";
+import { set, state, subscribe } from "./state.js";
+
+const form = document.getElementById("prompt-form");
+const input = document.getElementById("prompt-input");
+const button = document.getElementById("analyze-button");
+const errorBox = document.getElementById("prompt-error");
+const status = document.getElementById("prompt-status");
+
+/** Timings the browser tests read: analyzeReturned / interactive (performance.now() ms). */
+export const timings = (window.explainerTimings = window.explainerTimings || {});
+
+export function showError(message) {
+  errorBox.textContent = message || "";
+  errorBox.hidden = !message;
+  input.setAttribute("aria-invalid", message ? "true" : "false");
+}
+
+let serial = 0;
+
+/** Analyze `text` and make it the current run. `after` = extra state to set with the run (e.g. {pinned}). */
+export async function analyzeText(text, after = {}) {
+  const mine = ++serial;
+  showError("");
+  input.value = text;
+  status.textContent = "Running the model…";
+  set({ busy: "analyze" });
+  const started = performance.now();
+  try {
+    const run = await analyze(text);
+    if (mine !== serial) return null;
+    timings.analyzeReturned = performance.now();
+    const n = run.tokens.length;
+    const pinned = after.pinned != null && after.pinned < n ? after.pinned : null;
+    set({ run, hovered: null, pinned, busy: null });
+    await new Promise((resolve) => requestAnimationFrame(() => setTimeout(resolve, 0)));
+    timings.interactive = performance.now();
+    timings.timeToInteractive = timings.interactive - timings.analyzeReturned;
+    timings.nTokens = n;
+    status.textContent = `${n} token${n === 1 ? "" : "s"} · answered in ${((timings.analyzeReturned - started) / 1000).toFixed(2)} s`;
+    document.body.dataset.ready = "1";
+    return run;
+  } catch (error) {
+    if (mine !== serial) return null;
+    set({ busy: null });
+    status.textContent = "";
+    showError(error.message || String(error));
+    if (!(error && error.name === "ApiError")) console.error(error);
+    return null;
+  }
+}
+
+export function init() {
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    analyzeText(input.value);
+  });
+  input.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+      event.preventDefault();
+      form.requestSubmit();
+    }
+  });
+  for (const b of document.querySelectorAll("[data-example]")) {
+    b.addEventListener("click", () => analyzeText(b.dataset.example));
+  }
+  const sync = () => {
+    const busy = state.busy != null;
+    button.disabled = busy;
+    button.textContent = state.busy === "analyze" ? "Analyzing…" : "Analyze";
+  };
+  subscribe(["busy"], sync);
+}

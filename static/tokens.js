@@ -1,0 +1,131 @@
+/**
+ * tokens.js — stage 2: one chip per token (text with visible spaces, and its id). The chips are
+ * the hover targets for every stage: hovering or focusing chip i sets state.hovered; a click (or
+ * Enter/Space) pins it, a second click releases it. While a token is in focus, every chip is
+ * coloured by the weight the focus token gives it in the selected layer and head, and carries
+ * that weight in data-weight (0 for future tokens) and in its tooltip.
+ */
+import { slice } from "./api.js";
+import { css, el, inkOn, viridis, visible } from "./colors.js";
+import { focusToken, set, state, subscribe } from "./state.js";
+
+const box = document.getElementById("token-chips");
+let chips = [];
+
+function render() {
+  box.replaceChildren();
+  chips = [];
+  const run = state.run;
+  if (!run) return;
+  const fragment = document.createDocumentFragment();
+  for (const token of run.tokens) {
+    const chip = el("button", {
+      type: "button",
+      class: token.partial ? "chip partial" : "chip",
+      "data-testid": "token",
+      "data-index": token.position,
+      tabindex: token.position === 0 ? "0" : "-1",
+      "aria-pressed": "false",
+    },
+    el("span", { class: "t", text: visible(token.text) }),
+    el("span", { class: "id", text: String(token.id) }));
+    chip.title = `token ${token.position}: ${JSON.stringify(token.text)} (id ${token.id})${token.partial ? ", part of a character" : ""}`;
+    chips.push(chip);
+    fragment.append(chip);
+  }
+  box.append(fragment);
+}
+
+function paint() {
+  const run = state.run;
+  if (!run) return;
+  const focus = focusToken();
+  if (focus == null || focus >= chips.length) {
+    for (const chip of chips) {
+      chip.removeAttribute("data-weight");
+      chip.style.background = "";
+      chip.style.color = "";
+      chip.classList.remove("source", "future", "pinned");
+      chip.setAttribute("aria-pressed", "false");
+      chip.title = chip.title.split("\n")[0];
+    }
+    return;
+  }
+  const row = slice(run.patterns[state.layer], state.head, focus);
+  const from = visible(run.tokens[focus].text);
+  for (let j = 0; j < chips.length; j++) {
+    const chip = chips[j];
+    const w = j <= focus ? row[j] : 0;
+    chip.dataset.weight = String(w);
+    const future = j > focus;
+    chip.classList.toggle("future", future);
+    chip.classList.toggle("source", j === focus);
+    chip.classList.toggle("pinned", j === state.pinned);
+    chip.setAttribute("aria-pressed", j === state.pinned ? "true" : "false");
+    if (future) {
+      chip.style.background = "";
+      chip.style.color = "";
+    } else {
+      const rgb = viridis(w);
+      chip.style.background = css(rgb);
+      chip.style.color = inkOn(rgb);
+    }
+    const head = chip.title.split("\n")[0];
+    chip.title = `${head}\n${future ? "future token: masked, weight 0" : `“${from}” gives it weight ${w.toFixed(6)} (layer ${state.layer}, head ${state.head})`}`;
+  }
+}
+
+function indexOf(target) {
+  const chip = target instanceof Element ? target.closest('[data-testid="token"]') : null;
+  return chip && box.contains(chip) ? Number(chip.dataset.index) : null;
+}
+
+function moveFocus(i) {
+  if (!chips.length) return;
+  const j = Math.max(0, Math.min(chips.length - 1, i));
+  for (const chip of chips) chip.tabIndex = -1;
+  chips[j].tabIndex = 0;
+  chips[j].focus();
+}
+
+export function init() {
+  box.addEventListener("mouseover", (event) => {
+    const i = indexOf(event.target);
+    if (i != null && i !== state.hovered) set({ hovered: i });
+  });
+  box.addEventListener("mouseleave", () => {
+    if (!box.contains(document.activeElement)) set({ hovered: null });
+  });
+  box.addEventListener("focusin", (event) => {
+    const i = indexOf(event.target);
+    if (i != null) {
+      for (const chip of chips) chip.tabIndex = -1;
+      chips[i].tabIndex = 0;
+      set({ hovered: i });
+    }
+  });
+  box.addEventListener("focusout", (event) => {
+    if (!box.contains(event.relatedTarget)) set({ hovered: null });
+  });
+  box.addEventListener("click", (event) => {
+    const i = indexOf(event.target);
+    if (i == null) return;
+    set({ pinned: state.pinned === i ? null : i });
+  });
+  box.addEventListener("keydown", (event) => {
+    const i = indexOf(event.target);
+    if (i == null) return;
+    const moves = { ArrowLeft: i - 1, ArrowRight: i + 1, ArrowUp: i - 1, ArrowDown: i + 1, Home: 0, End: chips.length - 1 };
+    if (event.key in moves) {
+      event.preventDefault();
+      moveFocus(moves[event.key]);
+    }
+  });
+  subscribe(["run"], render);
+  subscribe(["run", "hovered", "pinned", "layer", "head"], paint);
+}
+
+/** Chip element for position i (for other views that want to scroll to it). */
+export function chip(i) {
+  return chips[i] || null;
+}
