@@ -7,6 +7,7 @@ import asyncio
 import threading
 import time
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -14,6 +15,8 @@ from app.cache import CachedRun, RunCache
 from app.concurrency import Busy, ForwardLimiter
 from app.main import create_app
 from app.settings import Settings
+
+from .live_server import live_server
 
 
 class _FakeRun:
@@ -122,3 +125,29 @@ def test_busy_server_answers_503_and_healthz_stays_fast(explainer, checkpoint_di
             for blocker in blockers:
                 blocker.join()
         assert client.post("/api/analyze", json={"text": "a brand new prompt"}).status_code == 200
+
+
+def test_generation_stops_when_the_client_disconnects(checkpoint_dir):
+    with live_server(checkpoint_dir) as url:
+        with httpx.Client(timeout=30) as http:
+            request = {"text": "Once upon a time", "max_new_tokens": 256, "temperature": 1.0, "seed": 1}
+            with http.stream("POST", f"{url}/api/generate", json=request) as response:
+                assert response.status_code == 200
+                seen = 0
+                for line in response.iter_lines():
+                    if line.startswith("data: "):
+                        seen += 1
+                        if seen == 2:
+                            break  # leave mid-stream
+            # Had generation gone on, it would have finished all 256 tokens and analyzed the
+            # result, which puts a run in the cache.
+            time.sleep(4)
+            health = http.get(f"{url}/healthz").json()
+            assert health["forward_passes"] == {"running": 0, "waiting": 0}
+            assert health["cache"]["entries"] == 0
+
+            # The same generation left to run does finish and analyze its text.
+            request["max_new_tokens"] = 8
+            events = http.post(f"{url}/api/generate", json=request).text
+            assert "event: done" in events
+            assert http.get(f"{url}/healthz").json()["cache"]["entries"] == 1
