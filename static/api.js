@@ -13,6 +13,7 @@
  *   class ApiError extends Error {status, detail, errors: [{field, message}]}
  *       Thrown by every call below on a non-2xx answer; .message is a sentence a person can read.
  *
+ *   timing.responded      performance.now() when the last analyze response arrived.
  *   getModel() -> Promise<{name, n_layers, n_heads, d_model, d_head, d_mlp, n_ctx, d_vocab, random_weights, ...}>
  *   analyze(text) -> Promise<Run>
  *       Run = {runId, text, model, tokens: [{position, id, text, partial}],
@@ -138,8 +139,13 @@ export async function getModel() {
   return (await request("/api/model")).json();
 }
 
+/** performance.now() stamps of the last analyze: {responded} when its response arrived (for the tests). */
+export const timing = {};
+
 export async function analyze(text) {
-  const raw = await (await postJson("/api/analyze", { text })).json();
+  const response = await postJson("/api/analyze", { text });
+  timing.responded = performance.now();
+  const raw = await response.json();
   const patterns = [];
   for (let l = 0; l < raw.model.n_layers; l++) {
     patterns.push(decodeTensor(raw.tensors[`blocks.${l}.attn.hook_pattern`]));

@@ -83,6 +83,10 @@ async function start() {
 
   const model = await loadModel();
   modelError.hidden = true;
+  for (const node of document.querySelectorAll("[data-dim]")) {
+    const value = model[node.dataset.dim];
+    if (value != null) node.textContent = Number(value).toLocaleString("en");
+  }
   const url = readUrl();
   set({
     model,

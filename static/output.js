@@ -136,12 +136,12 @@ async function doGenerate() {
     );
     set({ busy: null });
     generated.hidden = true;
-    await analyzeText(done.text);
+    await analyzeText(done.text, { fresh: run.tokens.length });
   } catch (error) {
     set({ busy: null });
     if (error.name === "AbortError") {
       generated.hidden = true;
-      if (pieces.length) await analyzeText(run.text + pieces.join(""));
+      if (pieces.length) await analyzeText(run.text + pieces.join(""), { fresh: run.tokens.length });
     } else {
       showError(error.message);
     }

@@ -2,7 +2,7 @@
  * prompt.js — stage 1: the text box, Analyze (button or Enter), example prompts, and the API's
  * errors in plain words next to the box. `analyzeText(text)` is the one way a new run arrives.
  */
-import { analyze } from "./api.js";
+import { analyze, timing } from "./api.js";
 import { set, state, subscribe } from "./state.js";
 
 const form = document.getElementById("prompt-form");
@@ -22,7 +22,10 @@ export function showError(message) {
 
 let serial = 0;
 
-/** Analyze `text` and make it the current run. `after` = extra state to set with the run (e.g. {pinned}). */
+/**
+ * Analyze `text` and make it the current run. `after.pinned` pins a token; `after.fresh` = the
+ * number of leading tokens that are old: the chips after them get a short highlight (Generate).
+ */
 export async function analyzeText(text, after = {}) {
   const mine = ++serial;
   showError("");
@@ -33,7 +36,7 @@ export async function analyzeText(text, after = {}) {
   try {
     const run = await analyze(text);
     if (mine !== serial) return null;
-    timings.analyzeReturned = performance.now();
+    timings.analyzeReturned = timing.responded;
     const n = run.tokens.length;
     const pinned = after.pinned != null && after.pinned < n ? after.pinned : null;
     set({ run, hovered: null, pinned, busy: null });
@@ -41,8 +44,14 @@ export async function analyzeText(text, after = {}) {
     timings.interactive = performance.now();
     timings.timeToInteractive = timings.interactive - timings.analyzeReturned;
     timings.nTokens = n;
+    timings.runs = (timings.runs || 0) + 1;
     status.textContent = `${n} token${n === 1 ? "" : "s"} · answered in ${((timings.analyzeReturned - started) / 1000).toFixed(2)} s`;
     document.body.dataset.ready = "1";
+    if (after.fresh != null) {
+      for (const chip of document.querySelectorAll('[data-testid="token"]')) {
+        if (Number(chip.dataset.index) >= after.fresh) chip.classList.add("fresh");
+      }
+    }
     return run;
   } catch (error) {
     if (mine !== serial) return null;
