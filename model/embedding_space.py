@@ -313,13 +313,16 @@ class EmbeddingSpace:
         basis_ids = sorted(set(sample) | set(prompt_unique))
         X = self.W_E[basis_ids]  # [n, d_model]
         mean = X.mean(0)
-        _, S, Vh = torch.linalg.svd(X - mean, full_matrices=False)
-        axes = Vh[:3]  # [3, d_model]
+        centered = X - mean
+        # Principal directions: eigenvectors of the d_model x d_model scatter matrix, largest
+        # first (the same as the SVD of `centered`, several times faster on a CPU).
+        eigenvalues, eigenvectors = torch.linalg.eigh(centered.T @ centered)  # ascending
+        axes = eigenvectors[:, -3:].flip(1).T.contiguous()  # [3, d_model]
         # A deterministic orientation: the largest loading of each axis is positive.
         signs = torch.sign(axes.gather(1, axes.abs().argmax(1, keepdim=True)))
         axes = axes * signs
-        variance = S.pow(2)
-        explained = tuple(float(v) for v in (variance[:3] / variance.sum()))
+        total = centered.pow(2).sum()
+        explained = tuple(float(v) for v in (eigenvalues[-3:].flip(0) / total))
 
         def project(v: torch.Tensor) -> list[tuple[float, float, float]]:
             return [tuple(row) for row in ((v - mean) @ axes.T).tolist()]
