@@ -1,0 +1,184 @@
+"""The embedding-space, logit-lens and anatomy views in Debian's Chromium, against the real
+server (a subprocess) on a tiny real checkpoint. What the page shows (neighbours and their
+cosines, arithmetic results, lens cells and their top 10, parameter counts) is read from the page
+and compared with the API. Screenshots go to test-artifacts/vectors-*.png."""
+
+from __future__ import annotations
+
+import os
+import urllib.parse
+from pathlib import Path
+
+import httpx
+import pytest
+
+from .conftest import build_checkpoint
+from .live_server import live_server
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run"]
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+N_LAYERS = 3
+PROMPT = "The king and the queen sat on the mat"
+
+if not Path(CHROMIUM).exists():
+    if os.environ.get("CI"):
+        pytest.fail(f"{CHROMIUM} is missing: CI must install Debian's chromium", pytrace=False)
+    pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)", allow_module_level=True)
+
+sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    model_dir = build_checkpoint(tmp_path_factory.mktemp("vectors-gpt2"), seed=7, n_layer=N_LAYERS, n_head=4)
+    with live_server(model_dir) as url:
+        yield url
+
+
+ALLOWED: list[str] = []  # console errors a test causes on purpose (a 422 for a bad expression)
+
+
+@pytest.fixture(scope="module")
+def page(server):
+    """One page for the module, opened on the analyzed prompt; console errors fail the module."""
+    errors: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        page = context.new_page()
+        page.on("console", lambda m: m.type == "error" and errors.append(m.text))
+        page.on("pageerror", lambda e: errors.append(f"pageerror: {e}"))
+        page.goto(f"{server}/?p={urllib.parse.quote(PROMPT)}")
+        page.wait_for_selector("body[data-ready='1']", timeout=60_000)
+        yield page
+        context.close()
+        browser.close()
+    unexpected = [e for e in errors if not any(a in e for a in ALLOWED)]
+    assert not unexpected, f"console errors: {unexpected}"
+
+
+def api(server: str, path: str, **params) -> dict:
+    response = httpx.get(f"{server}{path}", params=params, timeout=60)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def run_id(page) -> str:
+    return page.evaluate("async () => (await import('/static/state.js')).state.run.runId")
+
+
+def shot(page, name: str, selector: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    # On screen first: the page's sections use content-visibility: auto, so an off-screen
+    # section has a remembered size until it is rendered again.
+    page.locator(selector).scroll_into_view_if_needed()
+    page.wait_for_timeout(400)  # let debounced views draw
+    page.locator(selector).screenshot(path=str(ARTIFACTS / f"vectors-{name}.png"))
+
+
+def list_items(page, testid: str) -> list[tuple[int, float]]:
+    return page.evaluate(
+        f"() => [...document.querySelectorAll('[data-testid={testid}]')].map(n => [Number(n.dataset.tokenId), Number(n.dataset.cosine ?? n.dataset.prob)])")
+
+
+def test_map_renders_with_the_prompt_highlighted(page, server):
+    page.wait_for_selector("[data-testid=embedding-map][data-points]", timeout=30_000)
+    body = api(server, f"/api/runs/{run_id(page)}/embedding-space/map")
+    box = page.get_by_test_id("embedding-map")
+    assert int(box.get_attribute("data-points")) == len(body["points"])
+    assert int(box.get_attribute("data-prompt")) == len({p["id"] for p in body["points"] if p["group"] == "prompt"}) == 8
+    assert page.locator("[data-testid=embedding-map] .gl-container canvas, [data-testid=embedding-map] canvas").count() > 0
+    assert "slice" in page.locator("#map-caption").text_content()
+    # Adding words puts them on the map, with the API's note for a multi-token word.
+    page.fill("#map-word", "queen, Kubernetes")
+    page.click("#map-add button[type=submit]")
+    page.wait_for_selector("[data-testid=embedding-map][data-words='2']", timeout=30_000)
+    assert "average" in page.locator("#map-notes").text_content()
+    shot(page, "map", "#stage-embedding-space")
+
+
+def test_neighbours_follow_the_token_in_focus_and_answer_a_word(page, server):
+    chips = page.get_by_test_id("token")
+    chips.nth(1).hover()  # ' king'
+    page.wait_for_selector("[data-testid=neighbours][data-query='token:5822']", timeout=30_000)
+    expected = api(server, "/api/embedding-space/neighbours", token_id=5822, k=10)["neighbours"]
+    got = list_items(page, "neighbour")
+    assert [i for i, _ in got] == [n["id"] for n in expected]
+    assert [round(c, 5) for _, c in got] == [round(n["cosine"], 5) for n in expected]
+    page.locator("h1").hover()
+    page.fill("#neighbours-word", "Paris")
+    page.click("#neighbours-form button")
+    page.wait_for_selector("[data-testid=neighbours][data-query='word:Paris']", timeout=30_000)
+    expected = api(server, "/api/embedding-space/neighbours", word="Paris", k=10)["neighbours"]
+    assert [i for i, _ in list_items(page, "neighbour")] == [n["id"] for n in expected]
+    page.fill("#neighbours-word", "")
+    page.dispatch_event("#neighbours-word", "input")
+
+
+def test_arithmetic_and_dot_product_match_the_api(page, server):
+    page.get_by_test_id("arithmetic-input").fill("Paris - France + Italy")
+    page.click("#arithmetic-form button")
+    expected = api(server, "/api/embedding-space/arithmetic", expression="Paris - France + Italy", k=10)["neighbours"]
+    page.wait_for_function(
+        f"() => document.querySelector('[data-testid=arithmetic-result]')?.dataset.tokenId === '{expected[0]['id']}'",
+        timeout=30_000)
+    assert [i for i, _ in list_items(page, "arithmetic-result")] == [n["id"] for n in expected]
+    # A bad expression is explained next to the box, not silently ignored.
+    ALLOWED.append("status of 422")
+    page.get_by_test_id("arithmetic-input").fill("king +")
+    page.click("#arithmetic-form button")
+    page.wait_for_selector("#arithmetic-error:not([hidden])", timeout=30_000)
+    assert "operator" in page.locator("#arithmetic-error").text_content()
+    dot = api(server, "/api/embedding-space/dot", a="cat", b="dog")
+    page.wait_for_selector("[data-testid=dot-result][data-cosine]")
+    assert float(page.get_by_test_id("dot-result").get_attribute("data-cosine")) == pytest.approx(dot["cosine"], abs=1e-6)
+    assert float(page.get_by_test_id("dot-result").get_attribute("data-dot")) == pytest.approx(dot["dot"], abs=1e-6)
+    page.get_by_test_id("arithmetic-input").fill("Paris - France + Italy")
+    page.click("#arithmetic-form button")
+    page.wait_for_selector("#arithmetic-error[hidden]", state="attached", timeout=30_000)
+
+
+def test_lens_grid_has_a_cell_per_layer_and_position(page, server):
+    page.wait_for_selector("[data-testid=logit-lens][data-rows]", timeout=30_000)
+    n = page.get_by_test_id("token").count()
+    body = api(server, f"/api/runs/{run_id(page)}/logit-lens", k=10)
+    assert len(body["rows"]) == N_LAYERS + 1  # the embedding, then each block's output
+    cells = page.evaluate(
+        "() => [...document.querySelectorAll('[data-testid=lens-cell]')].map(c => [Number(c.dataset.row), Number(c.dataset.pos), Number(c.dataset.tokenId), Number(c.dataset.prob), Number(c.dataset.rank)])")
+    assert len(cells) == (N_LAYERS + 1) * n
+    for r, p, token_id, prob, rank in cells:
+        cell = body["cells"][r][p]
+        assert token_id == cell["top"][0]["id"]
+        assert prob == pytest.approx(cell["top"][0]["prob"], rel=1e-6)
+        assert rank == cell["final_rank"]
+    # The last row is the model's output: its top guess at the last token is the analyze top 1.
+    analyzed = httpx.post(f"{server}/api/analyze", json={"text": PROMPT}, timeout=60).json()
+    assert cells[-1][2] == analyzed["top"][0]["id"]
+    # Clicking a cell lists that cell's top 10.
+    page.locator("[data-testid=lens-cell][data-row='1'][data-pos='3']").click()
+    page.wait_for_selector("#lens-cell[data-row='1'][data-pos='3']", state="attached")
+    top = list_items(page, "lens-top")
+    assert [i for i, _ in top] == [t["id"] for t in body["cells"][1][3]["top"]]
+    assert [p for _, p in top] == pytest.approx([t["prob"] for t in body["cells"][1][3]["top"]], rel=1e-6)
+    shot(page, "lens", "#stage-logit-lens")
+    # The toggle adds the stream after attention: embed + 2 rows per layer.
+    page.get_by_test_id("lens-mid").check()
+    page.wait_for_selector(f"[data-testid=logit-lens][data-rows='{2 * N_LAYERS + 1}']", timeout=30_000)
+    assert page.get_by_test_id("lens-cell").count() == (2 * N_LAYERS + 1) * n
+    shot(page, "lens-mid", "#stage-logit-lens")
+    page.get_by_test_id("lens-mid").uncheck()
+    page.wait_for_selector(f"[data-testid=logit-lens][data-rows='{N_LAYERS + 1}']", timeout=30_000)
+
+
+def test_anatomy_counts_equal_the_api(page, server):
+    page.wait_for_selector("[data-testid=anatomy-total-count]", timeout=30_000)
+    body = api(server, "/api/anatomy")
+    loaded, gpt3 = body["models"]
+    assert page.get_by_test_id("anatomy-total-count").text_content().replace(",", "") == str(body["n_params"])
+    counts = page.evaluate("() => Object.fromEntries([...document.querySelectorAll('#anatomy-table tr[data-kind]')].map(r => [r.dataset.kind, Number(r.dataset.count)]))")
+    assert counts == {k["key"]: k["count"] for k in loaded["kinds"]}
+    assert "175.2 B" in page.get_by_test_id("anatomy").text_content()
+    assert page.locator("[data-testid=anatomy-chart] .main-svg").count() > 0
+    shot(page, "anatomy", "#stage-anatomy")
