@@ -120,7 +120,7 @@ async function draw() {
     hoverongaps: false,
     hovertemplate: "masked: a token cannot look at later tokens<extra></extra>",
   };
-  const size = Math.min(560, Math.max(300, 160 + n * 14));
+  const size = Math.min(600, Math.max(420, 170 + n * 14));
   const layout = baseLayout({
     height: size,
     margin: { l: 90, r: 10, t: 10, b: 90 },
@@ -131,26 +131,33 @@ async function draw() {
   if (serial !== drawSerial) return;
   drawn = { n };
   attachClicks();
+  placeRowBox();
   highlightRow();
 }
 
-/** Outline the focus token's row; positioned from the plot's axes, so no Plotly redraw. */
-function highlightRow() {
-  const focus = focusToken();
+/** Outline the focus token's row. The box is placed once per draw; a hover only moves it with a
+ * transform (no layout), so highlighting stays fast on a large page. */
+function placeRowBox() {
   const layout = plot._fullLayout;
-  if (focus == null || !drawn || !layout || !layout.yaxis || focus >= drawn.n) {
-    rowBox.hidden = true;
-    return;
-  }
+  if (!drawn || !layout || !layout.yaxis) return;
   const x = layout.xaxis;
   const y = layout.yaxis;
-  const top = y.l2p(focus - 0.5) + y._offset;
-  const bottom = y.l2p(focus + 0.5) + y._offset;
+  const rowHeight = Math.abs(y.l2p(1) - y.l2p(0));
+  drawn.top = plot.offsetTop + y._offset + Math.min(y.l2p(-0.5), y.l2p(0.5)) - 2;
+  drawn.rowHeight = rowHeight;
   rowBox.style.left = `${plot.offsetLeft + x._offset - 2}px`;
   rowBox.style.width = `${x._length + 4}px`;
-  rowBox.style.top = `${plot.offsetTop + Math.min(top, bottom) - 2}px`;
-  rowBox.style.height = `${Math.abs(bottom - top) + 4}px`;
-  rowBox.hidden = false;
+  rowBox.style.height = `${rowHeight + 4}px`;
+}
+
+function highlightRow() {
+  const focus = focusToken();
+  if (focus == null || !drawn || drawn.top == null || focus >= drawn.n) {
+    rowBox.style.visibility = "hidden";
+    return;
+  }
+  rowBox.style.transform = `translateY(${(drawn.top + focus * drawn.rowHeight).toFixed(1)}px)`;
+  rowBox.style.visibility = "visible";
 }
 
 function drawGrid() {
@@ -216,7 +223,8 @@ export function init() {
   subscribe(["run"], drawGrid);
   subscribe(["layer"], () => (allLayers.checked ? markSelected() : drawGrid()));
   subscribe(["head"], markSelected);
-  window.addEventListener("resize", () => setTimeout(highlightRow, 50));
+  window.addEventListener("resize", () => setTimeout(() => { placeRowBox(); highlightRow(); }, 100));
+  subscribe(["presenter"], () => setTimeout(() => { placeRowBox(); highlightRow(); }, 100));
   fillSelects();
 }
 

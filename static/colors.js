@@ -74,20 +74,34 @@ export function drawStrip(canvas, values, { rows = 1, limit = null } = {}) {
   return m;
 }
 
-/** Draw a [rows, cols] attention matrix (values in [0, 1]; NaN = masked, hatched grey). */
-export function drawMatrix(canvas, data, n, offset = 0) {
-  canvas.width = n;
-  canvas.height = n;
+/**
+ * Draw an [n, n] attention matrix (values in [0, 1]) starting at `offset` of `data`: viridis below
+ * the diagonal, grey stripes for the masked future. Long prompts are drawn at most `max` pixels
+ * wide, each pixel showing the largest weight of its block, so sharp attention stays visible.
+ */
+export function drawMatrix(canvas, data, n, offset = 0, max = 128) {
+  const size = Math.min(n, max);
+  const block = n / size;
+  canvas.width = size;
+  canvas.height = size;
   const ctx = canvas.getContext("2d");
-  const image = ctx.createImageData(n, n);
-  for (let q = 0; q < n; q++) {
-    for (let k = 0; k < n; k++) {
-      const p = (q * n + k) * 4;
-      if (k > q) {
-        const stripe = (q + k) % 4 < 2 ? 215 : 235; // the masked future: light grey stripes
+  const image = ctx.createImageData(size, size);
+  for (let y = 0; y < size; y++) {
+    const q0 = Math.floor(y * block);
+    const q1 = Math.max(q0 + 1, Math.floor((y + 1) * block));
+    for (let x = 0; x < size; x++) {
+      const k0 = Math.floor(x * block);
+      const k1 = Math.max(k0 + 1, Math.floor((x + 1) * block));
+      const p = (y * size + x) * 4;
+      if (k0 > q1 - 1) {
+        const stripe = (x + y) % 4 < 2 ? 215 : 235; // entirely in the masked future
         image.data[p] = image.data[p + 1] = image.data[p + 2] = stripe;
       } else {
-        const i = index01(data[offset + q * n + k]) * 3;
+        let v = 0;
+        for (let q = q0; q < q1; q++) {
+          for (let k = k0; k < Math.min(k1, q + 1); k++) v = Math.max(v, data[offset + q * n + k]);
+        }
+        const i = index01(v) * 3;
         image.data[p] = VIRIDIS_LUT[i];
         image.data[p + 1] = VIRIDIS_LUT[i + 1];
         image.data[p + 2] = VIRIDIS_LUT[i + 2];

@@ -21,7 +21,7 @@ function clamp(value, n) {
 
 function wirePresenter() {
   subscribe(["presenter"], () => {
-    document.body.classList.toggle("presenter", state.presenter);
+    document.documentElement.classList.toggle("presenter", state.presenter);
     presenterButton.setAttribute("aria-pressed", state.presenter ? "true" : "false");
   });
   presenterButton.addEventListener("click", () => set({ presenter: !state.presenter }));

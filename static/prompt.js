@@ -45,7 +45,7 @@ export async function analyzeText(text, after = {}) {
     timings.timeToInteractive = timings.interactive - timings.analyzeReturned;
     timings.nTokens = n;
     timings.runs = (timings.runs || 0) + 1;
-    status.textContent = `${n} token${n === 1 ? "" : "s"} · answered in ${((timings.analyzeReturned - started) / 1000).toFixed(2)} s`;
+    status.textContent = `${n} token${n === 1 ? "" : "s"}, answered in ${((timings.analyzeReturned - started) / 1000).toFixed(2)} s. `;
     document.body.dataset.ready = "1";
     if (after.fresh != null) {
       for (const chip of document.querySelectorAll('[data-testid="token"]')) {

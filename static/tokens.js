@@ -28,7 +28,8 @@ function render() {
       "aria-pressed": "false",
     },
     el("span", { class: "t", text: visible(token.text) }),
-    el("span", { class: "id", text: String(token.id) }));
+    el("span", { class: "id", text: String(token.id) }),
+    el("span", { class: "wt", "aria-hidden": "true" }));
     chip.title = `token ${token.position}: ${JSON.stringify(token.text)} (id ${token.id})${token.partial ? ", part of a character" : ""}`;
     chips.push(chip);
     fragment.append(chip);
@@ -40,6 +41,7 @@ function paint() {
   const run = state.run;
   if (!run) return;
   const focus = focusToken();
+  box.classList.toggle("focused", focus != null && focus < chips.length);
   if (focus == null || focus >= chips.length) {
     for (const chip of chips) {
       chip.removeAttribute("data-weight");
@@ -58,6 +60,7 @@ function paint() {
     const w = j <= focus ? row[j] : 0;
     chip.dataset.weight = String(w);
     const future = j > focus;
+    chip.lastChild.textContent = future ? "–" : w >= 0.995 ? "1.00" : w.toFixed(2).replace(/^0/, "");
     chip.classList.toggle("future", future);
     chip.classList.toggle("source", j === focus);
     chip.classList.toggle("pinned", j === state.pinned);
