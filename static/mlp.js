@@ -4,7 +4,7 @@
  * server), and the most activated neurons for that token in the selected layer.
  */
 import { getLayer, slice } from "./api.js";
-import { el, fmt, visible } from "./colors.js";
+import { el, fmt, plotlyText, visible } from "./colors.js";
 import { baseLayout, config, later, plotly } from "./plots.js";
 import { detailToken, state, subscribe } from "./state.js";
 
@@ -12,6 +12,8 @@ const plot = document.getElementById("mlp-gelu");
 const list = document.getElementById("mlp-neurons");
 const shapes = document.getElementById("mlp-shapes");
 const title = document.getElementById("mlp-title");
+const canvas = document.getElementById("mlp-points");
+const summary = document.getElementById("mlp-summary");
 
 /** GPT-2's GELU (the tanh approximation, "gelu_new"). */
 export function gelu(u) {
@@ -35,6 +37,34 @@ function drawShapes() {
   );
 }
 
+/**
+ * The neurons as dots on a canvas laid over Plotly's plot area, placed with Plotly's own axes.
+ * (Thousands of SVG markers would make every hover re-layerize the page: 100+ ms per frame.)
+ */
+function drawPoints(pre, post) {
+  const layout = plot._fullLayout;
+  if (!layout || !layout.xaxis) return;
+  const x = layout.xaxis;
+  const y = layout.yaxis;
+  const ratio = window.devicePixelRatio || 1;
+  canvas.style.left = `${plot.offsetLeft + x._offset}px`;
+  canvas.style.top = `${plot.offsetTop + y._offset}px`;
+  canvas.style.width = `${x._length}px`;
+  canvas.style.height = `${y._length}px`;
+  canvas.width = Math.round(x._length * ratio);
+  canvas.height = Math.round(y._length * ratio);
+  const ctx = canvas.getContext("2d");
+  ctx.scale(ratio, ratio);
+  ctx.fillStyle = "rgba(0, 114, 178, 0.45)";
+  const r = state.presenter ? 3.5 : 2.6;
+  for (let k = 0; k < pre.length; k++) {
+    ctx.beginPath();
+    ctx.arc(x.l2p(pre[k]), y.l2p(post[k]), r, 0, 2 * Math.PI);
+    ctx.fill();
+  }
+  canvas.hidden = false;
+}
+
 async function draw() {
   const run = state.run;
   const Plotly = plotly();
@@ -53,14 +83,14 @@ async function draw() {
   const ids = Array.from(pre, (_, k) => k);
   const top = ids.slice().sort((a, b) => post[b] - post[a]).slice(0, 10);
   const name = visible(run.tokens[i].text);
+  const curve = xs.map(gelu);
+  const yLo = Math.min(...curve) - 0.15 * (hi - lo) / 8;
+  const yHi = Math.max(...curve) + 0.15 * (hi - lo) / 8;
   await Plotly.react(plot, [
-    { type: "scatter", mode: "lines", x: xs, y: xs.map(gelu), name: "GELU", line: { color: "#555", width: 2 }, hoverinfo: "skip" },
-    {
-      type: "scatter", mode: "markers", x: Array.from(pre), y: Array.from(post), name: `“${name}”: ${pre.length} neurons`,
-      marker: { color: "#0072B2", size: 5, opacity: 0.45 },
-      customdata: ids,
-      hovertemplate: "neuron %{customdata}<br>pre %{x:.3f} → GELU %{y:.3f}<extra></extra>",
-    },
+    { type: "scatter", mode: "lines", x: xs, y: curve, name: "GELU", line: { color: "#555", width: 2 }, hoverinfo: "skip" },
+    // The d_mlp points are drawn on a canvas over the plot (see drawPoints); this entry only labels them.
+    { type: "scatter", mode: "markers", x: [null], y: [null], name: `“${plotlyText(name)}”: ${pre.length} neurons`,
+      marker: { color: "#0072B2", size: 6, opacity: 0.6 }, hoverinfo: "skip" },
     {
       type: "scatter", mode: "markers", x: top.map((k) => pre[k]), y: top.map((k) => post[k]), name: "most active",
       marker: { color: "rgba(0,0,0,0)", size: 11, line: { color: "#111", width: 2 } },
@@ -70,17 +100,18 @@ async function draw() {
   ], baseLayout({
     height: state.presenter ? 360 : 300,
     margin: { l: 55, r: 10, t: 10, b: 45 },
-    xaxis: { title: { text: "pre-activation (mlp.hook_pre)" }, zeroline: true },
-    yaxis: { title: { text: "after GELU (mlp.hook_post)" }, zeroline: true },
+    xaxis: { title: { text: "pre-activation (mlp.hook_pre)" }, zeroline: true, range: [lo - 0.1, hi + 0.1] },
+    yaxis: { title: { text: "after GELU (mlp.hook_post)" }, zeroline: true, range: [yLo, yHi] },
     legend: { x: 0.01, y: 0.99, bgcolor: "rgba(255,255,255,0.8)" },
     showlegend: true,
   }), config);
+  drawPoints(pre, post);
   let negative = 0;
   for (const u of post) if (u < 0) negative++;
   list.replaceChildren(...top.map((k) => el("li", {}, el("span", { class: "nid", text: `#${k}` }),
     ` pre ${fmt(pre[k])} → ${fmt(post[k])}`)));
   list.setAttribute("aria-label", `Most active neurons of token ${i}`);
-  list.dataset.negative = String(negative);
+  summary.textContent = `${post.length - negative} of ${post.length} neurons pass a positive value on; ${negative} are squashed to small negatives.`;
 }
 
 const soon = later(() => draw().catch((error) => console.error(error)), 80);
@@ -88,5 +119,6 @@ const soon = later(() => draw().catch((error) => console.error(error)), 80);
 export function init() {
   subscribe(["model"], drawShapes);
   subscribe(["run", "hovered", "pinned", "layer", "presenter"], soon);
+  window.addEventListener("resize", later(() => draw().catch((error) => console.error(error)), 200));
   drawShapes();
 }
