@@ -58,7 +58,9 @@ async function draw() {
     `‖x₀‖ = ${norm(x).toFixed(3)} · largest |W_E + W_P − x₀| = ${diff.toExponential(1)} (the sum checks out). Colour: blue negative, red positive.`;
 }
 
-const soon = later(() => draw().catch((error) => console.error(error)), 40);
+const soon = later(() => draw().catch((error) => {
+  norms.textContent = `Could not load the embeddings: ${error.message}`;
+}), 40);
 
 export function init() {
   subscribe(["run", "hovered", "pinned", "presenter"], soon);

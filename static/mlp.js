@@ -114,11 +114,14 @@ async function draw() {
   summary.textContent = `${post.length - negative} of ${post.length} neurons pass a positive value on; ${negative} are squashed to small negatives.`;
 }
 
-const soon = later(() => draw().catch((error) => console.error(error)), 80);
+const fail = (error) => {
+  summary.textContent = `Could not load layer ${state.layer}: ${error.message}`;
+};
+const soon = later(() => draw().catch(fail), 80);
 
 export function init() {
   subscribe(["model"], drawShapes);
   subscribe(["run", "hovered", "pinned", "layer", "presenter"], soon);
-  window.addEventListener("resize", later(() => draw().catch((error) => console.error(error)), 200));
+  window.addEventListener("resize", later(() => draw().catch(fail), 200));
   drawShapes();
 }
