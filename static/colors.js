@@ -149,6 +149,8 @@ export function fmt(x, digits = 3) {
 
 export function pct(p) {
   if (p === 0) return "0%";
-  if (p < 0.0001) return `${(p * 100).toExponential(1)}%`;
-  return `${(p * 100).toFixed(p < 0.01 ? 3 : 1)}%`;
+  const x = p * 100;
+  if (x >= 10) return `${x.toFixed(1)}%`;
+  if (x >= 1e-4) return `${Number(x.toPrecision(2)).toString()}%`;
+  return `${x.toExponential(1)}%`;
 }

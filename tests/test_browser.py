@@ -320,15 +320,15 @@ def test_generate_streams_tokens_in(ui, server):
         }).observe(document.getElementById('generated'), {childList: true});
     }""")
     ui.page.locator("#seed").fill("3")
-    ui.page.locator("#max-new-tokens").fill("6")
+    ui.page.locator("#max-new-tokens").fill("12")
     before = ui.runs()
     ui.page.get_by_test_id("generate-button").click()
     ui.wait_run(before)
     arrivals = ui.page.evaluate("window.__arrivals")
-    assert len(arrivals) == 6  # one token at a time
+    assert len(arrivals) == 12  # one token at a time
     # the page now shows the generated text; the same request to the API gives the same text
     with httpx.stream("POST", f"{server}/api/generate",
-                      json={"text": "Once upon a time", "max_new_tokens": 6, "temperature": 1, "seed": 3}) as response:
+                      json={"text": "Once upon a time", "max_new_tokens": 12, "temperature": 1, "seed": 3}) as response:
         lines = [line for line in response.iter_lines() if line.startswith("data:")]
     done = json.loads(lines[-1][5:])
     assert ui.page.get_by_test_id("prompt-input").input_value() == done["text"]
