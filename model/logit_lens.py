@@ -22,7 +22,7 @@ from .engine import layer_hook
 from .run import Run
 
 STREAMS = ("resid_post", "resid_mid", "both")
-CHUNK = 128  # positions unembedded at once: [CHUNK, d_vocab] float32 is 26 MB for GPT-2
+CHUNK = 128  # vectors unembedded at once: [CHUNK, d_vocab] float32 is 26 MB for GPT-2
 
 
 @dataclass(frozen=True)
@@ -114,24 +114,24 @@ def logit_lens(run: Run, positions: Sequence[int] | None = None, k: int = 10, st
         final_probs.append(best)
     final_ids = torch.cat(final_ids)
 
-    cells: list[list[LensCell]] = []
-    for row in rows:
-        resid = run[row.hook]  # [pos, d_model]; resid_mid is recomputed from the block's input
-        row_cells: list[LensCell] = []
-        for start in range(0, len(positions), CHUNK):
-            chunk = index[start:start + CHUNK]
-            logits = lens_logits(model, resid[chunk])  # [chunk, d_vocab]
-            log_probs = torch.log_softmax(logits, dim=-1)
-            top_logits, top_ids = torch.topk(logits, k, dim=-1)
-            top_probs = log_probs.gather(-1, top_ids).exp()
-            final = final_ids[start:start + CHUNK, None]
-            final_logit = logits.gather(-1, final)
-            ranks = (logits > final_logit).sum(-1) + 1
-            final_prob = log_probs.gather(-1, final).exp()[:, 0]
-            for j in range(chunk.numel()):
-                row_cells.append(LensCell(top_ids[j].tolist(), top_probs[j].tolist(), top_logits[j].tolist(),
-                                          int(ranks[j]), float(final_prob[j])))
-        cells.append(row_cells)
+    # Every (row, position) vector in one matrix, unembedded a chunk at a time: the 50,257-row
+    # unembedding is read once per chunk, not once per row.
+    resid = torch.stack([run[row.hook][index] for row in rows]).reshape(-1, model.config.n_embd)  # [row * pos, d_model]
+    n_pos = len(positions)
+    flat_final = final_ids.repeat(len(rows))  # the final answer for each (row, position)
+    flat_cells: list[LensCell] = []
+    for start in range(0, resid.shape[0], CHUNK):
+        logits = lens_logits(model, resid[start:start + CHUNK])  # [chunk, d_vocab]
+        log_probs = torch.log_softmax(logits, dim=-1)
+        top_logits, top_ids = torch.topk(logits, k, dim=-1)
+        top_probs = log_probs.gather(-1, top_ids).exp()
+        final = flat_final[start:start + CHUNK, None]
+        ranks = (logits > logits.gather(-1, final)).sum(-1) + 1
+        final_prob = log_probs.gather(-1, final).exp()[:, 0]
+        for j in range(logits.shape[0]):
+            flat_cells.append(LensCell(top_ids[j].tolist(), top_probs[j].tolist(), top_logits[j].tolist(),
+                                       int(ranks[j]), float(final_prob[j])))
+    cells = [flat_cells[r * n_pos:(r + 1) * n_pos] for r in range(len(rows))]
     return Lens(rows=rows, positions=positions, final_ids=final_ids.tolist(),
                 final_probs=torch.cat(final_probs).tolist(), cells=cells)
 

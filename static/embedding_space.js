@@ -257,21 +257,46 @@ function wireForms() {
   });
 }
 
+/**
+ * whenOnScreen(section)(fn): a function that runs fn now if the section is on (or near) the
+ * screen, or else once it scrolls into view. A new prompt then costs no map, neighbour or position request until
+ * someone looks at this section.
+ */
+function whenOnScreen(section) {
+  let visible = false;
+  let pending = new Set();
+  new IntersectionObserver((entries) => {
+    visible = entries.some((e) => e.isIntersecting);
+    if (visible && pending.size) {
+      const todo = [...pending];
+      pending = new Set();
+      todo.forEach((fn) => fn());
+    }
+  }, { rootMargin: "400px 0px" }).observe(section);
+  return (fn) => () => (visible ? fn() : pending.add(fn));
+}
+
 function init() {
   wireForms();
-  subscribe(["run"], () => {
-    mapData = null;
+  const onScreen = whenOnScreen($("stage-embedding-space"));
+  const newRun = onScreen(() => {
     loadMap();
     drawPositions();
   });
-  subscribe(["run", "hovered", "pinned"], () => {
+  const focusMoved = onScreen(() => {
     soonMap();
     if (!neighbourWord) soonNeighbours();
   });
-  subscribe(["presenter"], () => {
+  const redraw = onScreen(() => {
     drawMap();
     drawPositions();
   });
+  subscribe(["run"], () => {
+    mapData = null;
+    newRun();
+  });
+  subscribe(["run", "hovered", "pinned"], focusMoved);
+  subscribe(["presenter"], redraw);
   subscribe(["model"], () => {
     if (!state.model) return;
     runArithmetic();
@@ -282,9 +307,8 @@ function init() {
     runDot();
   }
   if (state.run) {
-    loadMap();
-    drawPositions();
-    loadNeighbours();
+    newRun();
+    focusMoved();
   }
 }
 

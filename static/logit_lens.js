@@ -213,7 +213,26 @@ const soonFocus = later(() => {
   renderDetail();
 }, 40);
 
+/** A function that runs fn now if the section is on (or near) the screen, or else once it
+ * scrolls into view: a new prompt costs no lens request until someone looks at the lens. */
+function whenOnScreen(section, fn) {
+  let visible = false;
+  let pending = false;
+  new IntersectionObserver((entries) => {
+    visible = entries.some((e) => e.isIntersecting);
+    if (visible && pending) {
+      pending = false;
+      fn();
+    }
+  }, { rootMargin: "400px 0px" }).observe(section);
+  return () => {
+    if (visible) fn();
+    else pending = true;
+  };
+}
+
 function init() {
+  const loadWhenSeen = whenOnScreen($("stage-logit-lens"), () => load());
   table.addEventListener("click", onTableEvent);
   table.addEventListener("mouseover", onTableEvent);
   table.addEventListener("mouseleave", () => {
@@ -224,11 +243,11 @@ function init() {
     lens = null;
     picked = null;
     table.replaceChildren();
-    load();
+    loadWhenSeen();
   });
   subscribe(["hovered", "pinned"], soonFocus);
   subscribe(["presenter"], () => renderDetail());
-  if (state.run) load();
+  if (state.run) loadWhenSeen();
 }
 
 init();

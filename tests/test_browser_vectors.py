@@ -38,6 +38,7 @@ def server(tmp_path_factory):
 
 
 ALLOWED: list[str] = []  # console errors a test causes on purpose (a 422 for a bad expression)
+REQUESTS: list[str] = []  # every URL the page asked for
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +51,7 @@ def page(server):
         page = context.new_page()
         page.on("console", lambda m: m.type == "error" and errors.append(m.text))
         page.on("pageerror", lambda e: errors.append(f"pageerror: {e}"))
+        page.on("request", lambda r: REQUESTS.append(r.url))
         page.goto(f"{server}/?p={urllib.parse.quote(PROMPT)}")
         page.wait_for_selector("body[data-ready='1']", timeout=60_000)
         yield page
@@ -83,8 +85,19 @@ def list_items(page, testid: str) -> list[tuple[int, float]]:
         f"() => [...document.querySelectorAll('[data-testid={testid}]')].map(n => [Number(n.dataset.tokenId), Number(n.dataset.cosine ?? n.dataset.prob)])")
 
 
+def test_views_load_only_when_scrolled_to(page):
+    """A new prompt costs no lens or map request until someone looks at those sections."""
+    page.wait_for_selector("[data-testid=anatomy-total-count]", state="attached", timeout=30_000)
+    page.wait_for_timeout(500)
+    assert not [u for u in REQUESTS if "/logit-lens" in u or "/embedding-space/map" in u]
+    page.locator("#stage-logit-lens").scroll_into_view_if_needed()
+    page.wait_for_selector("[data-testid=logit-lens][data-rows]", state="attached", timeout=30_000)
+    assert [u for u in REQUESTS if "/logit-lens" in u]
+
+
 def test_map_renders_with_the_prompt_highlighted(page, server):
-    page.wait_for_selector("[data-testid=embedding-map][data-points]", timeout=30_000)
+    page.locator("#stage-embedding-space").scroll_into_view_if_needed()
+    page.wait_for_selector("[data-testid=embedding-map][data-points]", state="attached", timeout=30_000)
     body = api(server, f"/api/runs/{run_id(page)}/embedding-space/map")
     box = page.get_by_test_id("embedding-map")
     assert int(box.get_attribute("data-points")) == len(body["points"])
@@ -94,15 +107,16 @@ def test_map_renders_with_the_prompt_highlighted(page, server):
     # Adding words puts them on the map, with the API's note for a multi-token word.
     page.fill("#map-word", "queen, Kubernetes")
     page.click("#map-add button[type=submit]")
-    page.wait_for_selector("[data-testid=embedding-map][data-words='2']", timeout=30_000)
+    page.wait_for_selector("[data-testid=embedding-map][data-words='2']", state="attached", timeout=30_000)
     assert "average" in page.locator("#map-notes").text_content()
     shot(page, "map", "#stage-embedding-space")
 
 
 def test_neighbours_follow_the_token_in_focus_and_answer_a_word(page, server):
-    chips = page.get_by_test_id("token")
+    page.locator("#stage-embedding-space").scroll_into_view_if_needed()
+    chips = page.get_by_test_id("token")  # sticky: they stay reachable from every section
     chips.nth(1).hover()  # ' king'
-    page.wait_for_selector("[data-testid=neighbours][data-query='token:5822']", timeout=30_000)
+    page.wait_for_selector("[data-testid=neighbours][data-query='token:5822']", state="attached", timeout=30_000)
     expected = api(server, "/api/embedding-space/neighbours", token_id=5822, k=10)["neighbours"]
     got = list_items(page, "neighbour")
     assert [i for i, _ in got] == [n["id"] for n in expected]
@@ -110,7 +124,7 @@ def test_neighbours_follow_the_token_in_focus_and_answer_a_word(page, server):
     page.locator("h1").hover()
     page.fill("#neighbours-word", "Paris")
     page.click("#neighbours-form button")
-    page.wait_for_selector("[data-testid=neighbours][data-query='word:Paris']", timeout=30_000)
+    page.wait_for_selector("[data-testid=neighbours][data-query='word:Paris']", state="attached", timeout=30_000)
     expected = api(server, "/api/embedding-space/neighbours", word="Paris", k=10)["neighbours"]
     assert [i for i, _ in list_items(page, "neighbour")] == [n["id"] for n in expected]
     page.fill("#neighbours-word", "")
@@ -132,7 +146,7 @@ def test_arithmetic_and_dot_product_match_the_api(page, server):
     page.wait_for_selector("#arithmetic-error:not([hidden])", timeout=30_000)
     assert "operator" in page.locator("#arithmetic-error").text_content()
     dot = api(server, "/api/embedding-space/dot", a="cat", b="dog")
-    page.wait_for_selector("[data-testid=dot-result][data-cosine]")
+    page.wait_for_selector("[data-testid=dot-result][data-cosine]", state="attached", timeout=30_000)
     assert float(page.get_by_test_id("dot-result").get_attribute("data-cosine")) == pytest.approx(dot["cosine"], abs=1e-6)
     assert float(page.get_by_test_id("dot-result").get_attribute("data-dot")) == pytest.approx(dot["dot"], abs=1e-6)
     page.get_by_test_id("arithmetic-input").fill("Paris - France + Italy")
@@ -141,7 +155,8 @@ def test_arithmetic_and_dot_product_match_the_api(page, server):
 
 
 def test_lens_grid_has_a_cell_per_layer_and_position(page, server):
-    page.wait_for_selector("[data-testid=logit-lens][data-rows]", timeout=30_000)
+    page.locator("#stage-logit-lens").scroll_into_view_if_needed()
+    page.wait_for_selector("[data-testid=logit-lens][data-rows]", state="attached", timeout=30_000)
     n = page.get_by_test_id("token").count()
     body = api(server, f"/api/runs/{run_id(page)}/logit-lens", k=10)
     assert len(body["rows"]) == N_LAYERS + 1  # the embedding, then each block's output
@@ -165,15 +180,15 @@ def test_lens_grid_has_a_cell_per_layer_and_position(page, server):
     shot(page, "lens", "#stage-logit-lens")
     # The toggle adds the stream after attention: embed + 2 rows per layer.
     page.get_by_test_id("lens-mid").check()
-    page.wait_for_selector(f"[data-testid=logit-lens][data-rows='{2 * N_LAYERS + 1}']", timeout=30_000)
+    page.wait_for_selector(f"[data-testid=logit-lens][data-rows='{2 * N_LAYERS + 1}']", state="attached", timeout=30_000)
     assert page.get_by_test_id("lens-cell").count() == (2 * N_LAYERS + 1) * n
     shot(page, "lens-mid", "#stage-logit-lens")
     page.get_by_test_id("lens-mid").uncheck()
-    page.wait_for_selector(f"[data-testid=logit-lens][data-rows='{N_LAYERS + 1}']", timeout=30_000)
+    page.wait_for_selector(f"[data-testid=logit-lens][data-rows='{N_LAYERS + 1}']", state="attached", timeout=30_000)
 
 
 def test_anatomy_counts_equal_the_api(page, server):
-    page.wait_for_selector("[data-testid=anatomy-total-count]", timeout=30_000)
+    page.wait_for_selector("[data-testid=anatomy-total-count]", state="attached", timeout=30_000)
     body = api(server, "/api/anatomy")
     loaded, gpt3 = body["models"]
     assert page.get_by_test_id("anatomy-total-count").text_content().replace(",", "") == str(body["n_params"])
