@@ -83,6 +83,13 @@ async function start() {
 
   const model = await loadModel();
   modelError.hidden = true;
+  if (model.random_weights && !document.querySelector('[data-testid="random-weights-banner"]')) {
+    // The page was rendered before the model had loaded: say it now.
+    modelError.dataset.testid = "random-weights-banner";
+    modelError.textContent = "Untrained model. This server runs GPT-2's shapes with random weights: every number is " +
+      "really computed, but the predictions and attention patterns mean nothing.";
+    modelError.hidden = false;
+  }
   for (const node of document.querySelectorAll("[data-dim]")) {
     const value = model[node.dataset.dim];
     if (value != null) node.textContent = Number(value).toLocaleString("en");
