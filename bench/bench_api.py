@@ -131,10 +131,12 @@ def timed_post(client, path: str, body: dict, headers: dict) -> tuple[float, byt
     return elapsed, data, len(raw), resp_headers
 
 
-def stream_generate(client, body: dict) -> tuple[float, float, int, dict]:
-    """(seconds to the last token event, seconds to the done event, token events, done payload)."""
+def stream_generate(client, body: dict) -> tuple[float, float, int, dict, list[float]]:
+    """(seconds to the last token event, seconds to the done event, token events, done payload,
+    arrival time of every token event)."""
     t0 = time.perf_counter()
     t_last = None
+    stamps = []
     n_tokens = 0
     done = None
     event = None
@@ -148,12 +150,30 @@ def stream_generate(client, body: dict) -> tuple[float, float, int, dict]:
                 if event is None:
                     n_tokens += 1
                     t_last = time.perf_counter() - t0
+                    stamps.append(t_last)
                 elif event == "done":
                     done = payload
                 elif event == "error":
                     raise RuntimeError(f"generation failed: {payload}")
                 event = None
-    return t_last, time.perf_counter() - t0, n_tokens, done
+    return t_last, time.perf_counter() - t0, n_tokens, done, stamps
+
+
+class Stamps:
+    """A `generate(streamer=...)` that notes when each new token arrives (the first put is the prompt)."""
+
+    def __init__(self):
+        self.times = []
+
+    def put(self, value) -> None:
+        self.times.append(time.perf_counter())
+
+    def end(self) -> None:
+        pass
+
+
+def gaps(stamps: list[float]) -> list[float]:
+    return [b - a for a, b in zip(stamps, stamps[1:])]
 
 
 def cache_stats(client) -> dict:
@@ -238,15 +258,18 @@ def main() -> int:
         gen_keys = ["api_greedy", "api_sample", "eager_greedy", "sdpa_greedy", "eager_sample", "sdpa_sample"]
         g = {k: [] for k in gen_keys}
         g_done = {"api_greedy": [], "api_sample": []}
+        g_gaps = {k: [] for k in gen_keys}  # seconds between consecutive new tokens, all repeats
 
         def hf_generate(impl: str, ids: list[int], sample: bool):
             def go():
                 with torch.inference_mode():
                     # transformers 5 leaves top-k and top-p off unless asked: the full distribution.
                     extra = {"temperature": 1.0} if sample else {}
+                    stamps = Stamps()
                     out = hf[impl].generate(torch.tensor([ids]), max_new_tokens=NEW_TOKENS, do_sample=sample,
-                                            use_cache=True, pad_token_id=50256, **extra)
+                                            use_cache=True, pad_token_id=50256, streamer=stamps, **extra)
                 assert out.shape[1] == len(ids) + NEW_TOKENS, out.shape
+                return stamps.times[1:]  # the new tokens only
             return go
 
         for r in range(args.gen_repeats):
@@ -261,14 +284,15 @@ def main() -> int:
             for name in order:
                 step = steps[name]
                 if name.startswith("api"):
-                    to_last, to_done, n_tok, done = stream_generate(client, step)
+                    to_last, to_done, n_tok, done, stamps = stream_generate(client, step)
                     assert n_tok == NEW_TOKENS and done and done.get("run_id"), (n_tok, done)
                     g[name].append(to_last)
                     g_done[name].append(to_done)
                 else:
                     t0 = time.perf_counter()
-                    step()
+                    stamps = step()
                     g[name].append(time.perf_counter() - t0)
+                g_gaps[name] += gaps(stamps)
         final_stats = cache_stats(client)
     finally:
         client.close()
@@ -316,6 +340,11 @@ def main() -> int:
         print(f"  ratio {kind} stream / {hf_base} generate (tokens/s) = {ratio:.3f}   target >= {TARGET_GEN}: "
               f"{'PASS' if ratio >= TARGET_GEN else 'MISS'}   (median of paired ratios {paired:.3f}, best/best {best:.3f}, "
               f"to done: {done_tps / hf_tps:.3f})")
+        gap = {k: median(g_gaps[k]) for k in (api, f"eager_{kind}", f"sdpa_{kind}")}
+        gap_base = min(gap[f"eager_{kind}"], gap[f"sdpa_{kind}"])
+        print(f"  per-token step, median over all steps (robust to bursts of load): "
+              + ", ".join(f"{k} {v * 1e3:.1f} ms" for k, v in gap.items())
+              + f"; ratio {gap_base / gap[api]:.3f}")
 
     print(f"\n== 5. Cache memory ==")
     print(f"  one {N_TOKENS}-token run in the cache: {run_cache_bytes:,d} B ({run_cache_bytes / 2**20:.2f} MiB)"
