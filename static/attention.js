@@ -232,6 +232,12 @@ export function init() {
 function attachClicks() {
   if (plot.on && !plot.dataset.clicks) {
     plot.dataset.clicks = "1";
+    // Hovering a cell's row is hovering that token: the chips and the other views follow.
+    plot.on("plotly_hover", (data) => {
+      const point = data.points && data.points[0];
+      if (point && Number.isInteger(point.y) && point.y !== state.hovered) set({ hovered: point.y });
+    });
+    plot.on("plotly_unhover", () => set({ hovered: null }));
     plot.on("plotly_click", (data) => {
       const point = data.points && data.points[0];
       if (point && Number.isInteger(point.y)) set({ pinned: state.pinned === point.y ? null : point.y });

@@ -207,6 +207,13 @@ def test_hover_gives_each_chip_the_weight_from_the_pattern(ui, server):
     ui.chips().nth(2).click()
     ui.page.locator("h1").hover()
     assert ui.chips().nth(2).get_attribute("aria-pressed") == "false"
+    # hovering a row of the heatmap is hovering that token
+    ui.page.evaluate("document.getElementById('attention-heatmap').scrollIntoView({block: 'end'})")
+    box = ui.page.locator("#attention-heatmap .nsewdrag").bounding_box()
+    row = 7
+    ui.page.mouse.move(box["x"] + box["width"] * 0.1, box["y"] + box["height"] * (row + 0.5) / n)
+    ui.page.wait_for_function(f"document.querySelector('[data-testid=token][data-index=\"{row}\"]').classList.contains('source')")
+    np.testing.assert_allclose(ui.weights(), expected_row(pats[0], 0, row), atol=1e-3)
 
 
 def heatmap_z(ui) -> np.ndarray:
