@@ -212,10 +212,27 @@ async function drawPositions() {
     await Plotly.react($("positions-cosine"), [{
       type: "heatmap", z: cos, x: labels, y: labels, colorscale: divergingScale, zmin: -1, zmax: 1,
       colorbar: { thickness: 10 }, hovertemplate: "cos(W_P[%{y}], W_P[%{x}]) = %{z:.4f}<extra></extra>",
-    }], baseLayout({ height, margin: { l: 110, r: 10, t: 6, b: 90 }, xaxis: { showgrid: false, tickangle: -60, tickmode: y.tickmode, tickvals: y.tickvals }, yaxis: y }), config);
+    }], baseLayout({ height, margin: { l: 110, r: 10, t: 6, b: 90 }, xaxis: { showgrid: false, tickangle: -60, tickmode: y.tickmode, tickvals: y.tickvals }, yaxis: y, shapes: focusShapes(labels) }), config);
+    positionLabels = labels;
   } catch (error) {
     console.error(error);
   }
+}
+
+let positionLabels = null; // the y labels of the position heatmaps, once drawn
+
+/** A frame around the row of the token in focus, in the cosine heatmap. */
+function focusShapes(labels) {
+  const i = detailToken();
+  if (i == null || !labels || i >= labels.length) return [];
+  return [{ type: "rect", xref: "paper", x0: 0, x1: 1, yref: "y", y0: i - 0.5, y1: i + 0.5, line: { color: FOCUS, width: 3 } }];
+}
+
+function markPosition() {
+  const Plotly = plotly();
+  const box = $("positions-cosine");
+  if (!Plotly || !positionLabels || !box.data) return;
+  Plotly.relayout(box, { shapes: focusShapes(positionLabels) });
 }
 
 // ---------------------------------------------------------------- wiring
@@ -285,6 +302,7 @@ function init() {
   });
   const focusMoved = onScreen(() => {
     soonMap();
+    markPosition();
     if (!neighbourWord) soonNeighbours();
   });
   const redraw = onScreen(() => {
@@ -293,6 +311,7 @@ function init() {
   });
   subscribe(["run"], () => {
     mapData = null;
+    positionLabels = null;
     newRun();
   });
   subscribe(["run", "hovered", "pinned"], focusMoved);
