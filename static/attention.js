@@ -17,7 +17,7 @@ const rowBox = document.getElementById("heatmap-row");
 const grid = document.getElementById("head-grid");
 const allLayers = document.getElementById("all-layers");
 const title = document.getElementById("attention-title");
-let drawn = null; // {n} of the plot on screen
+let drawn = null; // {n, top, rowHeight} of the heatmap on screen
 let drawSerial = 0;
 
 function fillSelects() {
@@ -48,7 +48,7 @@ export function rawScores(q, k, head) {
 }
 
 function labels(run) {
-  return run.tokens.map((t) => plotlyText(`${visible(t.text)}`));
+  return run.tokens.map((t) => plotlyText(visible(t.text)));
 }
 
 async function draw() {

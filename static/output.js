@@ -59,9 +59,7 @@ function redraw() {
   if (!run || !order) return;
   const t0 = performance.now();
   const dist = distribution(run.logits, order, { temperature: state.temperature, topK: state.topK, topP: state.topP });
-  let maxP = 0;
   const probs = rows.map((r) => dist.prob(r.id));
-  for (const p of probs) maxP = Math.max(maxP, p);
   rows.forEach((r, i) => {
     const p = probs[i];
     r.node.dataset.prob = String(p);
