@@ -142,7 +142,8 @@ class _LRU:
         return len(self._items)
 
 
-_OPERATOR = re.compile(r'\s*([+-])\s*|("[^"]*")|([^+\-"]+)')
+# An operator (+, - or the minus sign U+2212 that the page itself prints), a "quoted" word, or a bare word.
+_OPERATOR = re.compile(r'\s*([+\-\u2212])\s*|("[^"]*")|([^+\-\u2212"]+)')
 
 
 class EmbeddingSpace:

@@ -81,6 +81,10 @@ def test_arithmetic_equals_plain_torch(space, explainer, W):
     assert not {king, man, woman} & {n.id for n in found.neighbours}
 
 
+def test_the_minus_sign_is_an_operator_too(space):
+    assert space.arithmetic("king \u2212 man + woman", k=5) is space.arithmetic("king - man + woman", k=5)
+
+
 def test_arithmetic_with_multi_token_and_quoted_words(space, explainer, W):
     found = space.arithmetic('-Paris + "T-shirt" + Kubernetes', k=5)
     paris, tshirt, kube = ids_of(explainer, " Paris"), ids_of(explainer, "T-shirt"), ids_of(explainer, " Kubernetes")
