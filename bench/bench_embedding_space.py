@@ -5,7 +5,7 @@
 Loads GPT-2 small's exact shapes with seeded random weights (no download), then times, each
 over distinct queries so that the cache never answers: a neighbour query (cosine over the whole
 vocabulary + top 10, labels included), a word-arithmetic query, a cached repeat, a dot product,
-the 3D map, and a neighbour query through the API. The baseline, measured in the same run, is one plain matrix-vector product of the
+the 3D map, and a neighbour query through the API; then, for reference, the logit lens. The baseline, measured in the same run, is one plain matrix-vector product of the
 same size (W_E @ v), the least any exact neighbour query must do; a naive cosine that
 re-normalises the matrix on every query is shown for comparison. Target: <= 50 ms per query.
 """
@@ -98,6 +98,19 @@ def main() -> int:
         def http(token_id: int) -> None:
             assert client.get("/api/embedding-space/neighbours", params={"token_id": token_id, "k": 10}).status_code == 200
         results["http"] = summary("GET /api/embedding-space/neighbours, uncached", timed(http, [(i,) for i in ids[n:2 * n]]), baseline)
+
+    # For reference: the logit lens on the same model (not an embedding query; no target here).
+    from model.logit_lens import logit_lens
+
+    short_run = explainer.analyze("When Mary and John went to the store, John gave a drink to")
+    long_run = explainer.analyze(" the" * 100)
+    for run, positions, stream, label in (
+        (short_run, None, "resid_post", f"logit lens, {len(short_run)} tokens x 13 rows"),
+        (short_run, None, "both", f"logit lens, {len(short_run)} tokens x 25 rows (with resid_mid)"),
+        (long_run, list(range(68, 100)), "resid_post", "logit lens, 32 of 100 tokens x 13 rows (page window)"),
+        (long_run, [99], "resid_post", "logit lens, 1 position x 13 rows"),
+    ):
+        summary(label, timed(lambda: logit_lens(run, positions, 10, stream), [()] * 5), baseline)
 
     worst = max(results["neighbours"], results["arithmetic"], results["http"])
     verdict = "PASS" if worst <= TARGET_MS else "FAIL"
