@@ -2,7 +2,7 @@
  * main.js — wires the stages to the shared state, restores the view from the URL, and handles
  * the page-wide keys (/ prompt, [ ] layer, - = head, P presenter mode, Esc unpin).
  */
-import { getModel } from "./api.js";
+import { getLayer, getModel } from "./api.js";
 import * as attention from "./attention.js";
 import * as embedding from "./embedding.js";
 import * as mlp from "./mlp.js";
@@ -70,7 +70,13 @@ async function loadModel() {
   }
 }
 
+/** The fields the Q·K and MLP views read: asked for in one request per layer (api.js memoises them). */
+const LAYER_FIELDS = ["attn.hook_q", "attn.hook_k", "attn.hook_v", "attn.hook_z", "mlp.hook_pre", "mlp.hook_post"];
+
 async function start() {
+  subscribe(["run", "layer"], () => {
+    if (state.run) getLayer(state.run.runId, state.layer, LAYER_FIELDS).catch(() => {}); // the views report errors
+  });
   prompt.init();
   tokens.init();
   embedding.init();
