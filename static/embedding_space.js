@@ -6,7 +6,7 @@
  */
 import { divergingScale, el, fmt, plotlyText, visible } from "./colors.js";
 import { baseLayout, config, later, plotly } from "./plots.js";
-import { detailToken, state, subscribe } from "./state.js";
+import { detailToken, set, state, subscribe } from "./state.js";
 import * as api from "./vectors_api.js";
 
 const $ = (id) => document.getElementById(id);
@@ -17,6 +17,7 @@ const WORD = "#b35900"; // --weights
 let addedWords = [];
 let mapData = null; // the last map answer, for the current run and words
 let neighbourWord = ""; // a typed word; empty = follow the token in focus
+let mapPrompt = []; // the prompt's points as drawn (trace 1), for clicks
 
 function showError(id, error) {
   const box = $(id);
@@ -106,6 +107,17 @@ function drawMap() {
     uirevision: run.runId, // keep the user's rotation while the focus moves
     scene: { xaxis: axis(0), yaxis: axis(1), zaxis: axis(2), aspectmode: "cube" },
   }), config).then(() => {
+    if (!mapBox.dataset.wired) {
+      // Clicking one of the prompt's tokens pins it, as a click on its chip does.
+      mapBox.dataset.wired = "1";
+      mapBox.on("plotly_click", (event) => {
+        const point = event.points && event.points[0];
+        if (!point || point.curveNumber !== 1 || !mapPrompt[point.pointNumber]) return;
+        const p = mapPrompt[point.pointNumber].positions[0];
+        set({ pinned: state.pinned === p ? null : p });
+      });
+    }
+    mapPrompt = groups.prompt;
     mapBox.dataset.points = String(mapData.points.length);
     mapBox.dataset.prompt = String(groups.prompt.length);
     mapBox.dataset.words = String(groups.word.length);

@@ -90,7 +90,7 @@ function render() {
       const td = el("td", {
         class: cell.final_rank === 1 ? "lens-cell hit" : "lens-cell",
         "data-testid": "lens-cell", "data-row": r, "data-pos": p, "data-token-id": top.id, "data-prob": top.prob,
-        "data-rank": cell.final_rank, tabindex: "-1",
+        "data-rank": cell.final_rank, tabindex: r === 0 && i === 0 ? "0" : "-1",
         title: `${row.hook} at token ${p}: top guess “${visible(top.text)}” ${pct(top.prob)}; the final answer “${visible(lens.final[i].text)}” ranks #${cell.final_rank} (${pct(cell.final_prob)})`,
         style: `background:${css(rgb)};color:${inkOn(rgb)}`,
       },
@@ -201,6 +201,28 @@ function onTableEvent(event) {
   }
 }
 
+/** Keyboard: arrows move between cells (one tab stop for the whole grid), Enter or Space picks. */
+function onTableKey(event) {
+  const cell = event.target.closest && event.target.closest(".lens-cell");
+  if (!cell || !lens) return;
+  const r = Number(cell.dataset.row);
+  const i = lens.positions.indexOf(Number(cell.dataset.pos));
+  const moves = { ArrowUp: [r - 1, i], ArrowDown: [r + 1, i], ArrowLeft: [r, i - 1], ArrowRight: [r, i + 1] };
+  if (event.key === "Enter" || event.key === " ") {
+    event.preventDefault();
+    cell.click();
+  } else if (event.key in moves) {
+    event.preventDefault();
+    const [r2, i2] = moves[event.key];
+    if (r2 < 0 || r2 >= lens.rows.length || i2 < 0 || i2 >= lens.positions.length) return;
+    const next = table.querySelector(`.lens-cell[data-row="${r2}"][data-pos="${lens.positions[i2]}"]`);
+    if (!next) return;
+    cell.tabIndex = -1;
+    next.tabIndex = 0;
+    next.focus();
+  }
+}
+
 const soonLoad = later(() => load(), 80);
 const soonFocus = later(() => {
   if (!lens || !state.run) return;
@@ -234,6 +256,7 @@ function whenOnScreen(section, fn) {
 function init() {
   const loadWhenSeen = whenOnScreen($("stage-logit-lens"), () => load());
   table.addEventListener("click", onTableEvent);
+  table.addEventListener("keydown", onTableKey);
   table.addEventListener("mouseover", onTableEvent);
   table.addEventListener("mouseleave", () => {
     if (state.hovered != null) set({ hovered: null });

@@ -177,6 +177,13 @@ def test_lens_grid_has_a_cell_per_layer_and_position(page, server):
     top = list_items(page, "lens-top")
     assert [i for i, _ in top] == [t["id"] for t in body["cells"][1][3]["top"]]
     assert [p for _, p in top] == pytest.approx([t["prob"] for t in body["cells"][1][3]["top"]], rel=1e-6)
+    # The keyboard reaches the grid too: one tab stop, arrows move, Enter lists the cell.
+    page.locator("[data-testid=lens-cell][data-row='0'][data-pos='0']").focus()
+    page.keyboard.press("ArrowDown")
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#lens-cell[data-row='1'][data-pos='1']", state="attached")
+    assert [i for i, _ in list_items(page, "lens-top")] == [t["id"] for t in body["cells"][1][1]["top"]]
     shot(page, "lens", "#stage-logit-lens")
     # The toggle adds the stream after attention: embed + 2 rows per layer.
     page.get_by_test_id("lens-mid").check()
