@@ -115,9 +115,14 @@ class Page:
         return self.page.evaluate(
             "() => [...document.querySelectorAll('[data-testid=prob-bar]')].map(b => [Number(b.dataset.tokenId), Number(b.dataset.prob)])")
 
-    def shot(self, name: str, full_page: bool = False) -> None:
+    def shot(self, name: str, full_page: bool = False, of: str | None = None) -> None:
+        """Save test-artifacts/{name}.png: the viewport, the whole page, or the element `of`
+        scrolled to just below the sticky token bar."""
         ARTIFACTS.mkdir(exist_ok=True)
-        self.page.wait_for_timeout(250)  # let the debounced views draw
+        if of:
+            self.page.evaluate("(s) => { const e = document.querySelector(s); scrollTo(0, e.getBoundingClientRect().top + scrollY"
+                               " - document.getElementById('stage-tokens').offsetHeight - 8); }", of)
+        self.page.wait_for_timeout(350)  # let the debounced views draw
         self.page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=full_page)
 
     def close(self) -> None:
@@ -204,6 +209,8 @@ def test_hover_gives_each_chip_the_weight_from_the_pattern(ui, server):
     ui.chips().nth(5).hover()  # pinned wins over hover
     np.testing.assert_allclose(ui.weights(), expected_row(pats[0], 0, 2), atol=1e-3)
     ui.shot("03-pinned-token-2", full_page=True)
+    ui.shot("03b-qk-step-by-step-token-2", of="#stage-qk")
+    ui.shot("03c-mlp-token-2", of="#stage-mlp")
     ui.chips().nth(2).click()
     ui.page.locator("h1").hover()
     assert ui.chips().nth(2).get_attribute("aria-pressed") == "false"
@@ -245,13 +252,13 @@ def test_layer_and_head_change_the_heatmap_and_the_weights(ui, server):
     assert ui.page.get_by_test_id("head-select").input_value() == "0"
     ui.chips().nth(6).hover()
     np.testing.assert_allclose(ui.weights(), expected_row(pats[2], 0, 6), atol=1e-3)
-    ui.shot("04-all-heads-layer2-head0")
+    ui.shot("04-all-heads-layer2-head0", of="#stage-attention")
     # the score views: raw scores include the future, masked scores hide it
     ui.page.locator("input[name=attn-mode][value=scores]").check()
     ui.page.wait_for_function("document.getElementById('attention-heatmap').data[0].z[0][1] !== null")
     ui.page.locator("input[name=attn-mode][value=masked]").check()
     ui.page.wait_for_function("document.getElementById('attention-heatmap').data[0].z[0][1] === null")
-    ui.shot("05-masked-scores", full_page=True)
+    ui.shot("05-masked-scores", of="#stage-attention")
 
 
 def test_temperature_redraws_the_bars_from_the_logits(ui, server):
@@ -271,7 +278,7 @@ def test_temperature_redraws_the_bars_from_the_logits(ui, server):
     # lower T sharpens: the favourite's probability grows as T falls
     assert top_prob[0.01] > top_prob[0.05] > top_prob[0.3] > top_prob[1.0] > top_prob[2.0]
     assert top_prob[0.01] > 1000 * top_prob[1.0]
-    ui.shot("06-temperature-0.01")
+    ui.shot("06-temperature-0.01", of="#stage-output")
     # T = 0 is greedy
     ui.set_temperature(0)
     assert [p for _, p in ui.bars()] == [1.0] + [0.0] * (len(ids) - 1)
