@@ -113,7 +113,7 @@ async function draw() {
     z: masked,
     x: ticks,
     y: ticks,
-    colorscale: [[0, "#d4d4d4"], [1, "#d4d4d4"]],
+    colorscale: [[0, "#c8c8c8"], [1, "#c8c8c8"]],
     showscale: false,
     xgap: n <= 24 ? 1 : 0,
     ygap: n <= 24 ? 1 : 0,
@@ -123,6 +123,8 @@ async function draw() {
   const size = Math.min(600, Math.max(420, 170 + n * 14));
   const layout = baseLayout({
     height: size,
+    // A square plot area, with room for the labels and the colour bar: no empty band in between.
+    width: Math.min(plot.clientWidth || 10000, size - 100 + 90 + 110),
     margin: { l: 90, r: 10, t: 10, b: 90 },
     xaxis: { tickvals, ticktext, tickangle: -60, title: { text: "key: the token looked at" }, constrain: "domain", showgrid: false, zeroline: false },
     yaxis: { tickvals, ticktext, autorange: "reversed", title: { text: "query: the token looking" }, scaleanchor: "x", constrain: "domain", showgrid: false, zeroline: false },
