@@ -316,8 +316,9 @@ def test_sample_is_seeded_and_reproducible(ui, server):
     ui.page.get_by_test_id("sample-button").click()
     ui.page.wait_for_selector("#sample-result:has-text('Drew')")
     first = ui.page.locator("#sample-result").text_content()
+    ui.page.evaluate("document.getElementById('sample-result').textContent = ''")
     ui.page.get_by_test_id("sample-button").click()
-    ui.page.wait_for_timeout(300)
+    ui.page.wait_for_selector("#sample-result:has-text('Drew')")
     assert ui.page.locator("#sample-result").text_content() == first
     run_id = api_analyze(server, PROMPT)["run_id"]
     served = httpx.post(f"{server}/api/sample", json={"run_id": run_id, "temperature": 0.05, "seed": 7}).json()
