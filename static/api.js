@@ -169,7 +169,7 @@ function remember(key, make) {
     const promise = make();
     memo.set(key, promise);
     promise.catch(() => memo.delete(key));
-    if (memo.size > 400) memo.delete(memo.keys().next().value);
+    if (memo.size > 64) memo.delete(memo.keys().next().value); // bounded: layers are megabytes
   }
   return memo.get(key);
 }
