@@ -65,12 +65,15 @@ def free_port() -> int:
 class Server:
     """`python -m app.cli serve` in its own process group, killed on exit."""
 
-    def __init__(self, model_dir: str, port: int):
+    def __init__(self, model_dir: str, port: int, threads: int | None = None):
         self.port = port
+        env = dict(os.environ)
+        if threads:
+            env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
         self.log = tempfile.NamedTemporaryFile(prefix="bench-api-server-", suffix=".log", delete=False)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "app.cli", "serve", "--model", model_dir, "--host", "127.0.0.1", "--port", str(port)],
-            cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
         )
 
     def wait_ready(self, client, timeout_s: float = 180) -> None:
@@ -187,12 +190,16 @@ def main() -> int:
     parser.add_argument("--model", help="a GPT-2-small-shaped checkpoint directory (built if missing or not given)")
     parser.add_argument("--repeats", type=int, default=16, help="fresh-prompt analyze repeats per encoding")
     parser.add_argument("--gen-repeats", type=int, default=8, help="generation repeats per setting")
+    parser.add_argument("--threads", type=int, help="torch threads for the server and the baseline alike "
+                        "(default: torch's own choice, one per core); 1 is far less sensitive to other load")
     args = parser.parse_args()
 
     import httpx
     import torch
     from transformers import GPT2LMHeadModel
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     started = time.perf_counter()
     model_dir = checkpoint_dir(args.model)
     print(f"GPT-2 small shapes, random weights, {model_dir}")
@@ -201,7 +208,7 @@ def main() -> int:
     hf = {impl: GPT2LMHeadModel.from_pretrained(model_dir, attn_implementation=impl).eval() for impl in ("eager", "sdpa")}
     prompts = Prompts()
 
-    server = Server(model_dir, free_port())
+    server = Server(model_dir, free_port(), args.threads)
     client = httpx.Client(base_url=f"http://127.0.0.1:{server.port}", timeout=120, trust_env=False)
     try:
         server.wait_ready(client)

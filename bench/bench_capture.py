@@ -177,6 +177,8 @@ def main() -> int:
     parser.add_argument("--sizes", default="8,64,256,1024")
     parser.add_argument("--repeat-scale", type=float, default=1.0, help="multiply the number of repeats")
     parser.add_argument("--no-memory", action="store_true")
+    parser.add_argument("--threads", type=int, help="torch threads for the capture and the baseline alike "
+                        "(default: torch's own choice, one per core); 1 is far less sensitive to other load")
     parser.add_argument("--memory-case", help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -187,6 +189,8 @@ def main() -> int:
 
     import torch
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     started = time.perf_counter()
     sizes = [int(s) for s in args.sizes.split(",")]
     model_dir = checkpoint_dir(args.model)
