@@ -165,13 +165,13 @@ export async function analyze(text) {
 const memo = new Map(); // key -> Promise
 
 function remember(key, make) {
-  if (!memo.has(key)) {
-    const promise = make();
-    memo.set(key, promise);
-    promise.catch(() => memo.delete(key));
-    if (memo.size > 64) memo.delete(memo.keys().next().value); // bounded: layers are megabytes
-  }
-  return memo.get(key);
+  const known = memo.get(key);
+  if (known) return known;
+  const promise = make();
+  memo.set(key, promise);
+  promise.catch(() => memo.delete(key));
+  if (memo.size > 64) memo.delete(memo.keys().next().value); // bounded: layers are megabytes
+  return promise;
 }
 
 export function getEmbeddings(runId) {
@@ -184,7 +184,9 @@ export function getEmbeddings(runId) {
 }
 
 export async function getLayer(runId, layer, fields, dtype = "float32") {
-  const missing = fields.filter((f) => !memo.has(`layer|${runId}|${layer}|${f}|${dtype}`));
+  const key = (f) => `layer|${runId}|${layer}|${f}|${dtype}`;
+  const promises = new Map(fields.map((f) => [f, memo.get(key(f))]));
+  const missing = fields.filter((f) => !promises.get(f));
   if (missing.length) {
     const url = `/api/runs/${encodeURIComponent(runId)}/layers/${layer}?fields=${missing.join(",")}&dtype=${dtype}`;
     const all = request(url).then((r) => r.json()).then((body) => {
@@ -192,9 +194,9 @@ export async function getLayer(runId, layer, fields, dtype = "float32") {
       for (const f of missing) out[f] = decodeTensor(body.tensors[`blocks.${layer}.${f}`]);
       return out;
     });
-    for (const f of missing) remember(`layer|${runId}|${layer}|${f}|${dtype}`, () => all.then((out) => out[f]));
+    for (const f of missing) promises.set(f, remember(key(f), () => all.then((out) => out[f])));
   }
-  const values = await Promise.all(fields.map((f) => memo.get(`layer|${runId}|${layer}|${f}|${dtype}`)));
+  const values = await Promise.all(fields.map((f) => promises.get(f)));
   const result = {};
   fields.forEach((f, i) => { result[f] = values[i]; });
   return result;
