@@ -506,3 +506,24 @@ def measure_performance(ui):
     assert temp_ms <= 16
     assert hover_ms <= 50
     assert tti <= 1500
+
+
+def test_the_one_decoder_reads_both_dtypes_exactly(ui):
+    """static/api.js decodeTensor against numpy, including -inf (masked scores) and subnormals."""
+    import base64
+
+    values = np.array([0, -0.0, 1, -2.5, 65504, -np.inf, np.inf, 6e-8, 1e-3, 1 / 3], dtype=np.float64)
+    for dtype in ("<f2", "<f4"):
+        array = values.astype(dtype)
+        wire = {"dtype": "float16" if dtype == "<f2" else "float32", "shape": [2, 5],
+                "data": base64.b64encode(array.tobytes()).decode()}
+        got = ui.page.evaluate("""async (wire) => {
+            const api = await import('/static/api.js');
+            const t = api.decodeTensor(wire);
+            return {shape: t.shape, data: Array.from(t.data, String), row: Array.from(api.slice(t, 1), String), at: String(api.at(t, 1, 4))};
+        }""", wire)
+        expected = array.astype(np.float32).astype(np.float64)
+        assert got["shape"] == [2, 5]
+        np.testing.assert_array_equal([float(v) for v in got["data"]], expected)
+        np.testing.assert_array_equal([float(v) for v in got["row"]], expected[5:])
+        assert float(got["at"]) == expected[9]
