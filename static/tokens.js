@@ -1,6 +1,6 @@
 /**
  * tokens.js — stage 2: one chip per token (text with visible spaces, and its id). The chips are
- * the hover targets for every stage: hovering or focusing chip i sets state.hovered; a click (or
+ * the hover targets for every stage (a third line shows the weight while a token is in focus): hovering or focusing chip i sets state.hovered; a click (or
  * Enter/Space) pins it, a second click releases it. While a token is in focus, every chip is
  * coloured by the weight the focus token gives it in the selected layer and head, and carries
  * that weight in data-weight (0 for future tokens) and in its tooltip.
