@@ -2,6 +2,8 @@
  * colors.js — colour scales and text helpers shared by the views.
  * Sequential data (attention weights) use viridis, signed vectors a blue–white–red diverging
  * scale (ColorBrewer RdBu): both stay readable for the common colour-vision deficiencies.
+ * Also imported by the issue-5 views (static/embedding_space.js, logit_lens.js, anatomy.js):
+ * keep the exported names stable.
  */
 
 const VIRIDIS = ["#440154", "#482475", "#414487", "#355f8d", "#2a788e", "#21918c", "#22a884", "#44bf70", "#7ad151", "#bddf26", "#fde725"];

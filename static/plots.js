@@ -1,6 +1,8 @@
 /**
  * plots.js — small shared helpers for the Plotly charts: fonts that follow presenter mode, a
  * common config, and a coalescing scheduler so that heavy views redraw once the mouse rests.
+ * Also imported by the issue-5 views (static/embedding_space.js, logit_lens.js, anatomy.js):
+ * keep the exported names stable.
  */
 import { state } from "./state.js";
 
