@@ -18,11 +18,13 @@ class CachedRun:
     run_id: str
     text: str
     run: Run
-    body: bytes  # the analyze response, already JSON
+    # Analyze responses, gzipped JSON, keyed by whether they carry every layer's pattern (a
+    # long prompt may be asked for with patterns left to the layer endpoint, and without).
+    bodies: dict[bool, bytes]
 
     @property
     def nbytes(self) -> int:
-        return self.run.nbytes + len(self.body)
+        return self.run.nbytes + sum(len(b) for b in self.bodies.values())
 
 
 class RunCache:
@@ -57,11 +59,24 @@ class RunCache:
             self._by_id[entry.run_id] = entry
             self._by_text[entry.text] = entry.run_id
             self._bytes += entry.nbytes
-            while self._by_id and (len(self._by_id) > self.max_entries or self._bytes > self.max_bytes):
-                oldest = next(iter(self._by_id))
-                if oldest == entry.run_id and len(self._by_id) == 1:
-                    break  # a single run larger than the budget is still served once
-                self._remove(oldest)
+            self._evict(keep=entry.run_id)
+
+    def add_body(self, entry: CachedRun, with_patterns: bool, body: bytes) -> None:
+        """Attach another form of the analyze response to a cached run, within the budget."""
+        with self._lock:
+            if entry.run_id not in self._by_id or with_patterns in entry.bodies:
+                return
+            entry.bodies[with_patterns] = body
+            self._bytes += len(body)
+            self._by_id.move_to_end(entry.run_id)
+            self._evict(keep=entry.run_id)
+
+    def _evict(self, keep: str) -> None:
+        while self._by_id and (len(self._by_id) > self.max_entries or self._bytes > self.max_bytes):
+            oldest = next(iter(self._by_id))
+            if oldest == keep and len(self._by_id) == 1:
+                break  # a single run larger than the budget is still served once
+            self._remove(oldest)
 
     def _remove(self, run_id: str) -> None:
         entry = self._by_id.pop(run_id)

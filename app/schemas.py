@@ -60,6 +60,12 @@ def _check_prompt(text: str) -> str:
 
 class AnalyzeRequest(BaseModel):
     text: str = Field(min_length=1, max_length=100_000, description="The prompt; at most 1,024 tokens.")
+    patterns: Literal["all", "auto"] = Field(
+        "all",
+        description="'all': every layer's attention pattern in the response. 'auto': only when they "
+        "take at most 16 MB (float16; 241 tokens in GPT-2 small); otherwise the response says "
+        "\"patterns\": \"per-layer\" and GET /api/runs/{run_id}/layers/{l}?fields=attn.hook_pattern serves them.",
+    )
 
     @field_validator("text")
     @classmethod
@@ -76,6 +82,9 @@ class AnalyzeResponse(BaseModel):
         "logits [d_vocab] (float32) for the last position."
     )
     top: list[TopToken] = Field(description="The 10 most likely next tokens at temperature 1.")
+    patterns: Literal["included", "per-layer"] = Field(
+        description="'per-layer': the patterns were left out (a long prompt with patterns='auto')."
+    )
 
 
 class TensorsResponse(BaseModel):

@@ -309,3 +309,25 @@ def test_docs_are_served_without_a_cdn(client):
     assert client.get("/static/swagger/swagger-ui-bundle.js").status_code == 200
     schema = client.get("/openapi.json").json()
     assert {"/api/analyze", "/api/sample", "/api/generate", "/api/runs/{run_id}/layers/{layer}"} <= set(schema["paths"])
+
+
+def test_auto_patterns_leave_long_prompts_to_the_layer_endpoint(client, explainer, monkeypatch):
+    from app.routers import runs as runs_router
+
+    text = "A longer prompt whose attention would be too big to send at once"
+    n = len(explainer.tokenize(text))
+    # Budget just under this prompt's patterns: 'auto' leaves them out, 'all' still sends them.
+    monkeypatch.setattr(runs_router, "AUTO_PATTERN_BUDGET", runs_router.pattern_bytes(explainer, n) - 1)
+    lean = client.post("/api/analyze", json={"text": text, "patterns": "auto"}).json()
+    assert lean["patterns"] == "per-layer"
+    assert set(lean["tensors"]) == {"logits"}
+    full = client.post("/api/analyze", json={"text": text, "patterns": "all"}).json()
+    assert full["patterns"] == "included" and full["run_id"] == lean["run_id"]
+    reference = explainer.analyze(text, keep=["attn.hook_pattern"])
+    for layer in range(2):
+        name = f"blocks.{layer}.attn.hook_pattern"
+        per_layer = client.get(f"/api/runs/{lean['run_id']}/layers/{layer}?fields=attn.hook_pattern").json()["tensors"][name]
+        assert np.array_equal(decode(per_layer), reference[name].numpy())
+        np.testing.assert_allclose(decode(full["tensors"][name]), reference[name].numpy(), atol=1e-3)
+    short = client.post("/api/analyze", json={"text": "Short", "patterns": "auto"}).json()
+    assert short["patterns"] == "included" and "blocks.0.attn.hook_pattern" in short["tensors"]

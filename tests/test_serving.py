@@ -27,7 +27,7 @@ class _FakeRun:
 
 
 def _entry(cache: RunCache, text: str, nbytes: int) -> CachedRun:
-    return CachedRun(run_id=cache.new_id(), text=text, run=_FakeRun(nbytes), body=b"")
+    return CachedRun(run_id=cache.new_id(), text=text, run=_FakeRun(nbytes), bodies={})
 
 
 def test_cache_evicts_least_recently_used_by_entries():

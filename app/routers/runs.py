@@ -22,6 +22,9 @@ from ..schemas import AnalyzeRequest, AnalyzeResponse, LayerResponse, TensorsRes
 router = APIRouter(prefix="/api")
 
 N_TOP = 10
+# With "patterns": "auto", every layer's pattern is sent only below this many bytes (float16):
+# prompts up to 241 tokens in GPT-2 small. At 1,024 tokens they would be 302 MB.
+AUTO_PATTERN_BUDGET = 16 << 20
 
 
 def gzipped(data: bytes) -> bytes:
@@ -37,9 +40,21 @@ def token_list(run: Run) -> list[dict]:
     return [{"position": i, "id": t.id, "text": t.text, "partial": t.partial} for i, t in enumerate(run.tokens)]
 
 
-def analyze_body(explainer: Explainer, run_id: str, run: Run) -> bytes:
+def pattern_bytes(explainer: Explainer, n_tokens: int) -> int:
+    """Bytes of every layer's pattern in float16: [layer, head, q_pos, k_pos]."""
+    c = explainer.config
+    return c.n_layer * c.n_head * n_tokens * n_tokens * 2
+
+
+def with_patterns(explainer: Explainer, n_tokens: int, mode: str) -> bool:
+    return mode == "all" or pattern_bytes(explainer, n_tokens) <= AUTO_PATTERN_BUDGET
+
+
+def analyze_body(explainer: Explainer, run_id: str, run: Run, include_patterns: bool = True) -> bytes:
     """The analyze response as JSON bytes. Patterns go as float16: half the bytes, and a
-    float16 weight is exact to about 3 decimals, beyond what a person reads off a chart."""
+    float16 weight is exact to about 3 decimals, beyond what a person reads off a chart.
+    Without them, the response says "patterns": "per-layer" and the layer endpoint serves
+    them (recomputed from the residual stream, identical)."""
     logits = run["logits"]
     dist = distribution(logits, 1.0)
     top = [
@@ -47,29 +62,48 @@ def analyze_body(explainer: Explainer, run_id: str, run: Run) -> bytes:
          "logit": float(logits[i]), "prob": p}
         for i, p in dist.top(N_TOP)
     ]
-    patterns = {f"blocks.{l}.attn.hook_pattern": tensors.encode(run[f"blocks.{l}.attn.hook_pattern"], "float16")
-                for l in range(run.n_layers)}
+    patterns = {}
+    if include_patterns:
+        patterns = {f"blocks.{l}.attn.hook_pattern": tensors.encode(run[f"blocks.{l}.attn.hook_pattern"], "float16")
+                    for l in range(run.n_layers)}
     body = {
         "run_id": run_id,
         "model": explainer.info,
         "tokens": token_list(run),
         "tensors": {**patterns, "logits": tensors.encode(logits, "float32")},
         "top": top,
+        "patterns": "included" if include_patterns else "per-layer",
     }
     return json.dumps(body, separators=(",", ":")).encode()
 
 
-def analyze_and_cache(explainer: Explainer, cache: RunCache, text: str) -> CachedRun:
-    run = explainer.analyze(text, keep=["attn.hook_pattern"])
+def analyze_and_cache(explainer: Explainer, cache: RunCache, text: str, mode: str = "all") -> CachedRun:
+    return _analyze_and_cache(explainer, cache, text, mode)[0]
+
+
+def _analyze_and_cache(explainer: Explainer, cache: RunCache, text: str, mode: str) -> tuple[CachedRun, bytes]:
+    """The cached run, and its body as plain JSON for a client that does not accept gzip."""
+    ids = explainer.tokenize(text)
+    include = with_patterns(explainer, len(ids), mode)
+    run = explainer.analyze_ids(ids, keep=["attn.hook_pattern"] if include else ())
     run_id = cache.new_id()
+    plain = analyze_body(explainer, run_id, run, include)
     # Gzipped once, here, and kept so in the cache: a repeated prompt is served without
     # compressing 1.8 MB again, and a run holds 0.8 MB of body instead of 1.8 MB.
-    body = gzipped(analyze_body(explainer, run_id, run))
+    body = gzipped(plain)
     # Patterns are in the body already; the Run keeps only the residual stream.
     run.stored = {k: v for k, v in run.stored.items() if not k.endswith("attn.hook_pattern")}
-    entry = CachedRun(run_id=run_id, text=text, run=run, body=body)  # body: gzipped JSON
+    entry = CachedRun(run_id=run_id, text=text, run=run, bodies={include: body})
     cache.put(entry)
-    return entry
+    return entry, plain
+
+
+def _add_body(explainer: Explainer, cache: RunCache, entry: CachedRun, include: bool) -> tuple[bytes, bytes]:
+    """The other form of a cached run's response (patterns recomputed layer by layer)."""
+    plain = analyze_body(explainer, entry.run_id, entry.run, include)
+    body = gzipped(plain)
+    cache.add_body(entry, include, body)
+    return body, plain
 
 
 @router.post("/analyze", response_model=AnalyzeResponse, summary="Run the model once on a prompt and capture it")
@@ -80,15 +114,20 @@ async def analyze(
     cache: RunCache = Depends(get_cache),
     limiter: ForwardLimiter = Depends(get_limiter),
 ) -> Response:
-    entry = cache.find(request.text)
+    entry, plain = cache.find(request.text), None
     if entry is None:
         explainer.tokenize(request.text)  # fail fast (422) before queueing for the model
-        entry = await limiter.run(analyze_and_cache, explainer, cache, request.text)
+        entry, plain = await limiter.run(_analyze_and_cache, explainer, cache, request.text, request.patterns)
+    include = with_patterns(explainer, len(entry.run), request.patterns)
+    body = entry.bodies.get(include)
+    if body is None:
+        body, plain = await limiter.run(_add_body, explainer, cache, entry, include)
     # The body is stored gzipped; the GZip middleware passes a response that is encoded already.
     if "gzip" in http.headers.get("accept-encoding", ""):
-        return Response(entry.body, media_type="application/json",
+        return Response(body, media_type="application/json",
                         headers={"Content-Encoding": "gzip", "Vary": "Accept-Encoding"})
-    return Response(gzip.decompress(entry.body), media_type="application/json", headers={"Vary": "Accept-Encoding"})
+    return Response(plain or gzip.decompress(body), media_type="application/json",
+                    headers={"Vary": "Accept-Encoding"})
 
 
 @router.get("/runs/{run_id}/embeddings", response_model=TensorsResponse, summary="Token and position embeddings")
