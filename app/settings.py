@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from model import DEFAULT_MODEL
 
@@ -34,7 +34,9 @@ class Settings:
     cache_entries: int = 64
     cache_bytes: int = 1 << 30
     max_body_bytes: int = 1 << 20
-    extra: dict = field(default_factory=dict)
+    # analyze with patterns='auto' sends every layer's pattern only up to this many bytes
+    # (float16): 241 tokens in GPT-2 small. Beyond, the page fetches them layer by layer.
+    auto_pattern_bytes: int = 16 << 20
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -47,4 +49,5 @@ class Settings:
             request_timeout_s=_float("EXPLAINER_REQUEST_TIMEOUT", cls.request_timeout_s),
             cache_entries=_int("EXPLAINER_CACHE_ENTRIES", cls.cache_entries),
             cache_bytes=_int("EXPLAINER_CACHE_BYTES", cls.cache_bytes),
+            auto_pattern_bytes=_int("EXPLAINER_AUTO_PATTERN_BYTES", cls.auto_pattern_bytes),
         )

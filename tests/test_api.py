@@ -311,13 +311,18 @@ def test_docs_are_served_without_a_cdn(client):
     assert {"/api/analyze", "/api/sample", "/api/generate", "/api/runs/{run_id}/layers/{layer}"} <= set(schema["paths"])
 
 
-def test_auto_patterns_leave_long_prompts_to_the_layer_endpoint(client, explainer, monkeypatch):
-    from app.routers import runs as runs_router
+def test_auto_patterns_leave_long_prompts_to_the_layer_endpoint(explainer, checkpoint_dir):
+    from app.routers.runs import pattern_bytes
 
     text = "A longer prompt whose attention would be too big to send at once"
     n = len(explainer.tokenize(text))
     # Budget just under this prompt's patterns: 'auto' leaves them out, 'all' still sends them.
-    monkeypatch.setattr(runs_router, "AUTO_PATTERN_BUDGET", runs_router.pattern_bytes(explainer, n) - 1)
+    settings = Settings(model=checkpoint_dir, auto_pattern_bytes=pattern_bytes(explainer, n) - 1)
+    with TestClient(create_app(settings, explainer=explainer)) as client:
+        _check_auto_patterns(client, explainer, text)
+
+
+def _check_auto_patterns(client, explainer, text):
     lean = client.post("/api/analyze", json={"text": text, "patterns": "auto"}).json()
     assert lean["patterns"] == "per-layer"
     assert set(lean["tensors"]) == {"logits"}

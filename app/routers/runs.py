@@ -22,9 +22,6 @@ from ..schemas import AnalyzeRequest, AnalyzeResponse, LayerResponse, TensorsRes
 router = APIRouter(prefix="/api")
 
 N_TOP = 10
-# With "patterns": "auto", every layer's pattern is sent only below this many bytes (float16):
-# prompts up to 241 tokens in GPT-2 small. At 1,024 tokens they would be 302 MB.
-AUTO_PATTERN_BUDGET = 16 << 20
 
 
 def gzipped(data: bytes) -> bytes:
@@ -46,8 +43,10 @@ def pattern_bytes(explainer: Explainer, n_tokens: int) -> int:
     return c.n_layer * c.n_head * n_tokens * n_tokens * 2
 
 
-def with_patterns(explainer: Explainer, n_tokens: int, mode: str) -> bool:
-    return mode == "all" or pattern_bytes(explainer, n_tokens) <= AUTO_PATTERN_BUDGET
+def with_patterns(explainer: Explainer, n_tokens: int, mode: str, budget: int) -> bool:
+    """Whether the analyze response carries every layer's pattern. With 'auto', only within
+    `budget` bytes (settings.auto_pattern_bytes): at 1,024 tokens they would be 302 MB."""
+    return mode == "all" or pattern_bytes(explainer, n_tokens) <= budget
 
 
 def analyze_body(explainer: Explainer, run_id: str, run: Run, include_patterns: bool = True) -> bytes:
@@ -77,14 +76,13 @@ def analyze_body(explainer: Explainer, run_id: str, run: Run, include_patterns: 
     return json.dumps(body, separators=(",", ":")).encode()
 
 
-def analyze_and_cache(explainer: Explainer, cache: RunCache, text: str, mode: str = "all") -> CachedRun:
-    return _analyze_and_cache(explainer, cache, text, mode)[0]
+def analyze_and_cache(explainer: Explainer, cache: RunCache, text: str, include: bool = True) -> CachedRun:
+    return _analyze_and_cache(explainer, cache, text, include)[0]
 
 
-def _analyze_and_cache(explainer: Explainer, cache: RunCache, text: str, mode: str) -> tuple[CachedRun, bytes]:
+def _analyze_and_cache(explainer: Explainer, cache: RunCache, text: str, include: bool) -> tuple[CachedRun, bytes]:
     """The cached run, and its body as plain JSON for a client that does not accept gzip."""
     ids = explainer.tokenize(text)
-    include = with_patterns(explainer, len(ids), mode)
     run = explainer.analyze_ids(ids, keep=["attn.hook_pattern"] if include else ())
     run_id = cache.new_id()
     plain = analyze_body(explainer, run_id, run, include)
@@ -114,11 +112,13 @@ async def analyze(
     cache: RunCache = Depends(get_cache),
     limiter: ForwardLimiter = Depends(get_limiter),
 ) -> Response:
+    budget = http.app.state.settings.auto_pattern_bytes
     entry, plain = cache.find(request.text), None
     if entry is None:
-        explainer.tokenize(request.text)  # fail fast (422) before queueing for the model
-        entry, plain = await limiter.run(_analyze_and_cache, explainer, cache, request.text, request.patterns)
-    include = with_patterns(explainer, len(entry.run), request.patterns)
+        ids = explainer.tokenize(request.text)  # fail fast (422) before queueing for the model
+        include = with_patterns(explainer, len(ids), request.patterns, budget)
+        entry, plain = await limiter.run(_analyze_and_cache, explainer, cache, request.text, include)
+    include = with_patterns(explainer, len(entry.run), request.patterns, budget)
     body = entry.bodies.get(include)
     if body is None:
         body, plain = await limiter.run(_add_body, explainer, cache, entry, include)
