@@ -16,10 +16,20 @@
  *   timing.responded      performance.now() when the last analyze response arrived.
  *   getModel() -> Promise<{name, n_layers, n_heads, d_model, d_head, d_mlp, n_ctx, d_vocab, random_weights, ...}>
  *   analyze(text) -> Promise<Run>
+ *       Asks with patterns: "auto": the server sends every layer's attention pattern only while they
+ *       fit its budget (16 MB by default, 241 tokens in GPT-2 small); past it, none (12·12·n²·2 bytes
+ *       would be 75 MB at 512 tokens) and each layer's comes from the layer endpoint when needed.
  *       Run = {runId, text, model, tokens: [{position, id, text, partial}],
- *              patterns: [Tensor [head, q_pos, k_pos]] indexed by layer (decoded float16),
+ *              patternsMode: "included" | "per-layer",
+ *              patterns: [Tensor [head, q_pos, k_pos]] indexed by layer (decoded float16). With
+ *                        "per-layer", every entry starts undefined: call ensurePattern(run, layer),
  *              logits: Float32Array [d_vocab] (last position), top: [{id, text, logit, prob}],
  *              raw: the JSON as received}
+ *   ensurePattern(run, layer) -> Promise<Tensor [head, q_pos, k_pos]>
+ *       run.patterns[layer], fetched first if missing (GET /api/runs/{id}/layers/{layer}?fields=
+ *       attn.hook_pattern&dtype=float16, the same float16 numbers analyze would have sent) and stored
+ *       in run.patterns[layer]. One request per (run, layer) however many views ask; a failed request
+ *       is not remembered, so a later call tries again. Resolves at once when the pattern is there.
  *   getEmbeddings(runId) -> Promise<{hook_embed, hook_pos_embed, "blocks.0.hook_resid_pre"}>   Tensors [pos, d_model]
  *   getLayer(runId, layer, fields, dtype="float32") -> Promise<{[suffix]: Tensor}>
  *       fields: suffixes such as ["attn.hook_q", "mlp.hook_pre"]; the result is keyed by the SUFFIX
@@ -143,23 +153,43 @@ export async function getModel() {
 export const timing = {};
 
 export async function analyze(text) {
-  const response = await postJson("/api/analyze", { text });
+  const response = await postJson("/api/analyze", { text, patterns: "auto" });
   timing.responded = performance.now();
   const raw = await response.json();
-  const patterns = [];
-  for (let l = 0; l < raw.model.n_layers; l++) {
-    patterns.push(decodeTensor(raw.tensors[`blocks.${l}.attn.hook_pattern`]));
+  const patternsMode = raw.patterns === "per-layer" ? "per-layer" : "included";
+  const patterns = new Array(raw.model.n_layers);
+  if (patternsMode === "included") {
+    for (let l = 0; l < raw.model.n_layers; l++) {
+      patterns[l] = decodeTensor(raw.tensors[`blocks.${l}.attn.hook_pattern`]);
+    }
   }
   return {
     runId: raw.run_id,
     text,
     model: raw.model,
     tokens: raw.tokens,
+    patternsMode,
     patterns,
     logits: decodeTensor(raw.tensors.logits).data,
     top: raw.top,
     raw,
   };
+}
+
+const patternRequests = new WeakMap(); // run -> Map(layer -> Promise<Tensor>), while in flight
+
+export function ensurePattern(run, layer) {
+  if (run.patterns[layer]) return Promise.resolve(run.patterns[layer]);
+  let pending = patternRequests.get(run);
+  if (!pending) patternRequests.set(run, (pending = new Map()));
+  let promise = pending.get(layer);
+  if (!promise) {
+    promise = getLayer(run.runId, layer, ["attn.hook_pattern"], "float16")
+      .then((t) => (run.patterns[layer] = t["attn.hook_pattern"]))
+      .finally(() => pending.delete(layer));
+    pending.set(layer, promise);
+  }
+  return promise;
 }
 
 const memo = new Map(); // key -> Promise

@@ -3,12 +3,14 @@
  * (rows = the token that looks, columns = the token looked at; the masked future in grey), a
  * toggle between raw scores qkᵀ/√d, masked scores and softmax weights, and all heads as small
  * multiples (one layer, or all of them) where a click selects a head. The hovered or pinned
- * token's row is outlined.
+ * token's row is outlined. For a long prompt (run.patternsMode "per-layer") a layer's pattern is
+ * fetched when it is selected: the heatmap is dimmed and the title says "loading layer N…" until
+ * it arrives, and the all-layers grid shows the layers loaded so far (never fetching all of them).
  */
 import { getLayer, slice } from "./api.js";
 import { divergingScale, drawMatrix, el, plotlyText, viridisScale, visible } from "./colors.js";
 import { baseLayout, config, plotly } from "./plots.js";
-import { focusToken, set, state, subscribe } from "./state.js";
+import { focusToken, pattern, patternError, set, state, subscribe } from "./state.js";
 
 const layerSelect = document.getElementById("layer-select");
 const headSelect = document.getElementById("head-select");
@@ -59,11 +61,22 @@ async function draw() {
   const n = run.tokens.length;
   const mode = state.attnMode;
   const { layer, head } = state;
-  title.textContent = `layer ${layer}, head ${head}`;
   let values;
   if (mode === "pattern") {
-    values = slice(run.patterns[layer], head);
+    const weights = pattern(layer);
+    if (!weights) {
+      // Wait for it (state.patternsLoaded redraws); meanwhile the old heatmap is dimmed, not passed off as this layer's.
+      const error = patternError(layer);
+      title.textContent = `layer ${layer}, head ${head}: ${error ? `could not load it (${error.message})` : `loading layer ${layer}…`}`;
+      plot.style.opacity = "0.3";
+      drawn = null;
+      highlightRow();
+      return;
+    }
+    title.textContent = `layer ${layer}, head ${head}`;
+    values = slice(weights, head);
   } else {
+    title.textContent = `layer ${layer}, head ${head}`;
     const t = await getLayer(run.runId, layer, ["attn.hook_q", "attn.hook_k"]);
     if (serial !== drawSerial) return;
     values = rawScores(t["attn.hook_q"], t["attn.hook_k"], head);
@@ -131,6 +144,7 @@ async function draw() {
   });
   await Plotly.react(plot, [trace, maskTrace], layout, config);
   if (serial !== drawSerial) return;
+  plot.style.opacity = "";
   drawn = { n };
   attachClicks();
   placeRowBox();
@@ -162,20 +176,52 @@ function highlightRow() {
   rowBox.style.visibility = "visible";
 }
 
+function megabytes(bytes) {
+  return bytes >= 1e6 ? `${(bytes / 1e6).toFixed(1)} MB` : `${Math.ceil(bytes / 1e3)} kB`;
+}
+
+/** The heads as small multiples: the selected layer's, or every layer's. For a per-layer run the
+ * grid never asks for a layer on its own: all 144 heads of a long prompt would be hundreds of MB
+ * (12·12·n²·2 bytes), so it draws the layers loaded so far and a button per missing layer that
+ * selects it (which loads it). */
 function drawGrid() {
   const run = state.run;
   grid.replaceChildren();
   if (!run || !state.model) return;
   const { n_layers: L, n_heads: H } = state.model;
   const n = run.tokens.length;
-  const layers = allLayers.checked ? Array.from({ length: L }, (_, i) => i) : [state.layer];
-  grid.classList.toggle("all", allLayers.checked);
-  grid.style.setProperty("--cols", String(allLayers.checked ? H : Math.min(H, 6)));
+  const all = allLayers.checked;
+  const perLayer = run.patternsMode === "per-layer";
+  const layers = all ? Array.from({ length: L }, (_, i) => i) : [state.layer];
+  grid.classList.toggle("all", all);
+  grid.style.setProperty("--cols", String(all ? H : Math.min(H, 6)));
+  const wide = { style: "grid-column: 1 / -1" };
+  const perLayerBytes = megabytes(H * n * n * 2);
+  if (all && perLayer) {
+    grid.append(el("p", { class: "muted small", ...wide, text:
+      `Long prompts get their attention one layer at a time: all ${L * H} heads for these ${n} tokens would be ` +
+      `${megabytes(L * H * n * n * 2)}, so each layer's (${perLayerBytes}) is fetched only when you select it. Shown: the layers loaded so far.` }));
+  }
   for (const layer of layers) {
-    if (allLayers.checked) grid.append(el("span", { class: "grid-label", text: `L${layer}` }));
+    const weights = layer === state.layer ? pattern(layer) : run.patterns[layer];
+    if (!weights) {
+      const error = layer === state.layer ? patternError(layer) : null;
+      const text = layer !== state.layer ? `L${layer}: not loaded — select to load (${perLayerBytes})`
+        : error ? `Could not load layer ${layer}: ${error.message}` : `Loading layer ${layer}…`;
+      if (all) grid.append(el("span", { class: "grid-label", text: `L${layer}` }));
+      if (layer === state.layer) {
+        const span = all ? { style: `grid-column: span ${H}` } : wide;
+        grid.append(el("p", { class: error ? "error small" : "muted small", ...span, "aria-live": "polite", text }));
+      } else {
+        grid.append(el("button", { type: "button", class: "head missing", style: `grid-column: span ${H}`,
+          "data-layer": layer, "data-head": state.head, "aria-pressed": "false", text }));
+      }
+      continue;
+    }
+    if (all) grid.append(el("span", { class: "grid-label", text: `L${layer}` }));
     for (let head = 0; head < H; head++) {
       const canvas = el("canvas", { "aria-hidden": "true" });
-      drawMatrix(canvas, run.patterns[layer].data, n, head * n * n);
+      drawMatrix(canvas, weights.data, n, head * n * n);
       const selected = layer === state.layer && head === state.head;
       const button = el("button", {
         type: "button",
@@ -185,14 +231,14 @@ function drawGrid() {
         "aria-pressed": selected ? "true" : "false",
         "aria-label": `Layer ${layer}, head ${head}`,
         title: `Layer ${layer}, head ${head}`,
-      }, canvas, allLayers.checked ? null : el("span", { text: `H${head}` }));
+      }, canvas, all ? null : el("span", { text: `H${head}` }));
       grid.append(button);
     }
   }
 }
 
 function markSelected() {
-  for (const b of grid.querySelectorAll("button.head")) {
+  for (const b of grid.querySelectorAll("button.head:not(.missing)")) {
     const on = Number(b.dataset.layer) === state.layer && Number(b.dataset.head) === state.head;
     b.classList.toggle("selected", on);
     b.setAttribute("aria-pressed", on ? "true" : "false");
@@ -221,9 +267,14 @@ export function init() {
   subscribe(["run", "layer", "head", "attnMode", "presenter"], () => {
     draw().catch((error) => console.error(error));
   });
+  subscribe(["patternsLoaded"], () => {
+    // A layer arrived (per-layer runs): redraw what waits for it. (drawn === null: the heatmap waits.)
+    if (state.attnMode === "pattern" && !drawn) draw().catch((error) => console.error(error));
+    drawGrid();
+  });
   subscribe(["hovered", "pinned"], highlightRow);
   subscribe(["run"], drawGrid);
-  subscribe(["layer"], () => (allLayers.checked ? markSelected() : drawGrid()));
+  subscribe(["layer"], () => (allLayers.checked && state.run && state.run.patternsMode !== "per-layer" ? markSelected() : drawGrid()));
   subscribe(["head"], markSelected);
   window.addEventListener("resize", () => setTimeout(() => { placeRowBox(); highlightRow(); }, 100));
   subscribe(["presenter"], () => setTimeout(() => { placeRowBox(); highlightRow(); }, 100));

@@ -9,7 +9,7 @@ import * as mlp from "./mlp.js";
 import * as output from "./output.js";
 import * as prompt from "./prompt.js";
 import * as qk from "./qk.js";
-import { readUrl, set, startUrlSync, state, subscribe } from "./state.js";
+import { pattern, readUrl, set, startUrlSync, state, subscribe } from "./state.js";
 import * as tokens from "./tokens.js";
 
 const presenterButton = document.getElementById("presenter-toggle");
@@ -75,7 +75,9 @@ const LAYER_FIELDS = ["attn.hook_q", "attn.hook_k", "attn.hook_v", "attn.hook_z"
 
 async function start() {
   subscribe(["run", "layer"], () => {
-    if (state.run) getLayer(state.run.runId, state.layer, LAYER_FIELDS).catch(() => {}); // the views report errors
+    if (!state.run) return;
+    pattern(state.layer); // a long prompt's pattern for this layer first: the chips and heatmap wait for it
+    getLayer(state.run.runId, state.layer, LAYER_FIELDS).catch(() => {}); // the views report errors
   });
   prompt.init();
   tokens.init();

@@ -3,11 +3,13 @@
  * its query vector, the keys of the tokens it may see, the dot products, ÷√d_head, the mask, the
  * softmax, and the weighted sum of the value vectors, checked against the model's own output z.
  * q, k, v and z come from the layer endpoint; the arithmetic in between is redone here in float64.
+ * For a long prompt it says "loading layer N…" until the layer's pattern (the model's weights it
+ * checks the softmax against) has arrived.
  */
 import { getLayer, slice } from "./api.js";
 import { drawStrip, el, fmt, visible } from "./colors.js";
 import { later } from "./plots.js";
-import { detailToken, state, subscribe } from "./state.js";
+import { detailToken, pattern, patternError, state, subscribe } from "./state.js";
 
 const view = document.getElementById("qk-view");
 const FIELDS = ["attn.hook_q", "attn.hook_k", "attn.hook_v", "attn.hook_z"];
@@ -32,6 +34,13 @@ async function draw() {
   const i = detailToken();
   if (!run || i == null) return;
   const { layer, head } = state;
+  const modelPattern = pattern(layer); // the model's own weights, to check the softmax against
+  if (!modelPattern) {
+    // A long prompt's layer is on its way: state.patternsLoaded brings us back here.
+    const error = patternError(layer);
+    view.replaceChildren(el("p", { class: error ? "error" : "muted", text: error ? `Could not load layer ${layer}: ${error.message}` : `Loading layer ${layer}…` }));
+    return;
+  }
   const t = await getLayer(run.runId, layer, FIELDS);
   if (state.run !== run || detailToken() !== i || state.layer !== layer || state.head !== head) return;
   const q = slice(t["attn.hook_q"], i, head);
@@ -57,7 +66,7 @@ async function draw() {
     for (let c = 0; c < d; c++) z[c] += weights[j] * v[c];
   }
   const modelZ = slice(t["attn.hook_z"], i, head);
-  const modelRow = slice(run.patterns[layer], head, i);
+  const modelRow = slice(modelPattern, head, i);
   let zDiff = 0;
   let wDiff = 0;
   for (let c = 0; c < d; c++) zDiff = Math.max(zDiff, Math.abs(z[c] - modelZ[c]));
@@ -129,5 +138,5 @@ const soon = later(() => draw().catch((error) => {
 }), 60);
 
 export function init() {
-  subscribe(["run", "hovered", "pinned", "layer", "head"], soon);
+  subscribe(["run", "hovered", "pinned", "layer", "head", "patternsLoaded"], soon);
 }

@@ -7,7 +7,11 @@
  *   state            the current values (read-only by convention; change them with set()):
  *     model          /api/model dict, or null before it is known
  *     run            the current analyzed prompt (see api.js `analyze`: {runId, text, model, tokens,
- *                    patterns[layer] [head,q,k], logits, top}), or null
+ *                    patternsMode, patterns[layer] [head,q,k], logits, top}), or null. For a long
+ *                    prompt (patternsMode "per-layer") patterns[layer] is undefined until fetched:
+ *                    read it through pattern(layer) below.
+ *     patternsLoaded a counter, bumped when a layer's pattern of the current run arrives (or fails)
+ *                    after the run itself: views that read patterns subscribe to it and redraw.
  *     hovered        token position under the mouse / keyboard focus, or null
  *     pinned         token position pinned by a click, or null
  *     layer, head    selected layer and head (0-based)
@@ -23,6 +27,12 @@
  *                              once, synchronously, in subscription order.
  *   subscribe(keys, fn)        fn(state, changedKeys: Set) when any of `keys` (array of names, or "*")
  *                              changes. Returns an unsubscribe function.
+ *   pattern(layer)             state.run.patterns[layer] [head, q, k], or null while it is not there
+ *                              yet: then it is fetched (once per run and layer, api.js ensurePattern)
+ *                              and patternsLoaded is bumped when it arrives, if that run is still
+ *                              current (an answer for an older prompt changes nothing on screen).
+ *   patternError(layer)        the Error of a failed fetch of that layer for the current run, or null
+ *                              (not retried for this run; analyzing again retries).
  *   focusToken()               pinned ?? hovered ?? null: the token the views explain.
  *   detailToken()              focusToken(), or the last token when none: for views that always
  *                              show one token (embeddings, Q·K, MLP).
@@ -32,9 +42,12 @@
  * with history.replaceState, so a shared link reproduces the view.
  */
 
+import { ensurePattern } from "./api.js";
+
 export const state = {
   model: null,
   run: null,
+  patternsLoaded: 0,
   hovered: null,
   pinned: null,
   layer: 0,
@@ -79,6 +92,30 @@ export function set(patch) {
     }
   }
   return changed;
+}
+
+const fetching = new WeakMap(); // run -> Map(layer -> null while in flight | Error)
+
+export function pattern(layer) {
+  const run = state.run;
+  if (!run) return null;
+  if (run.patterns[layer]) return run.patterns[layer];
+  let asked = fetching.get(run);
+  if (!asked) fetching.set(run, (asked = new Map()));
+  if (!asked.has(layer)) {
+    asked.set(layer, null);
+    ensurePattern(run, layer)
+      .then(() => asked.delete(layer), (error) => asked.set(layer, error))
+      .then(() => {
+        if (state.run === run) set({ patternsLoaded: state.patternsLoaded + 1 });
+      });
+  }
+  return null;
+}
+
+export function patternError(layer) {
+  const asked = state.run && fetching.get(state.run);
+  return (asked && asked.get(layer)) || null;
 }
 
 export function focusToken() {

@@ -3,13 +3,17 @@
  * the hover targets for every stage (a third line shows the weight while a token is in focus): hovering or focusing chip i sets state.hovered; a click (or
  * Enter/Space) pins it, a second click releases it. While a token is in focus, every chip is
  * coloured by the weight the focus token gives it in the selected layer and head, and carries
- * that weight in data-weight (0 for future tokens) and in its tooltip.
+ * that weight in data-weight (0 for future tokens) and in its tooltip. While the selected layer's
+ * pattern is still on its way (long prompts), no chip has a data-weight and the hint says
+ * "Loading layer N…".
  */
 import { slice } from "./api.js";
 import { css, el, inkOn, viridis, visible } from "./colors.js";
-import { focusToken, set, state, subscribe } from "./state.js";
+import { focusToken, pattern, patternError, set, state, subscribe } from "./state.js";
 
 const box = document.getElementById("token-chips");
+const hint = document.getElementById("token-hint");
+const HINT = hint.textContent;
 let chips = [];
 
 function render() {
@@ -37,11 +41,37 @@ function render() {
   box.append(fragment);
 }
 
+/** Say in the hint line while the selected layer's pattern is on its way (long prompts). */
+function showLoading(weights) {
+  const error = weights ? null : patternError(state.layer);
+  hint.textContent = weights ? HINT : error ? `Could not load layer ${state.layer}: ${error.message}` : `Loading layer ${state.layer}…`;
+  hint.classList.toggle("error", !!error);
+  box.setAttribute("aria-busy", weights || error ? "false" : "true");
+}
+
 function paint() {
   const run = state.run;
   if (!run) return;
+  const weights = pattern(state.layer);
+  showLoading(weights);
   const focus = focusToken();
   box.classList.toggle("focused", focus != null && focus < chips.length);
+  if (!weights && focus != null && focus < chips.length) {
+    // No weights yet for this layer: none shown (never the previous layer's), only the source.
+    for (const chip of chips) {
+      const j = Number(chip.dataset.index);
+      chip.removeAttribute("data-weight");
+      chip.style.background = "";
+      chip.style.color = "";
+      chip.lastChild.textContent = j === focus ? "…" : "";
+      chip.classList.remove("future");
+      chip.classList.toggle("source", j === focus);
+      chip.classList.toggle("pinned", j === state.pinned);
+      chip.setAttribute("aria-pressed", j === state.pinned ? "true" : "false");
+      chip.title = `${chip.title.split("\n")[0]}\nloading layer ${state.layer}…`;
+    }
+    return;
+  }
   if (focus == null || focus >= chips.length) {
     for (const chip of chips) {
       chip.removeAttribute("data-weight");
@@ -53,7 +83,7 @@ function paint() {
     }
     return;
   }
-  const row = slice(run.patterns[state.layer], state.head, focus);
+  const row = slice(weights, state.head, focus);
   const from = visible(run.tokens[focus].text);
   for (let j = 0; j < chips.length; j++) {
     const chip = chips[j];
@@ -125,7 +155,7 @@ export function init() {
     }
   });
   subscribe(["run"], render);
-  subscribe(["run", "hovered", "pinned", "layer", "head"], paint);
+  subscribe(["run", "hovered", "pinned", "layer", "head", "patternsLoaded"], paint);
 }
 
 /** Chip element for position i (for other views that want to scroll to it). */

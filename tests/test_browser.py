@@ -527,3 +527,124 @@ def test_the_one_decoder_reads_both_dtypes_exactly(ui):
         np.testing.assert_array_equal([float(v) for v in got["data"]], expected)
         np.testing.assert_array_equal([float(v) for v in got["row"]], expected[5:])
         assert float(got["at"]) == expected[9]
+
+
+# ---------------------------------------------------------------- long prompts: patterns layer by layer
+
+@pytest.fixture(scope="module")
+def per_layer_server(tmp_path_factory):
+    """The same tiny model, with an attention budget of 1 byte: every prompt is "per-layer", as a
+    long prompt is on GPT-2 small (past 16 MB of patterns, 241 tokens)."""
+    model_dir = build_checkpoint(tmp_path_factory.mktemp("browser-per-layer"), seed=7, n_layer=N_LAYERS, n_head=N_HEADS)
+    with live_server(model_dir, env={"EXPLAINER_AUTO_PATTERN_BYTES": "1"}) as url:
+        yield url
+
+
+def layer_pattern(server: str, run_id: str, layer: int) -> np.ndarray:
+    """One layer's pattern from the layer endpoint, as the page asks for it. [head, q, k]"""
+    response = httpx.get(f"{server}/api/runs/{run_id}/layers/{layer}",
+                         params={"fields": "attn.hook_pattern", "dtype": "float16"}, timeout=60)
+    response.raise_for_status()
+    return decode(response.json()["tensors"][f"blocks.{layer}.attn.hook_pattern"]).astype(np.float64)
+
+
+def test_per_layer_patterns_are_fetched_when_needed(chromium, per_layer_server):
+    server = per_layer_server
+    ui = Page(chromium, server)
+    analyze_bodies: list[dict] = []
+    pattern_layers: list[int] = []  # layers whose pattern the page asked for, in order
+
+    def on_request(request):
+        if request.url.endswith("/api/analyze"):
+            analyze_bodies.append(json.loads(request.post_data))
+        elif "fields=attn.hook_pattern" in request.url:
+            pattern_layers.append(int(request.url.split("/layers/")[1].split("?")[0]))
+
+    ui.page.on("request", on_request)
+    held = []  # layer requests the test holds back, to see the loading state and a late answer
+    hold = {"layer": None}
+
+    def maybe_hold(route):
+        if hold["layer"] is not None and f"/layers/{hold['layer']}?fields=attn.hook_pattern" in route.request.url:
+            held.append(route)
+        else:
+            route.continue_()
+
+    ui.page.route("**/api/runs/*/layers/*", maybe_hold)
+    try:
+        ui.open()
+        ui.analyze(PROMPT)
+        assert analyze_bodies == [{"text": PROMPT, "patterns": "auto"}]
+        body = httpx.post(f"{server}/api/analyze", json={"text": PROMPT, "patterns": "auto"}, timeout=60).json()
+        assert body["patterns"] == "per-layer" and set(body["tensors"]) == {"logits"}
+        run_id = body["run_id"]
+        pats = {layer: layer_pattern(server, run_id, layer) for layer in range(N_LAYERS)}
+        n = ui.chips().count()
+        assert n == len(body["tokens"])
+
+        def weights_for(layer: int, head: int, i: int) -> None:
+            ui.page.wait_for_function(
+                f"document.getElementById('attention-title').textContent === 'layer {layer}, head {head}'"
+                " && document.querySelector('[data-testid=token]').dataset.weight !== undefined")
+            np.testing.assert_allclose(ui.weights(), expected_row(pats[layer], head, i), atol=1e-6)
+            z = heatmap_z(ui)
+            tril = np.tril(np.ones((n, n), dtype=bool))
+            np.testing.assert_allclose(z[tril], pats[layer][head][tril], atol=1e-6)
+
+        # Layer 0 arrives by itself after the analyze; hovering token i gives row i.
+        for i in (0, 4, n - 1):
+            ui.chips().nth(i).hover()
+            weights_for(0, 0, i)
+        ui.chips().nth(6).hover()
+        weights_for(0, 0, 6)
+        # All layers with only layer 0 loaded: its heads, and a button per missing layer (nothing fetched).
+        ui.page.locator("#all-layers").check()
+        assert ui.page.locator("#head-grid button.head:not(.missing)").count() == N_HEADS
+        assert ui.page.locator("#head-grid button.head.missing").count() == N_LAYERS - 1
+        ui.chips().nth(6).hover()
+        ui.shot("12-per-layer-all-layers-only-layer-0-loaded", of="#stage-attention")
+        ui.page.locator("#all-layers").uncheck()
+        assert pattern_layers == [0]
+        ui.chips().nth(6).hover()
+        weights_for(0, 0, 6)
+
+        # Layer 1, held back: the page says it is loading and shows no weights (not layer 0's).
+        hold["layer"] = 1
+        ui.page.get_by_test_id("layer-select").select_option("1")
+        ui.page.wait_for_function("document.getElementById('token-hint').textContent === 'Loading layer 1…'")
+        assert "loading layer 1" in ui.page.locator("#attention-title").text_content()
+        assert ui.weights() == [None] * n
+        assert ui.page.locator(".chip.source").get_attribute("data-index") == "6"  # still in focus
+        ui.page.wait_for_function("document.getElementById('qk-view').textContent.includes('Loading layer 1')")
+        # Meanwhile the user moves on to layer 2, head 3; layer 1's late answer must not show.
+        hold["layer"] = None
+        ui.page.get_by_test_id("layer-select").select_option("2")
+        ui.page.get_by_test_id("head-select").select_option("3")
+        weights_for(2, 3, 6)
+        assert len(held) == 1
+        held.pop().continue_()
+        ui.page.wait_for_timeout(300)  # layer 1's answer lands
+        weights_for(2, 3, 6)
+        assert ui.page.get_by_test_id("layer-select").input_value() == "2"
+        ui.page.wait_for_function("document.querySelector('#qk-view .qk-table') !== null")
+        # Back to layer 1: it came already, so no second request.
+        ui.page.get_by_test_id("layer-select").select_option("1")
+        ui.page.get_by_test_id("head-select").select_option("2")
+        weights_for(1, 2, 6)
+        assert sorted(pattern_layers) == [0, 1, 2]
+
+        # All layers: the grid shows what was loaded and never fetches layers by itself.
+        ui.page.locator("#all-layers").check()
+        assert ui.page.locator("#head-grid button.head:not(.missing)").count() == 3 * N_HEADS
+        assert "is fetched only when you select it" in ui.page.locator("#head-grid").text_content()
+        ui.page.wait_for_timeout(300)
+        assert sorted(pattern_layers) == [0, 1, 2]
+        ui.page.locator("#head-grid button.head[data-layer='0'][data-head='1']").click()
+        ui.chips().nth(6).hover()
+        weights_for(0, 1, 6)
+        ui.shot("13-per-layer-all-layers-loaded", of="#stage-attention")
+        assert ui.page.locator("#head-grid button.head.missing").count() == 0
+        assert not ui.unexpected_errors(), ui.errors
+    finally:
+        ui.page.unroute("**/api/runs/*/layers/*")
+        ui.close()
