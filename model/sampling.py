@@ -18,17 +18,17 @@ import torch
 @dataclass
 class Distribution:
     probs: torch.Tensor  # [d_vocab], float64, sums to 1, zero outside the kept set
-    order: torch.Tensor  # [n_kept] token ids, most likely first
+    n_kept: int  # tokens with non-zero probability after filtering
 
     @property
     def entropy_bits(self) -> float:
-        kept = self.probs[self.order]
-        kept = kept[kept > 0]
-        return float(-(kept * torch.log2(kept)).sum()) if kept.numel() else 0.0
+        kept = self.probs[self.probs > 0]
+        return float(-(kept * torch.log2(kept)).sum())
 
     def top(self, n: int) -> list[tuple[int, float]]:
-        ids = self.order[:n]
-        return [(int(i), float(self.probs[i])) for i in ids]
+        """The n most likely kept tokens, most likely first."""
+        values, ids = torch.topk(self.probs, min(n, self.n_kept))
+        return [(int(i), float(v)) for i, v in zip(ids, values)]
 
 
 def distribution(logits: torch.Tensor, temperature: float, top_k: int | None = None, top_p: float | None = None) -> Distribution:
@@ -38,22 +38,24 @@ def distribution(logits: torch.Tensor, temperature: float, top_k: int | None = N
     logits = logits.detach().to(torch.float64)
     if temperature == 0:
         probs = torch.zeros_like(logits)
-        best = int(torch.argmax(logits))
-        probs[best] = 1.0
-        return Distribution(probs=probs, order=torch.tensor([best]))
+        probs[int(torch.argmax(logits))] = 1.0
+        return Distribution(probs=probs, n_kept=1)
     full = torch.softmax(logits / temperature, dim=-1)
-    sorted_probs, sorted_ids = torch.sort(full, descending=True, stable=True)
-    n_keep = sorted_ids.numel()
-    if top_k is not None:
-        n_keep = min(n_keep, top_k)
-    if top_p is not None:
+    if top_k is None and top_p is None:
+        return Distribution(probs=full, n_kept=full.numel())  # no sort needed: the common case
+    if top_p is None:
+        values, kept_ids = torch.topk(full, min(top_k, full.numel()))
+    else:
+        values, kept_ids = torch.sort(full, descending=True, stable=True)
         # Smallest prefix whose mass reaches top_p: keep i while the mass before it is < top_p.
-        mass_before = torch.cumsum(sorted_probs, dim=0) - sorted_probs
-        n_keep = min(n_keep, max(1, int((mass_before < top_p).sum())))
-    kept_ids = sorted_ids[:n_keep]
+        mass_before = torch.cumsum(values, dim=0) - values
+        n_keep = max(1, int((mass_before < top_p).sum()))
+        if top_k is not None:
+            n_keep = min(n_keep, top_k)
+        values, kept_ids = values[:n_keep], kept_ids[:n_keep]
     probs = torch.zeros_like(full)
-    probs[kept_ids] = sorted_probs[:n_keep] / sorted_probs[:n_keep].sum()
-    return Distribution(probs=probs, order=kept_ids)
+    probs[kept_ids] = values / values.sum()
+    return Distribution(probs=probs, n_kept=kept_ids.numel())
 
 
 def sample(dist: Distribution, seed: int | None = None) -> int:
@@ -63,5 +65,4 @@ def sample(dist: Distribution, seed: int | None = None) -> int:
         generator.seed()
     else:
         generator.manual_seed(seed)
-    kept = dist.probs[dist.order]
-    return int(dist.order[torch.multinomial(kept, 1, generator=generator)])
+    return int(torch.multinomial(dist.probs, 1, generator=generator))
