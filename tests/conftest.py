@@ -7,6 +7,10 @@ import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
+from fastapi.testclient import TestClient
+
+from app.main import create_app
+from app.settings import Settings
 from model import Explainer
 
 TINY = dict(n_layer=2, n_head=4, n_embd=64, n_positions=1024, vocab_size=50257)
@@ -41,3 +45,11 @@ def explainer(checkpoint_dir) -> Explainer:
 def hf_eager(checkpoint_dir) -> GPT2LMHeadModel:
     """An independent copy of the same checkpoint, with eager attention that returns its weights."""
     return GPT2LMHeadModel.from_pretrained(checkpoint_dir, attn_implementation="eager").eval()
+
+
+@pytest.fixture(scope="module")
+def client(explainer, checkpoint_dir):
+    """The app over HTTP (in process), its lifespan run, on the tiny checkpoint."""
+    app = create_app(Settings(model=checkpoint_dir), explainer=explainer)
+    with TestClient(app) as client:
+        yield client

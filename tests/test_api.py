@@ -21,13 +21,6 @@ PROMPT = "The teacher asked the students to open their"
 
 
 @pytest.fixture(scope="module")
-def client(explainer, checkpoint_dir):
-    app = create_app(Settings(model=checkpoint_dir), explainer=explainer)
-    with TestClient(app) as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
 def analyzed(client):
     response = client.post("/api/analyze", json={"text": PROMPT})
     assert response.status_code == 200, response.text

@@ -7,10 +7,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from fastapi.testclient import TestClient
 
-from app.main import create_app
-from app.settings import Settings
 from app.tensors import decode
 from model.embedding_space import EmbeddingQueryError, EmbeddingSpace
 
@@ -172,13 +169,6 @@ def test_position_cosines_equal_plain_torch(space, explainer):
 
 
 # --- over HTTP -------------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def client(explainer, checkpoint_dir):
-    app = create_app(Settings(model=checkpoint_dir), explainer=explainer)
-    with TestClient(app) as client:
-        yield client
-
 
 @pytest.fixture(scope="module")
 def run_id(client):

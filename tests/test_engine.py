@@ -6,9 +6,8 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 
-from model import EmptyPromptError, Explainer, PromptTooLongError
+from model import EmptyPromptError, PromptTooLongError
 from model.engine import LAYER_HOOKS
 
 PROMPT = "The quick brown fox jumps over the lazy dog because it"

@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from fastapi.testclient import TestClient
 
-from app.main import create_app
-from app.settings import Settings
 from model.logit_lens import lens_probs, logit_lens, rows_for
 
 PROMPT = "The quick brown fox jumps over the lazy dog because it"
@@ -135,13 +132,6 @@ def test_bad_arguments(run, kwargs, message):
 
 
 # --- over HTTP -------------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def client(explainer, checkpoint_dir):
-    app = create_app(Settings(model=checkpoint_dir), explainer=explainer)
-    with TestClient(app) as client:
-        yield client
-
 
 @pytest.fixture(scope="module")
 def run_id(client):
