@@ -616,6 +616,7 @@ def test_per_layer_patterns_are_fetched_when_needed(chromium, per_layer_server):
         assert ui.weights() == [None] * n
         assert ui.page.locator(".chip.source").get_attribute("data-index") == "6"  # still in focus
         ui.page.wait_for_function("document.getElementById('qk-view').textContent.includes('Loading layer 1')")
+        ui.shot("12b-per-layer-loading-layer-1", of="#stage-attention")
         # Meanwhile the user moves on to layer 2, head 3; layer 1's late answer must not show.
         hold["layer"] = None
         ui.page.get_by_test_id("layer-select").select_option("2")
