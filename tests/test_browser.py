@@ -9,10 +9,7 @@ with -s to see them) and checked against the targets of the issue.
 from __future__ import annotations
 
 import json
-import os
 import statistics
-import time
-from pathlib import Path
 
 import httpx
 import numpy as np
@@ -21,19 +18,13 @@ import pytest
 from app.tensors import decode
 
 from .conftest import build_checkpoint
+from .browser import ARGS, ARTIFACTS, CHROMIUM, require_chromium
 from .live_server import live_server
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
-ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 N_LAYERS, N_HEADS = 3, 4
 PROMPT = "The cat sat on the mat because it was tired"
 
-if not Path(CHROMIUM).exists():
-    if os.environ.get("CI"):
-        pytest.fail(f"{CHROMIUM} is missing: CI must install Debian's chromium", pytrace=False)
-    pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)", allow_module_level=True)
+require_chromium()
 
 sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
 
@@ -387,7 +378,6 @@ def test_errors_are_shown_next_to_the_box(ui):
 
 def test_url_restores_the_view(ui, server):
     pats = patterns(api_analyze(server, PROMPT))
-    before = ui.runs()
     ui.page.goto(f"{server}/?p={PROMPT.replace(' ', '%20')}&layer=1&head=2&t=0.5&pin=3")
     ui.wait_run(0)  # a new page: its first run
     assert ui.page.get_by_test_id("layer-select").input_value() == "1"

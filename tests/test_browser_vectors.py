@@ -5,27 +5,19 @@ and compared with the API. Screenshots go to test-artifacts/vectors-*.png."""
 
 from __future__ import annotations
 
-import os
 import urllib.parse
-from pathlib import Path
 
 import httpx
 import pytest
 
 from .conftest import build_checkpoint
+from .browser import ARGS, ARTIFACTS, CHROMIUM, require_chromium
 from .live_server import live_server
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
-ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 N_LAYERS = 3
 PROMPT = "The king and the queen sat on the mat"
 
-if not Path(CHROMIUM).exists():
-    if os.environ.get("CI"):
-        pytest.fail(f"{CHROMIUM} is missing: CI must install Debian's chromium", pytrace=False)
-    pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)", allow_module_level=True)
+require_chromium()
 
 sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
 
