@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
@@ -57,3 +57,20 @@ class ForwardLimiter:
 
     def shutdown(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+class Coalescer:
+    """Identical requests in flight share one computation: when a class presses Analyze on the
+    same example at once, the model runs once and everyone gets that run."""
+
+    def __init__(self):
+        self._inflight: dict[object, asyncio.Future] = {}
+
+    async def run(self, key: object, start: Callable[[], Awaitable[T]]) -> T:
+        future = self._inflight.get(key)
+        if future is None:
+            future = asyncio.ensure_future(start())
+            self._inflight[key] = future
+            future.add_done_callback(lambda _: self._inflight.pop(key, None))
+        # Shielded: one client leaving must not cancel the work the others wait for.
+        return await asyncio.shield(future)

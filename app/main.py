@@ -19,7 +19,7 @@ from model import Explainer, ModelLoadError
 
 from . import errors
 from .cache import RunCache
-from .concurrency import ForwardLimiter
+from .concurrency import Coalescer, ForwardLimiter
 from .routers import anatomy, docs, embedding_space, health, logit_lens, pages, runs, sampling
 from .settings import Settings
 
@@ -35,6 +35,7 @@ def create_app(settings: Settings | None = None, explainer: Explainer | None = N
     async def lifespan(app: FastAPI):
         app.state.cache = RunCache(settings.cache_entries, settings.cache_bytes)
         app.state.limiter = ForwardLimiter(settings.max_concurrent, settings.max_waiting, settings.request_timeout_s)
+        app.state.coalescer = Coalescer()
         if explainer is None:
             try:
                 app.state.explainer = Explainer.load(settings.model, random_weights=settings.random_weights,

@@ -12,6 +12,8 @@
  *
  *   class ApiError extends Error {status, detail, errors: [{field, message}]}
  *       Thrown by every call below on a non-2xx answer; .message is a sentence a person can read.
+ *       A 503 (server busy) is first retried after its Retry-After, up to 5 times.
+ *   busy.onWait = (sentence | null) => {}   set by the page to show "busy, retrying" while waiting.
  *
  *   timing.responded      performance.now() when the last analyze response arrived.
  *   getModel() -> Promise<{name, n_layers, n_heads, d_model, d_head, d_mlp, n_ctx, d_vocab, random_weights, ...}>
@@ -124,16 +126,33 @@ async function failure(response) {
   return new ApiError(response.status, detail, errors);
 }
 
+/** Called with a sentence while a busy server is being waited for, and with null when it answers. */
+export const busy = { onWait: null };
+
+const MAX_BUSY_RETRIES = 5;
+
 async function request(url, options = {}) {
-  let response;
-  try {
-    response = await fetch(url, options);
-  } catch (error) {
-    if (error.name === "AbortError") throw error;
-    throw new ApiError(0, "Cannot reach the server. Is it still running?");
+  // A classroom makes the server busy in bursts: a 503 carries Retry-After, so wait that long
+  // and try again a few times before giving up with the server's message.
+  for (let attempt = 0; ; attempt++) {
+    let response;
+    try {
+      response = await fetch(url, options);
+    } catch (error) {
+      if (error.name === "AbortError") throw error;
+      throw new ApiError(0, "Cannot reach the server. Is it still running?");
+    }
+    if (response.status === 503 && attempt < MAX_BUSY_RETRIES) {
+      const seconds = Math.min(10, Number(response.headers.get("Retry-After")) || 2);
+      busy.onWait?.(`The server is busy with other requests; trying again in ${seconds} s…`);
+      await new Promise((resolve) => setTimeout(resolve, seconds * 1000));
+      if (options.signal?.aborted) throw new DOMException("Aborted", "AbortError");
+      continue;
+    }
+    busy.onWait?.(null);
+    if (!response.ok) throw await failure(response);
+    return response;
   }
-  if (!response.ok) throw await failure(response);
-  return response;
 }
 
 function postJson(url, body, signal) {

@@ -2,7 +2,7 @@
  * prompt.js — stage 1: the text box, Analyze (button or Enter), example prompts, and the API's
  * errors in plain words next to the box. `analyzeText(text)` is the one way a new run arrives.
  */
-import { analyze, timing } from "./api.js";
+import { analyze, busy, timing } from "./api.js";
 import { set, state, subscribe } from "./state.js";
 
 const form = document.getElementById("prompt-form");
@@ -21,6 +21,11 @@ export function showError(message) {
 }
 
 let serial = 0;
+
+// While the server is busy (a whole class pressed Analyze at once), say so instead of freezing.
+busy.onWait = (sentence) => {
+  if (sentence) status.textContent = sentence;
+};
 
 /**
  * Analyze `text` and make it the current run. `after.pinned` pins a token; `after.fresh` = the

@@ -639,3 +639,27 @@ def test_per_layer_patterns_are_fetched_when_needed(chromium, per_layer_server):
     finally:
         ui.page.unroute("**/api/runs/*/layers/*")
         ui.close()
+
+
+def test_a_busy_server_is_waited_for_not_shown_as_an_error(ui):
+    """A 503 with Retry-After (a whole class at once) is retried; the page says it is waiting."""
+    answered_busy = []
+
+    def first_busy(route):
+        if not answered_busy:
+            answered_busy.append(True)
+            route.fulfill(status=503, headers={"Retry-After": "1", "Content-Type": "application/json"},
+                          body='{"detail": "The model is busy with other requests; try again in a few seconds."}')
+        else:
+            route.continue_()
+
+    ui.allowed.append("503")  # Chromium logs the refused request itself
+    ui.page.route("**/api/analyze", first_busy)
+    before = ui.runs()
+    ui.page.get_by_test_id("prompt-input").fill("Wait for me please")
+    ui.page.get_by_test_id("analyze-button").click()
+    ui.page.wait_for_function("document.getElementById('prompt-status').textContent.includes('busy')")
+    ui.wait_run(before)
+    assert answered_busy
+    assert ui.page.locator("#prompt-error").is_hidden()
+    assert [c.inner_text().split("\n")[0] for c in ui.chips().all()][0].strip("␣") == "Wait"

@@ -151,3 +151,22 @@ def test_generation_stops_when_the_client_disconnects(checkpoint_dir):
             events = http.post(f"{url}/api/generate", json=request).text
             assert "event: done" in events
             assert http.get(f"{url}/healthz").json()["cache"]["entries"] == 1
+
+
+def test_identical_concurrent_analyses_share_one_run(checkpoint_dir):
+    """A class pressing Analyze on the same example at once: one forward pass, one run."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with live_server(checkpoint_dir) as url:
+        text = "Everybody analyzes this sentence at the same moment " * 20
+
+        def analyze(_):
+            with httpx.Client(timeout=60) as http:
+                response = http.post(f"{url}/api/analyze", json={"text": text})
+                assert response.status_code == 200, response.text
+                return response.json()["run_id"]
+
+        with ThreadPoolExecutor(12) as pool:
+            run_ids = set(pool.map(analyze, range(12)))
+        assert len(run_ids) == 1
+        assert httpx.get(f"{url}/healthz").json()["cache"]["entries"] == 1

@@ -117,7 +117,8 @@ async def analyze(
     if entry is None:
         ids = explainer.tokenize(request.text)  # fail fast (422) before queueing for the model
         include = with_patterns(explainer, len(ids), request.patterns, budget)
-        entry, plain = await limiter.run(_analyze_and_cache, explainer, cache, request.text, include)
+        entry, plain = await http.app.state.coalescer.run(
+            (request.text, include), lambda: limiter.run(_analyze_and_cache, explainer, cache, request.text, include))
     include = with_patterns(explainer, len(entry.run), request.patterns, budget)
     body = entry.bodies.get(include)
     if body is None:
