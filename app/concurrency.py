@@ -28,10 +28,17 @@ class ForwardLimiter:
         self.waiting = 0
         self.running = 0
 
-    async def run(self, fn: Callable[..., T], *args) -> T:
-        """Run fn(*args) in a worker thread once a slot is free."""
+    def admit(self) -> None:
+        """Busy (503 + Retry-After) if the queue is full."""
         if self.waiting >= self.max_waiting:
             raise Busy("The model is busy with other requests; try again in a few seconds.")
+
+    async def run(self, fn: Callable[..., T], *args, admitted: bool = False) -> T:
+        """Run fn(*args) in a worker thread once a slot is free. `admitted`: a later step of work
+        already accepted through `admit()` (a generation that is streaming), which a full queue
+        must not cut off halfway; it still waits its turn and counts as waiting, within the time limit."""
+        if not admitted:
+            self.admit()
         self.waiting += 1
         try:
             await asyncio.wait_for(self._slots.acquire(), self.timeout_s)

@@ -170,3 +170,54 @@ def test_identical_concurrent_analyses_share_one_run(checkpoint_dir):
             run_ids = set(pool.map(analyze, range(12)))
         assert len(run_ids) == 1
         assert httpx.get(f"{url}/healthz").json()["cache"]["entries"] == 1
+
+
+def test_generate_with_a_full_queue_answers_503_before_streaming(explainer, checkpoint_dir):
+    """A refused generation must say so with a status the page can wait out (503 + Retry-After),
+    not with a 200 stream whose only event is an error."""
+    app = create_app(Settings(model=checkpoint_dir, max_waiting=1), explainer=explainer)
+    with TestClient(app) as client:
+        limiter = app.state.limiter
+        release = threading.Event()
+        blockers = [threading.Thread(target=lambda: client.portal.call(limiter.run, release.wait, 10)) for _ in range(2)]
+        for blocker in blockers:
+            blocker.start()
+            time.sleep(0.1)
+        try:
+            deadline = time.time() + 5
+            while (limiter.running, limiter.waiting) != (1, 1) and time.time() < deadline:
+                time.sleep(0.01)
+            response = client.post("/api/generate", json={"text": "Once upon a time", "max_new_tokens": 2, "temperature": 0})
+            assert response.status_code == 503, response.text
+            assert int(response.headers["Retry-After"]) > 0
+        finally:
+            release.set()
+            for blocker in blockers:
+                blocker.join()
+
+
+def test_a_generation_under_way_is_not_cut_off_when_the_queue_fills(explainer, checkpoint_dir, monkeypatch):
+    """Once a generation streams (its 200 is sent), other students filling the queue must not
+    end it with an error: its later steps and its final analysis wait their turn."""
+    from app.routers import sampling
+
+    app = create_app(Settings(model=checkpoint_dir, max_waiting=1), explainer=explainer)
+    real_steps = sampling.generate_steps
+
+    def steps_then_a_full_queue(*args, **kwargs):
+        for step in real_steps(*args, **kwargs):
+            if step.step == 0:
+                app.state.limiter.waiting += 1  # stands for a student queued behind the first token
+            yield step
+
+    monkeypatch.setattr(sampling, "generate_steps", steps_then_a_full_queue)
+    with TestClient(app) as client:
+        try:
+            response = client.post("/api/generate", json={"text": "Once upon a time", "max_new_tokens": 3, "temperature": 0})
+        finally:
+            app.state.limiter.waiting -= 1
+        assert response.status_code == 200
+        assert "event: error" not in response.text, response.text
+        assert "event: done" in response.text
+        assert sum(line.startswith("data:") for line in response.text.splitlines()) == 3 + 1
+        assert client.get("/healthz").json()["forward_passes"] == {"running": 0, "waiting": 0}

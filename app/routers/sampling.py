@@ -65,6 +65,7 @@ async def generate(
     limiter: ForwardLimiter = Depends(get_limiter),
 ) -> StreamingResponse:
     ids = explainer.tokenize(request.text)  # 422 before the stream starts
+    limiter.admit()  # likewise a full queue: 503 + Retry-After, which the page waits out
     steps = generate_steps(explainer, ids, request.max_new_tokens, request.temperature,
                            request.top_k, request.top_p, request.seed)
 
@@ -75,7 +76,8 @@ async def generate(
                 if await http.is_disconnected():
                     return  # the client left: stop computing at once
                 # One slot per step, so that other students' requests interleave with a long generation.
-                step = await limiter.run(next, steps, None)
+                # Admitted above: a full queue makes a step wait, never ends the stream.
+                step = await limiter.run(next, steps, None, admitted=True)
                 if step is None:
                     break
                 text += step.token.text
@@ -84,7 +86,7 @@ async def generate(
                     "token": {"id": step.token.id, "text": step.token.text, "prob": step.prob},
                     "top": _top(explainer, step.dist, N_DISTRIBUTION),
                 })
-            entry = cache.find(text) or await limiter.run(analyze_and_cache, explainer, cache, text)
+            entry = cache.find(text) or await limiter.run(analyze_and_cache, explainer, cache, text, admitted=True)
             yield _event({"text": text, "run_id": entry.run_id, "n_tokens": len(entry.run)}, "done")
         except asyncio.CancelledError:
             raise
