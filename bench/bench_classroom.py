@@ -1,0 +1,427 @@
+"""Benchmark: one laptop serving a classroom of 30 students, over loopback, bounded in time.
+
+    python bench/bench_classroom.py [--model DIR] [--students 30] [--seed 0]
+    EXPLAINER_MAX_WAITING=4 python bench/bench_classroom.py     # shows the 503 / Retry-After path
+
+Starts the real server (`python -m app.cli serve`, GPT-2 small shapes, seeded random weights;
+`Server` and `Prompts` from bench_api.py, the checkpoint from checkpoint.py) on 127.0.0.1. The
+server inherits this process's environment, so EXPLAINER_* settings apply to it. Then:
+
+0. Baseline, no load, in the same run: one of each request kind alone (analyze of a fresh
+   64-token prompt, median of 3; a layer's q/k/v/z; embeddings; sample; generate 16 tokens;
+   healthz), so that every figure below reads as a multiple of it.
+1. All students press Analyze on the SAME example prompt at once (an asyncio barrier). The
+   server coalesces identical analyses in flight: every student must get the same run_id.
+2. Each student then analyzes an own fresh prompt of 30..64 tokens, starting at a random moment
+   within STAGGER_S, then fetches `layers/{l}?fields=attn.hook_q,attn.hook_k,attn.hook_v,
+   attn.hook_z` for 2 random layers, `embeddings`, one `POST /api/sample`; the first 5 students
+   also `POST /api/generate` 16 new tokens (SSE, read to the `done` event).
+3. Meanwhile a separate process polls /healthz every 200 ms on its own connection (a separate
+   process, so that the students' JSON parsing in this event loop does not count as server
+   latency) and records its latency and the forward-pass queue it reports.
+
+Each student is one asyncio task with its own httpx.AsyncClient (its own connection, as a
+browser tab), sending `Accept-Encoding: gzip`. A 503 is retried after its Retry-After (at most
+10 s), up to 5 times, as static/api.js does; every 503 is counted. Errors are any 5xx other
+than 503, any other unexpected status, an exception, a malformed answer or an SSE `event: error`:
+they must be zero. Latencies include the waits of retries (what a student experiences).
+
+The scenario is capped at WALL_CAP_S; a student still running then is reported as a hang. At
+the end: /healthz must show no pass running or waiting, and the server's peak RSS is read from
+/proc/<pid>/status (VmHWM). The server is killed at the end, whatever happens.
+
+`--classes N` runs N classes one after the other on the same server (new own prompts each time,
+so the run cache fills and evicts); the tables are the first class's, and each later class gets
+one line with its errors, 503s and the server's RSS, to show whether memory levels off.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import os
+import random
+import statistics
+import sys
+import time
+from collections import defaultdict
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_api import Prompts, Server, free_port  # noqa: E402
+from checkpoint import checkpoint_dir  # noqa: E402
+
+EXAMPLE = "When Mary and John went to the store, John gave a drink to"  # one of the page's examples
+STAGGER_S = 10.0
+LAYER_FIELDS = "attn.hook_q,attn.hook_k,attn.hook_v,attn.hook_z"
+N_LAYERS_FETCHED = 2
+N_GENERATORS = 5
+NEW_TOKENS = 16
+HEALTHZ_PERIOD_S = 0.2
+MAX_BUSY_RETRIES = 5
+WALL_CAP_S = 180.0
+CLIENT_TIMEOUT_S = 150.0  # above the server's own 120 s request limit
+HEADERS = {"Accept-Encoding": "gzip"}
+KINDS = ["analyze_same", "analyze_own", "layer", "embeddings", "sample", "generate", "generate_ttft"]
+
+
+class Stats:
+    def __init__(self):
+        self.latency: dict[str, list[float]] = defaultdict(list)
+        self.busy: dict[str, int] = defaultdict(int)      # 503s received (retried or not)
+        self.gave_up: dict[str, int] = defaultdict(int)   # still 503 after MAX_BUSY_RETRIES
+        self.errors: dict[str, list[str]] = defaultdict(list)
+
+    def error(self, kind: str, what: str) -> None:
+        self.errors[kind].append(what)
+
+
+def pct(xs: list[float], q: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, max(0, round(q * (len(xs) - 1))))]
+
+
+async def call(client, stats: Stats, kind: str, method: str, url: str, **kwargs):
+    """One request as the page makes it: 503 -> wait Retry-After, retry (up to 5 times).
+    Returns (parsed JSON or None, seconds)."""
+    t0 = time.perf_counter()
+    for attempt in range(MAX_BUSY_RETRIES + 1):
+        try:
+            response = await client.request(method, url, **kwargs)
+        except Exception as error:  # noqa: BLE001 - every exception is a reported error
+            stats.error(kind, f"{type(error).__name__}: {error}")
+            return None, time.perf_counter() - t0
+        if response.status_code == 503:
+            stats.busy[kind] += 1
+            if attempt < MAX_BUSY_RETRIES:
+                await asyncio.sleep(min(10.0, float(response.headers.get("Retry-After") or 2)))
+                continue
+            stats.gave_up[kind] += 1
+            return None, time.perf_counter() - t0
+        elapsed = time.perf_counter() - t0
+        if response.status_code != 200:
+            stats.error(kind, f"HTTP {response.status_code}: {response.text[:300]}")
+            return None, elapsed
+        stats.latency[kind].append(elapsed)
+        return response.json(), elapsed
+    raise AssertionError("unreachable")
+
+
+async def generate(client, stats: Stats, body: dict):
+    """POST /api/generate read to the end; 503 retried like the other calls. Returns the done
+    payload or None."""
+    t0 = time.perf_counter()
+    for attempt in range(MAX_BUSY_RETRIES + 1):
+        try:
+            async with client.stream("POST", "/api/generate", json=body) as response:
+                if response.status_code == 503:
+                    await response.aread()
+                    stats.busy["generate"] += 1
+                    if attempt < MAX_BUSY_RETRIES:
+                        wait = min(10.0, float(response.headers.get("Retry-After") or 2))
+                    else:
+                        stats.gave_up["generate"] += 1
+                        return None
+                elif response.status_code != 200:
+                    await response.aread()
+                    stats.error("generate", f"HTTP {response.status_code}: {response.text[:300]}")
+                    return None
+                else:
+                    n_tokens, first, done, event = 0, None, None, None
+                    async for line in response.aiter_lines():
+                        if line.startswith("event:"):
+                            event = line[6:].strip()
+                        elif line.startswith("data:"):
+                            payload = json.loads(line[5:])
+                            if event is None:
+                                n_tokens += 1
+                                first = first or time.perf_counter() - t0
+                            elif event == "done":
+                                done = payload
+                            elif event == "error":
+                                stats.error("generate", f"SSE event: error after {n_tokens} tokens: {payload}")
+                                return None
+                            event = None
+                    if n_tokens != NEW_TOKENS or not (done and done.get("run_id")):
+                        stats.error("generate", f"incomplete stream: {n_tokens} tokens, done={done}")
+                        return None
+                    stats.latency["generate"].append(time.perf_counter() - t0)
+                    stats.latency["generate_ttft"].append(first)
+                    return done
+        except Exception as error:  # noqa: BLE001
+            stats.error("generate", f"{type(error).__name__}: {error}")
+            return None
+        await asyncio.sleep(wait)
+    raise AssertionError("unreachable")
+
+
+def poll_healthz(base_url: str, stop, out) -> None:
+    """In its own process: GET /healthz every HEALTHZ_PERIOD_S until `stop` is set.
+    Sends [(seconds since start, latency s or None, status, forward_passes)] to `out`."""
+    import httpx
+
+    samples = []
+    with httpx.Client(base_url=base_url, timeout=30, trust_env=False, headers=HEADERS) as client:
+        start = time.perf_counter()
+        k = 0
+        while not stop.is_set():
+            t0 = time.perf_counter()
+            try:
+                response = client.get("/healthz")
+                latency = time.perf_counter() - t0
+                passes = response.json().get("forward_passes") if response.status_code == 200 else None
+                samples.append((t0 - start, latency, response.status_code, passes))
+            except Exception as error:  # noqa: BLE001
+                samples.append((t0 - start, None, f"{type(error).__name__}: {error}", None))
+            k += 1
+            time.sleep(max(0.0, start + k * HEALTHZ_PERIOD_S - time.perf_counter()))
+    out.send(samples)
+    out.close()
+
+
+async def student(i: int, base_url: str, stats: Stats, barrier: asyncio.Event, rng: random.Random,
+                  own_text: str, n_layers: int, phase2_start: asyncio.Future, marks: dict) -> None:
+    delay = rng.uniform(0, STAGGER_S)
+    layers = rng.sample(range(n_layers), N_LAYERS_FETCHED)
+    async with httpx_client(base_url) as client:
+        # -- 1. the same example, everybody at once --
+        await barrier.wait()
+        data, _ = await call(client, stats, "analyze_same", "POST", "/api/analyze",
+                             json={"text": EXAMPLE, "patterns": "auto"})
+        marks["same_done"][i] = time.perf_counter()
+        if data is not None:
+            marks["same_run_ids"][i] = data["run_id"]
+        # -- 2. an own prompt, staggered --
+        start = await phase2_start
+        await asyncio.sleep(max(0.0, start + delay - time.perf_counter()))
+        data, _ = await call(client, stats, "analyze_own", "POST", "/api/analyze",
+                             json={"text": own_text, "patterns": "auto"})
+        marks["own_done"][i] = time.perf_counter()
+        if data is None:
+            return
+        run_id = data["run_id"]
+        if data.get("patterns") != "included" or f"blocks.{n_layers - 1}.attn.hook_pattern" not in data["tensors"]:
+            stats.error("analyze_own", f"no patterns in the answer for {len(data['tokens'])} tokens")
+        for layer in layers:
+            got, _ = await call(client, stats, "layer", "GET", f"/api/runs/{run_id}/layers/{layer}",
+                                params={"fields": LAYER_FIELDS})
+            if got is not None and sorted(got["tensors"]) != sorted(f"blocks.{layer}.{f}" for f in LAYER_FIELDS.split(",")):
+                stats.error("layer", f"wrong tensors {sorted(got['tensors'])}")
+        got, _ = await call(client, stats, "embeddings", "GET", f"/api/runs/{run_id}/embeddings")
+        if got is not None and len(got["tensors"]) != 3:
+            stats.error("embeddings", f"wrong tensors {sorted(got['tensors'])}")
+        got, _ = await call(client, stats, "sample", "POST", "/api/sample",
+                            json={"run_id": run_id, "temperature": 1.0, "top_k": 40, "seed": i})
+        if got is not None and "token" not in got:
+            stats.error("sample", f"no token: {got}")
+        if i < N_GENERATORS:
+            await generate(client, stats, {"text": own_text, "max_new_tokens": NEW_TOKENS,
+                                           "temperature": 1.0, "seed": i})
+        marks["finished"][i] = time.perf_counter()
+
+
+def httpx_client(base_url: str):
+    import httpx
+
+    return httpx.AsyncClient(base_url=base_url, timeout=CLIENT_TIMEOUT_S, trust_env=False, headers=HEADERS)
+
+
+async def classroom(base_url: str, n_students: int, own_texts: list[str], n_layers: int, seed: int):
+    stats = Stats()
+    marks = {k: {} for k in ("same_done", "same_run_ids", "own_done", "finished")}
+    barrier = asyncio.Event()
+    phase2_start = asyncio.get_running_loop().create_future()
+    rng = random.Random(seed)
+    tasks = [asyncio.create_task(student(i, base_url, stats, barrier, random.Random(rng.random()), own_texts[i],
+                                         n_layers, phase2_start, marks)) for i in range(n_students)]
+    await asyncio.sleep(0.5)  # every client created and waiting at the barrier
+    t_same = time.perf_counter()
+    barrier.set()
+    deadline = t_same + WALL_CAP_S
+    # Phase 2 starts once every student has its first analysis (or after the wall cap).
+    while len(marks["same_done"]) < n_students and time.perf_counter() < deadline:
+        await asyncio.sleep(0.01)
+    t_own = time.perf_counter()
+    phase2_start.set_result(t_own)
+    done, pending = await asyncio.wait(tasks, timeout=max(0.0, deadline - time.perf_counter()))
+    for task in pending:
+        task.cancel()
+    for task in done:
+        if task.exception() is not None:
+            stats.error("student", f"{type(task.exception()).__name__}: {task.exception()}")
+    t_end = time.perf_counter()
+    return stats, marks, t_same, t_own, t_end, len(pending)
+
+
+def proc_status(pid: int) -> dict[str, str]:
+    with open(f"/proc/{pid}/status") as f:
+        return {k: v.strip() for k, v in (line.split(":", 1) for line in f if ":" in line)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", help="a GPT-2-small-shaped checkpoint directory (built if missing or not given)")
+    parser.add_argument("--students", type=int, default=30)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--classes", type=int, default=1, help="classes in a row on the same server (memory check)")
+    args = parser.parse_args()
+
+    import httpx
+
+    started = time.perf_counter()
+    model_dir = checkpoint_dir(args.model)
+    settings = {k: v for k, v in os.environ.items() if k.startswith("EXPLAINER_")}
+    print(f"GPT-2 small shapes, random weights, {model_dir}")
+    print(f"{args.students} students, cpus {os.cpu_count()}, load average {os.getloadavg()[0]:.2f}, "
+          f"server settings: {settings or 'defaults'}")
+    prompts = Prompts(seed=args.seed)
+    rng = random.Random(args.seed)
+    own_texts = [prompts.fresh(rng.randint(30, 64))[0] for _ in range(args.students)]
+    own_lengths = [len(prompts.tok.encode(t)) for t in own_texts]
+
+    server = Server(model_dir, free_port())
+    base_url = f"http://127.0.0.1:{server.port}"
+    client = httpx.Client(base_url=base_url, timeout=120, trust_env=False, headers=HEADERS)
+    poller = None
+    try:
+        server.wait_ready(client)
+        pid = server.proc.pid
+        n_layers = client.get("/api/model").json()["n_layers"]
+        print(f"server pid {pid} ready on {base_url} after {time.perf_counter() - started:.0f} s")
+
+        # -- 0. warm-up, then the baseline with no load --
+        def one(kind: str, method: str, url: str, **kw) -> tuple[float, dict]:
+            t0 = time.perf_counter()
+            response = client.request(method, url, **kw)
+            elapsed = time.perf_counter() - t0
+            assert response.status_code == 200, (kind, response.status_code, response.text[:300])
+            return elapsed, response.json()
+
+        def gen_once(text: str, n: int) -> tuple[float, float]:
+            t0, first = time.perf_counter(), None
+            with client.stream("POST", "/api/generate", json={"text": text, "max_new_tokens": n, "temperature": 1.0, "seed": 0}) as r:
+                assert r.status_code == 200
+                for line in r.iter_lines():
+                    if line.startswith("data:") and first is None:
+                        first = time.perf_counter() - t0
+                    assert not line.startswith("event: error"), line
+            return time.perf_counter() - t0, first
+
+        for _ in range(2):
+            _, warm = one("analyze", "POST", "/api/analyze", json={"text": prompts.fresh()[0], "patterns": "auto"})
+            one("layer", "GET", f"/api/runs/{warm['run_id']}/layers/0", params={"fields": LAYER_FIELDS})
+        gen_once(prompts.fresh()[0], 4)
+        base = {}
+        analyzes = []
+        for _ in range(3):
+            elapsed, data = one("analyze", "POST", "/api/analyze", json={"text": prompts.fresh()[0], "patterns": "auto"})
+            analyzes.append(elapsed)
+        base["analyze"] = statistics.median(analyzes)
+        run_id = data["run_id"]
+        base["layer"] = one("layer", "GET", f"/api/runs/{run_id}/layers/5", params={"fields": LAYER_FIELDS})[0]
+        base["embeddings"] = one("embeddings", "GET", f"/api/runs/{run_id}/embeddings")[0]
+        base["sample"] = one("sample", "POST", "/api/sample", json={"run_id": run_id, "temperature": 1.0, "top_k": 40, "seed": 0})[0]
+        base["generate"], base["generate_ttft"] = gen_once(prompts.fresh(48)[0], NEW_TOKENS)
+        base["healthz"] = statistics.median([one("healthz", "GET", "/healthz")[0] for _ in range(5)])
+        base["analyze_same"] = base["analyze_own"] = base["analyze"]
+        before = proc_status(pid)
+        cache_before = client.get("/healthz").json()["cache"]
+
+        # -- 1-3. the classroom --
+        ctx = multiprocessing.get_context("spawn")
+        stop = ctx.Event()
+        receive, send = ctx.Pipe(duplex=False)
+        poller = ctx.Process(target=poll_healthz, args=(base_url, stop, send), daemon=True)
+        poller.start()
+        time.sleep(1.5)  # the poller's imports, before the class starts
+        stats, marks, t_same, t_own, t_end, n_hung = asyncio.run(
+            classroom(base_url, args.students, own_texts, n_layers, args.seed))
+        stop.set()
+        later = []
+        for c in range(1, args.classes):
+            texts = [prompts.fresh(rng.randint(30, 64))[0] for _ in range(args.students)]
+            s, _, t0, _, t1, hung = asyncio.run(classroom(base_url, args.students, texts, n_layers, args.seed + c))
+            later.append((c + 1, s, t1 - t0, hung, client.get("/healthz").json(), proc_status(pid)))
+        health_samples = receive.recv() if receive.poll(30) else []
+        poller.join(10)
+
+        after_health = client.get("/healthz").json()
+        after = proc_status(pid)
+    finally:
+        if poller is not None and poller.is_alive():
+            poller.terminate()
+        client.close()
+        server.stop()
+
+    # -- report --
+    ms = lambda s: f"{s * 1e3:8.1f}"  # noqa: E731
+    print(f"\n== 0. Baseline, no load (same run, same server) ==")
+    print(f"  analyze, fresh 64-token prompt, gzip: {ms(base['analyze'])} ms (median of "
+          f"{', '.join(f'{a * 1e3:.0f}' for a in analyzes)} ms)  <- the unit below")
+    for k in ("layer", "embeddings", "sample", "generate", "generate_ttft", "healthz"):
+        print(f"  {k:14s} {ms(base[k])} ms")
+
+    print(f"\n== Classroom: {args.students} students (own prompts {min(own_lengths)}..{max(own_lengths)} tokens, "
+          f"staggered over {STAGGER_S:.0f} s) ==")
+    print(f"  {'kind':14s} {'count':>5s} {'p50 ms':>9s} {'p95 ms':>9s} {'max ms':>9s}   {'p50/base':>8s} "
+          f"{'p50/analyze':>11s}   {'503s':>4s} {'gave up':>7s} {'errors':>6s}")
+    total_errors = sum(len(v) for v in stats.errors.values())
+    for k in KINDS:
+        xs = stats.latency.get(k, [])
+        if xs:
+            p50, p95, mx = pct(xs, 0.5), pct(xs, 0.95), max(xs)
+            print(f"  {k:14s} {len(xs):5d} {ms(p50):>9s} {ms(p95):>9s} {ms(mx):>9s}   {p50 / base[k]:7.1f}x "
+                  f"{p50 / base['analyze']:10.2f}x   {stats.busy[k]:4d} {stats.gave_up[k]:7d} {len(stats.errors[k]):6d}")
+        else:
+            print(f"  {k:14s} {0:5d}   (none)   503s {stats.busy[k]} gave up {stats.gave_up[k]} errors {len(stats.errors[k])}")
+    if stats.errors.get("student"):
+        print(f"  student tasks that raised: {len(stats.errors['student'])}")
+
+    lat = [s[1] for s in health_samples if s[1] is not None and s[2] == 200]
+    bad = [s for s in health_samples if s[2] != 200]
+    peak_waiting = max((s[3]["waiting"] for s in health_samples if s[3]), default=None)
+    print(f"\n  healthz (separate process, every {HEALTHZ_PERIOD_S * 1e3:.0f} ms): {len(health_samples)} polls, "
+          f"p50 {pct(lat, 0.5) * 1e3:.1f} ms, p95 {pct(lat, 0.95) * 1e3:.1f} ms, max {max(lat) * 1e3:.1f} ms "
+          f"(baseline {base['healthz'] * 1e3:.1f} ms); not 200: {len(bad)}; peak forward passes waiting: {peak_waiting}")
+    if bad:
+        print(f"    first failures: {bad[:3]}")
+
+    same_ids = set(marks["same_run_ids"].values())
+    all_first = max(marks["same_done"].values()) - t_same if marks["same_done"] else float("nan")
+    print(f"\n  1. same example at once: {len(marks['same_run_ids'])}/{args.students} answered, "
+          f"{len(same_ids)} distinct run_id(s) {'(coalesced: PASS)' if len(same_ids) == 1 else '(MISS)'}")
+    print(f"     all {args.students} students had their first analysis after {all_first * 1e3:.0f} ms "
+          f"= {all_first / base['analyze']:.1f}x one plain analyze")
+    own = [t - t_own for t in marks["own_done"].values()]
+    if own:
+        print(f"  2. own prompts: the last student's own analysis arrived {max(own):.1f} s after phase 2 began "
+              f"(the stagger alone is up to {STAGGER_S:.0f} s); every student finished after {t_end - t_own:.1f} s")
+    print(f"  scenario wall time {t_end - t_same:.1f} s (cap {WALL_CAP_S:.0f} s); students still running at the cap: {n_hung}")
+    print(f"  at the end, /healthz: forward_passes {after_health['forward_passes']}, cache {after_health['cache']} "
+          f"(before: {cache_before['entries']} entries, {cache_before['bytes']:,d} B)")
+    print(f"  server memory: VmHWM (peak RSS) {after['VmHWM']} at the end ({before['VmHWM']} before the first class); "
+          f"VmRSS {after['VmRSS']} (before {before['VmRSS']}); threads {after['Threads']}")
+
+    for c, s, wall, hung, health, status in later:
+        n_err = sum(len(v) for v in s.errors.values())
+        total_errors += n_err
+        n_hung += hung
+        print(f"  class {c}: {sum(len(v) for v in s.latency.values())} answers in {wall:.1f} s, 503s {sum(s.busy.values())}, "
+              f"gave up {sum(s.gave_up.values())}, errors {n_err}, still running {hung}; VmRSS {status['VmRSS']}, "
+              f"VmHWM {status['VmHWM']}; cache {health['cache']['entries']} entries {health['cache']['bytes']:,d} B; "
+              f"forward_passes {health['forward_passes']}")
+        for k, errs in s.errors.items():
+            stats.errors[k] += [f"(class {c}) {e}" for e in errs]
+
+    print(f"\n  errors (5xx other than 503, other statuses, exceptions, SSE errors): {total_errors}")
+    for k, errs in stats.errors.items():
+        for e in errs[:5]:
+            print(f"    {k}: {e}")
+    failed = total_errors or n_hung or len(same_ids) != 1 or after_health["forward_passes"] != {"running": 0, "waiting": 0}
+    print(f"\n(total {time.perf_counter() - started:.0f} s) {'FAIL' if failed else 'OK'}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
