@@ -90,6 +90,9 @@ def check_positions(run: Run, positions: Sequence[int] | None) -> list[int]:
     for p in positions:
         if not 0 <= p < n:
             raise ValueError(f"must be from 0 to {n - 1} (the prompt has {n} tokens), got {p}")
+    if len(set(positions)) < len(positions):
+        repeated = next(p for i, p in enumerate(positions) if p in positions[:i])
+        raise ValueError(f"{repeated} is asked for more than once; give each position once")
     return positions
 
 

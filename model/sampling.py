@@ -23,7 +23,7 @@ class Distribution:
     @property
     def entropy_bits(self) -> float:
         kept = self.probs[self.probs > 0]
-        return float(-(kept * torch.log2(kept)).sum())
+        return max(0.0, float(-(kept * torch.log2(kept)).sum()))  # +0.0, not -0.0, for a certain token
 
     def top(self, n: int) -> list[tuple[int, float]]:
         """The n most likely kept tokens, most likely first."""
@@ -40,11 +40,20 @@ def distribution(logits: torch.Tensor, temperature: float, top_k: int | None = N
         probs = torch.zeros_like(logits)
         probs[int(torch.argmax(logits))] = 1.0
         return Distribution(probs=probs, n_kept=1)
-    full = torch.softmax(logits / temperature, dim=-1)
+    # Shifted by the max first, like the page: at a tiny T (5e-324) logits / T would overflow to inf.
+    full = torch.softmax((logits - logits.max()) / temperature, dim=-1)
+    if top_p is not None and top_p >= 1:
+        top_p = None  # the mass reaches 1 only with the whole vocabulary (rounding must not cut the tail)
     if top_k is None and top_p is None:
         return Distribution(probs=full, n_kept=full.numel())  # no sort needed: the common case
     if top_p is None:
-        values, kept_ids = torch.topk(full, min(top_k, full.numel()))
+        k = min(top_k, full.numel())
+        cut = torch.topk(full, k).values[-1]
+        # Ties at the cut keep the lowest ids, like the page's stable sort (topk's choice is arbitrary).
+        above = torch.nonzero(full > cut).flatten()
+        tied = torch.nonzero(full == cut).flatten()[: k - above.numel()]
+        kept_ids = torch.cat([above, tied])
+        values = full[kept_ids]
     else:
         values, kept_ids = torch.sort(full, descending=True, stable=True)
         # Smallest prefix whose mass reaches top_p: keep i while the mass before it is < top_p.

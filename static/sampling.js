@@ -35,8 +35,9 @@ export function distribution(logits, order, { temperature, topK = null, topP = n
   for (let i = 0; i < n; i++) full[i] /= sum;
   let kept = n;
   if (topK != null) kept = Math.min(kept, topK);
-  if (topP != null) {
-    // keep i while the mass before it is < topP (at least one)
+  if (topP != null && topP < 1) {
+    // keep i while the mass before it is < topP (at least one); topP = 1 keeps everything, as rounding
+    // could make the running mass reach 1 before the end
     let before = 0;
     let count = 0;
     for (let r = 0; r < n; r++) {

@@ -189,3 +189,13 @@ def test_api_unknown_run_is_404(client):
     response = client.get("/api/runs/nope/logit-lens")
     assert response.status_code == 404
     assert "Analyze the prompt again" in response.json()["detail"]
+
+
+def test_duplicate_positions_are_refused(run, client, run_id):
+    # Each duplicate costs a full row of unembeddings: 2,000 copies of one position held the
+    # only forward slot for over a minute on GPT-2 small.
+    with pytest.raises(ValueError, match="more than once"):
+        logit_lens(run, positions=[1, 2, 1])
+    response = client.get(f"/api/runs/{run_id}/logit-lens?position=0&position=0")
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["field"] == "position"

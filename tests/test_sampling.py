@@ -44,3 +44,33 @@ def test_sampling_follows_the_distribution_and_never_draws_filtered_tokens():
 def test_same_seed_same_token():
     dist = distribution(torch.randn(50257, generator=torch.Generator().manual_seed(0)), 1.0)
     assert len({sample(dist, 123) for _ in range(5)}) == 1
+
+
+def test_a_tiny_positive_temperature_is_greedy_not_nan():
+    # logits / 5e-324 overflows to inf; softmax of that is nan and sampling then crashed (a 500).
+    for t in (5e-324, 1e-310):
+        dist = distribution(LOGITS, t)
+        assert torch.isfinite(dist.probs).all()
+        assert dist.top(1) == [(0, 1.0)]
+        assert sample(dist, 0) == 0
+
+
+def test_top_k_ties_at_the_cut_keep_the_lowest_ids_like_the_page():
+    # static/sampling.js orders by logit, ties by id: top-k must keep the same set.
+    logits = torch.tensor([0.0, 1.0, 1.0, 1.0, 0.5, 1.0])
+    for k, kept in ((1, [1]), (2, [1, 2]), (3, [1, 2, 3]), (5, [1, 2, 3, 4, 5])):
+        dist = distribution(logits, 1.0, top_k=k)
+        assert torch.nonzero(dist.probs).flatten().tolist() == kept, k
+
+
+def test_top_p_one_keeps_every_token():
+    # "The smallest set whose mass reaches 1" is the whole vocabulary; the cumulative sum can
+    # reach 1.0 early by rounding, which must not drop the tail (the page keeps it).
+    logits = torch.randn(50257, generator=torch.Generator().manual_seed(0)) * 3
+    dist = distribution(logits, 0.7, top_p=1.0)
+    assert dist.n_kept == 50257
+    torch.testing.assert_close(dist.probs, distribution(logits, 0.7).probs)
+
+
+def test_entropy_of_a_certain_token_is_plus_zero():
+    assert str(distribution(LOGITS, 0).entropy_bits) == "0.0"
