@@ -17,7 +17,7 @@ from ..cache import RunCache
 from ..concurrency import ForwardLimiter
 from ..deps import cached_run, get_cache, get_explainer, get_limiter
 from ..schemas import GenerateRequest, SampleRequest, SampleResponse
-from .runs import analyze_and_cache
+from .runs import analyze_and_cache, with_patterns
 
 router = APIRouter(prefix="/api")
 
@@ -86,7 +86,13 @@ async def generate(
                     "token": {"id": step.token.id, "text": step.token.text, "prob": step.prob},
                     "top": _top(explainer, step.dist, N_DISTRIBUTION),
                 })
-            entry = cache.find(text) or await limiter.run(analyze_and_cache, explainer, cache, text, admitted=True)
+            entry = cache.find(text)
+            if entry is None:
+                # In the form the page asks for next (patterns 'auto'): a long text's every-layer
+                # patterns would cost seconds and hundreds of MB of cache for nothing.
+                n_tokens = len(explainer.tokenize(text))
+                include = with_patterns(explainer, n_tokens, "auto", http.app.state.settings.auto_pattern_bytes)
+                entry = await limiter.run(analyze_and_cache, explainer, cache, text, include, admitted=True)
             yield _event({"text": text, "run_id": entry.run_id, "n_tokens": len(entry.run)}, "done")
         except asyncio.CancelledError:
             raise
