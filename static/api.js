@@ -143,8 +143,9 @@ async function request(url, options = {}) {
       throw new ApiError(0, "Cannot reach the server. Is it still running?");
     }
     if (response.status === 503 && attempt < MAX_BUSY_RETRIES) {
-      const seconds = Math.min(10, Number(response.headers.get("Retry-After")) || 2);
-      busy.onWait?.(`The server is busy with other requests; trying again in ${seconds} s…`);
+      // Jittered (0.5–1.5 × Retry-After): thirty pages refused together must not all come back together.
+      const seconds = Math.min(10, Number(response.headers.get("Retry-After")) || 2) * (0.5 + Math.random());
+      busy.onWait?.(`The server is busy with other requests; trying again in ${seconds.toFixed(1)} s…`);
       await new Promise((resolve) => setTimeout(resolve, seconds * 1000));
       if (options.signal?.aborted) throw new DOMException("Aborted", "AbortError");
       continue;
