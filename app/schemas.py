@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 MAX_TOP_K = 50257
 
@@ -59,6 +59,8 @@ def _check_prompt(text: str) -> str:
 
 
 class AnalyzeRequest(BaseModel):
+    model_config = ConfigDict(strict=True)  # wrong types are a 422, not coerced ("1", true)
+
     text: str = Field(min_length=1, max_length=100_000, description="The prompt; at most 1,024 tokens.")
     patterns: Literal["all", "auto"] = Field(
         "all",
@@ -103,6 +105,8 @@ def _check_temperature(value: float) -> float:
 
 
 class SamplingParams(BaseModel):
+    model_config = ConfigDict(strict=True)  # an int is still a valid float; "1", true and 3.0 for an int are not
+
     temperature: float = Field(1.0, description="0 = greedy; at most 10.")
     top_k: int | None = Field(None, ge=1, le=MAX_TOP_K)
     top_p: float | None = Field(None, gt=0, le=1)

@@ -344,3 +344,22 @@ def test_generated_text_is_cached_in_the_form_the_page_asks_for(explainer, check
         again = client.post("/api/analyze", json={"text": done[1]["text"], "patterns": "auto"}).json()
         assert again["run_id"] == done[1]["run_id"] and again["patterns"] == "per-layer"
         assert set(entry.bodies) == {False}
+
+
+@pytest.mark.parametrize("path, body, field", [
+    ("/api/sample", {"run_id": "x", "temperature": "1"}, "temperature"),
+    ("/api/sample", {"run_id": "x", "temperature": True}, "temperature"),
+    ("/api/sample", {"run_id": "x", "top_k": 3.0}, "top_k"),
+    ("/api/sample", {"run_id": "x", "top_p": "0.5"}, "top_p"),
+    ("/api/sample", {"run_id": "x", "seed": "7"}, "seed"),
+    ("/api/generate", {"text": "hi", "max_new_tokens": True}, "max_new_tokens"),
+])
+def test_wrong_types_are_422_not_coerced(client, path, body, field):
+    # The contract: wrong types get a 422 naming the field (strings and booleans were coerced).
+    response = client.post(path, json=body)
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"][0]["field"] == field
+
+
+def test_integer_temperature_is_a_number(client, analyzed):
+    assert _sample(client, analyzed["run_id"], temperature=1, top_k=3, seed=1)["token"]["id"] >= 0
