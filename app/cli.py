@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 
+from app.settings import env_flag
 from model import DEFAULT_MODEL, Explainer, ModelLoadError
 
 
@@ -18,7 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--model", default=os.environ.get("EXPLAINER_MODEL") or DEFAULT_MODEL,
                        help=f"a Hugging Face Hub id or a local directory saved with save_pretrained (default {DEFAULT_MODEL})")
     serve.add_argument("--random-weights", action="store_true",
-                       default=os.environ.get("EXPLAINER_RANDOM_WEIGHTS", "") in {"1", "true", "yes"},
+                       default=env_flag("EXPLAINER_RANDOM_WEIGHTS"),
                        help="GPT-2 small's shapes with seeded random weights: works offline, predicts nothing")
     serve.add_argument("--device", default=os.environ.get("EXPLAINER_DEVICE") or "cpu")
     args = parser.parse_args(argv)

@@ -10,6 +10,12 @@ from fastapi.responses import JSONResponse
 from model import PromptError, PromptTooLongError
 
 
+def field_error(field: str, message: str) -> RequestValidationError:
+    """A 422 in the app's validation format ({"detail", "errors": [{field, message}]}), for
+    checks a route makes itself (a layer beyond the model's, an unknown hook...)."""
+    return RequestValidationError([{"loc": ("query", *field.split(".")), "msg": message, "type": "value_error"}])
+
+
 def _field(loc) -> str:
     parts = [str(p) for p in loc if p not in ("body", "query", "path")]
     return ".".join(parts) or "body"

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from model import DEFAULT_MODEL
 
 
-def _flag(name: str) -> bool:
+def env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
 
 
@@ -42,7 +42,7 @@ class Settings:
     def from_env(cls) -> Settings:
         return cls(
             model=os.environ.get("EXPLAINER_MODEL") or DEFAULT_MODEL,
-            random_weights=_flag("EXPLAINER_RANDOM_WEIGHTS"),
+            random_weights=env_flag("EXPLAINER_RANDOM_WEIGHTS"),
             device=os.environ.get("EXPLAINER_DEVICE") or "cpu",
             max_concurrent=_int("EXPLAINER_MAX_CONCURRENT", cls.max_concurrent),
             max_waiting=_int("EXPLAINER_MAX_WAITING", cls.max_waiting),

@@ -28,7 +28,8 @@ class Distribution:
     def top(self, n: int) -> list[tuple[int, float]]:
         """The n most likely kept tokens, most likely first."""
         values, ids = torch.topk(self.probs, min(n, self.n_kept))
-        return [(int(i), float(v)) for i, v in zip(ids, values)]
+        # At a tiny temperature, kept tokens can underflow to exactly 0: they are not candidates.
+        return [(int(i), float(v)) for i, v in zip(ids, values) if v > 0]
 
 
 def distribution(logits: torch.Tensor, temperature: float, top_k: int | None = None, top_p: float | None = None) -> Distribution:

@@ -14,6 +14,8 @@
  *       Thrown by every call below on a non-2xx answer; .message is a sentence a person can read.
  *       A 503 (server busy) is first retried after its Retry-After, up to 5 times.
  *   busy.onWait = (sentence | null) => {}   set by the page to show "busy, retrying" while waiting.
+ *   request(url, fetchOptions) -> Promise<Response>   fetch() with all of the above (errors, 503 retries),
+ *       for other clients of the API (vectors_api.js).
  *
  *   timing.responded      performance.now() when the last analyze response arrived.
  *   getModel() -> Promise<{name, n_layers, n_heads, d_model, d_head, d_mlp, n_ctx, d_vocab, random_weights, ...}>
@@ -131,7 +133,7 @@ export const busy = { onWait: null };
 
 const MAX_BUSY_RETRIES = 5;
 
-async function request(url, options = {}) {
+export async function request(url, options = {}) {
   // A classroom makes the server busy in bursts: a 503 carries Retry-After, so wait that long
   // and try again a few times before giving up with the server's message.
   for (let attempt = 0; ; attempt++) {

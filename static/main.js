@@ -108,9 +108,9 @@ async function start() {
     layer: clamp(url.layer, model.n_layers),
     head: clamp(url.head, model.n_heads),
     temperature: url.temperature != null && url.temperature >= 0 && url.temperature <= 10 ? url.temperature : 1,
-    topK: url.topK != null && url.topK >= 1 ? url.topK : null,
+    topK: url.topK != null && url.topK >= 1 ? Math.min(url.topK, model.d_vocab) : null,
     topP: url.topP != null && url.topP > 0 && url.topP <= 1 ? url.topP : null,
-    seed: url.seed ?? state.seed,
+    seed: Number.isSafeInteger(url.seed) && url.seed >= 0 ? url.seed : state.seed,
     presenter: !!url.presenter,
   });
   startUrlSync();

@@ -169,7 +169,8 @@ export function init() {
   });
   seed.addEventListener("input", () => {
     const s = Number(seed.value);
-    if (Number.isInteger(s) && s >= 0) set({ seed: s });
+    // Beyond 2^53 a JS number no longer holds the exact integer: a shared link would draw differently.
+    if (Number.isSafeInteger(s) && s >= 0) set({ seed: s });
   });
   sampleButton.addEventListener("click", doSample);
   generateButton.addEventListener("click", doGenerate);

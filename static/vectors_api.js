@@ -12,35 +12,14 @@
  *   logitLens(runId, {positions, k, stream}) -> {stream, k, positions, rows, final, first_top_row, cells[row][i]}
  *   anatomy()                              -> {models: [loaded, GPT-3], n_params}
  */
-import { ApiError, decodeTensor } from "./api.js";
+import { decodeTensor, request } from "./api.js";
 
 const memo = new Map();
 
 async function getJson(url) {
   if (memo.has(url)) return memo.get(url);
-  const promise = (async () => {
-    let response;
-    try {
-      response = await fetch(url);
-    } catch (error) {
-      throw new ApiError(0, "Cannot reach the server. Is it still running?");
-    }
-    if (!response.ok) {
-      let detail = `The server answered ${response.status}.`;
-      let errors = [];
-      try {
-        const body = await response.json();
-        if (Array.isArray(body.errors) && body.errors.length) {
-          errors = body.errors;
-          detail = body.errors.map((e) => `${e.field}: ${e.message}`).join("; ");
-        } else if (typeof body.detail === "string") {
-          detail = body.detail;
-        }
-      } catch (_) { /* not JSON */ }
-      throw new ApiError(response.status, detail, errors);
-    }
-    return response.json();
-  })();
+  // api.js's request: the same errors, and a busy server (503) is waited for, not shown as a failure.
+  const promise = request(url).then((response) => response.json());
   memo.set(url, promise);
   promise.catch(() => memo.delete(url));
   if (memo.size > 300) memo.delete(memo.keys().next().value);

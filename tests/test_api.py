@@ -363,3 +363,12 @@ def test_wrong_types_are_422_not_coerced(client, path, body, field):
 
 def test_integer_temperature_is_a_number(client, analyzed):
     assert _sample(client, analyzed["run_id"], temperature=1, top_k=3, seed=1)["token"]["id"] >= 0
+
+
+@pytest.mark.parametrize("query, field", [("layers/7", "layer"), ("layers/0?fields=,,", "fields"),
+                                          ("layers/0?fields=attn.hook_nope", "fields")])
+def test_route_checks_answer_in_the_validation_format(client, analyzed, query, field):
+    response = client.get(f"/api/runs/{analyzed['run_id']}/{query}")
+    assert response.status_code == 422
+    body = response.json()
+    assert body["errors"][0]["field"] == field and body["detail"].startswith(f"{field}:")

@@ -74,3 +74,8 @@ def test_top_p_one_keeps_every_token():
 
 def test_entropy_of_a_certain_token_is_plus_zero():
     assert str(distribution(LOGITS, 0).entropy_bits) == "0.0"
+
+
+def test_candidates_list_only_tokens_with_probability():
+    """At a tiny temperature the runners-up underflow to exactly 0: they are not listed."""
+    assert distribution(LOGITS, 1e-3).top(5) == [(0, 1.0)]

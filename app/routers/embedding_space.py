@@ -5,7 +5,6 @@ query; the model layer caches them."""
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Query
-from fastapi.exceptions import RequestValidationError
 
 from model import Explainer
 from model.embedding_space import MAX_K, EmbeddingQueryError, EmbeddingSpace, Neighbours, Term
@@ -13,16 +12,12 @@ from model.embedding_space import MAX_K, EmbeddingQueryError, EmbeddingSpace, Ne
 from .. import tensors
 from ..cache import RunCache
 from ..deps import cached_run, get_cache, get_explainer
+from ..errors import field_error
 from ..schemas import DotResponse, EmbeddingMapResponse, NeighboursResponse, TensorsResponse
 
 router = APIRouter(prefix="/api")
 
 MAX_MAP_WORDS = 20
-
-
-def field_error(field: str, message: str) -> RequestValidationError:
-    """A 422 in the app's validation format ({"detail", "errors": [{field, message}]})."""
-    return RequestValidationError([{"loc": ("query", *field.split(".")), "msg": message, "type": "value_error"}])
 
 
 def space_of(explainer: Explainer = Depends(get_explainer)) -> EmbeddingSpace:

@@ -17,8 +17,8 @@ from model.logit_lens import check_positions, logit_lens
 from ..cache import RunCache
 from ..concurrency import ForwardLimiter
 from ..deps import cached_run, get_cache, get_explainer, get_limiter
+from ..errors import field_error
 from ..schemas import LogitLensResponse
-from .embedding_space import field_error
 
 router = APIRouter(prefix="/api")
 

@@ -6,7 +6,7 @@ import gzip
 import json
 import zlib
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
 from model import Explainer, Run
@@ -17,6 +17,7 @@ from .. import tensors
 from ..cache import CachedRun, RunCache
 from ..concurrency import ForwardLimiter
 from ..deps import cached_run, get_cache, get_explainer, get_limiter
+from ..errors import field_error
 from ..schemas import AnalyzeRequest, AnalyzeResponse, LayerResponse, TensorsResponse
 
 router = APIRouter(prefix="/api")
@@ -150,14 +151,16 @@ async def layer_details(
 ) -> dict:
     n_layers = explainer.config.n_layer
     if not 0 <= layer < n_layers:
-        raise HTTPException(422, f"layer: must be from 0 to {n_layers - 1}, got {layer}.")
+        raise field_error("layer", f"must be from 0 to {n_layers - 1}, got {layer}")
     suffixes = list(LAYER_HOOKS)
     if fields:
         prefix = f"blocks.{layer}."
         asked = [f.strip().removeprefix(prefix) for f in fields.split(",") if f.strip()]
         unknown = [f for f in asked if f not in LAYER_HOOKS]
         if unknown:
-            raise HTTPException(422, f"fields: unknown hook {unknown[0]!r}; known: {', '.join(LAYER_HOOKS)}.")
+            raise field_error("fields", f"unknown hook {unknown[0]!r}; known: {', '.join(LAYER_HOOKS)}")
+        if not asked:
+            raise field_error("fields", "name at least one hook, e.g. attn.hook_q")
         suffixes = asked
     run = cached_run(run_id, cache).run
     captured = await limiter.run(run.layer, layer)
