@@ -4,6 +4,7 @@ health check that stays fast while the model is busy."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 
@@ -99,20 +100,30 @@ def test_limiter_time_limit_answers_503_and_frees_the_slot_when_work_ends():
     asyncio.run(scenario())
 
 
+@contextlib.contextmanager
+def queue_full(app, client):
+    """Inside the block, the app's queue is full: one pass running, one waiting."""
+    limiter = app.state.limiter
+    release = threading.Event()
+    blockers = [threading.Thread(target=lambda: client.portal.call(limiter.run, release.wait, 10)) for _ in range(2)]
+    for blocker in blockers:
+        blocker.start()
+        time.sleep(0.1)
+    try:
+        deadline = time.time() + 5
+        while (limiter.running, limiter.waiting) != (1, 1) and time.time() < deadline:
+            time.sleep(0.01)
+        yield
+    finally:
+        release.set()
+        for blocker in blockers:
+            blocker.join()
+
+
 def test_busy_server_answers_503_and_healthz_stays_fast(explainer, checkpoint_dir):
     app = create_app(Settings(model=checkpoint_dir, max_waiting=1), explainer=explainer)
     with TestClient(app) as client:
-        limiter = app.state.limiter
-        release = threading.Event()
-        # One pass running, one waiting: the queue is full.
-        blockers = [threading.Thread(target=lambda: client.portal.call(limiter.run, release.wait, 10)) for _ in range(2)]
-        for blocker in blockers:
-            blocker.start()
-            time.sleep(0.1)
-        try:
-            deadline = time.time() + 5
-            while (limiter.running, limiter.waiting) != (1, 1) and time.time() < deadline:
-                time.sleep(0.01)
+        with queue_full(app, client):
             response = client.post("/api/analyze", json={"text": "a brand new prompt"})
             assert response.status_code == 503
             assert int(response.headers["Retry-After"]) > 0
@@ -120,10 +131,6 @@ def test_busy_server_answers_503_and_healthz_stays_fast(explainer, checkpoint_di
             start = time.perf_counter()
             assert client.get("/healthz").status_code == 200
             assert time.perf_counter() - start < 0.5
-        finally:
-            release.set()
-            for blocker in blockers:
-                blocker.join()
         assert client.post("/api/analyze", json={"text": "a brand new prompt"}).status_code == 200
 
 
@@ -177,23 +184,10 @@ def test_generate_with_a_full_queue_answers_503_before_streaming(explainer, chec
     not with a 200 stream whose only event is an error."""
     app = create_app(Settings(model=checkpoint_dir, max_waiting=1), explainer=explainer)
     with TestClient(app) as client:
-        limiter = app.state.limiter
-        release = threading.Event()
-        blockers = [threading.Thread(target=lambda: client.portal.call(limiter.run, release.wait, 10)) for _ in range(2)]
-        for blocker in blockers:
-            blocker.start()
-            time.sleep(0.1)
-        try:
-            deadline = time.time() + 5
-            while (limiter.running, limiter.waiting) != (1, 1) and time.time() < deadline:
-                time.sleep(0.01)
+        with queue_full(app, client):
             response = client.post("/api/generate", json={"text": "Once upon a time", "max_new_tokens": 2, "temperature": 0})
             assert response.status_code == 503, response.text
             assert int(response.headers["Retry-After"]) > 0
-        finally:
-            release.set()
-            for blocker in blockers:
-                blocker.join()
 
 
 def test_a_generation_under_way_is_not_cut_off_when_the_queue_fills(explainer, checkpoint_dir, monkeypatch):
