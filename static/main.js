@@ -70,8 +70,10 @@ async function loadModel() {
   }
 }
 
-/** The fields the Q·K and MLP views read: asked for in one request per layer (api.js memoises them). */
-const LAYER_FIELDS = ["attn.hook_q", "attn.hook_k", "attn.hook_v", "attn.hook_z", "mlp.hook_pre", "mlp.hook_post"];
+/** The fields the attention and Q·K views read, asked for in one request per layer (api.js
+ * memoises them per field). The MLP's two [pos, 3072] tensors, twice the bytes of these four,
+ * are fetched by mlp.js only when its stage is on screen. */
+const LAYER_FIELDS = ["attn.hook_q", "attn.hook_k", "attn.hook_v", "attn.hook_z"];
 
 async function start() {
   subscribe(["run", "layer"], () => {

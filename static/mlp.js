@@ -117,9 +117,25 @@ async function draw() {
 const fail = (error) => {
   summary.textContent = `Could not load layer ${state.layer}: ${error.message}`;
 };
-const soon = later(() => draw().catch(fail), 80);
+// The MLP's tensors are the largest a layer sends ([pos, 3072] twice): fetch and draw them only
+// while the stage is on screen (or near it), and catch up when it scrolls into view.
+let onScreen = false;
+let stale = true;
+const soon = later(() => {
+  if (!onScreen) {
+    stale = true;
+    return;
+  }
+  stale = false;
+  draw().catch(fail);
+}, 80);
 
 export function init() {
+  const stage = document.getElementById("stage-mlp");
+  new IntersectionObserver((entries) => {
+    onScreen = entries.some((e) => e.isIntersecting);
+    if (onScreen && stale) soon();
+  }, { rootMargin: "300px 0px" }).observe(stage);
   subscribe(["model"], drawShapes);
   subscribe(["run", "hovered", "pinned", "layer", "presenter"], soon);
   window.addEventListener("resize", later(() => draw().catch(fail), 200));

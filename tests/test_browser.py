@@ -202,6 +202,14 @@ def test_hover_gives_each_chip_the_weight_from_the_pattern(ui, server):
     ui.shot("03-pinned-token-2", full_page=True)
     ui.shot("03b-qk-step-by-step-token-2", of="#stage-qk")
     ui.shot("03c-mlp-token-2", of="#stage-mlp")
+    # The MLP stage (fetched once on screen) lists the pinned token's most active neurons: the
+    # model's own mlp.hook_post, from the layer endpoint.
+    run_id = api_analyze(server, PROMPT)["run_id"]
+    layer = httpx.get(f"{server}/api/runs/{run_id}/layers/0?fields=mlp.hook_post", timeout=60).json()
+    post = decode(layer["tensors"]["blocks.0.mlp.hook_post"])[2]
+    ui.page.wait_for_function("document.querySelectorAll('#mlp-neurons li').length === 10")
+    shown = [int(t.split()[0].lstrip("#")) for t in ui.page.locator("#mlp-neurons li").all_inner_texts()]
+    assert shown == np.argsort(-post, kind="stable")[:10].tolist()
     ui.chips().nth(2).click()
     ui.page.locator("h1").hover()
     assert ui.chips().nth(2).get_attribute("aria-pressed") == "false"
