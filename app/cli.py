@@ -1,45 +1,68 @@
-"""`explainer serve`: load the model (a clear message, not a traceback, if it cannot), then serve."""
+"""The `explainer` command: `serve` the page and the API, or `download` GPT-2's weights into the
+Hugging Face cache. Heavy imports wait until a command needs them: `--help`, and a download that
+cannot reach the Hub, answer at once."""
 
 from __future__ import annotations
 
 import argparse
-import os
+import dataclasses
 import sys
 
-from app.settings import env_flag
-from model import DEFAULT_MODEL, Explainer, ModelLoadError
+from app import logs
+from app.settings import Settings
+from model.hub import DEFAULT_MODEL
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="explainer", description="See inside GPT-2 small, in the browser.")
     commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="serve the web app and the API")
+
+    serve = commands.add_parser("serve", help="serve the web app and the API",
+                                description="Serve the page and the API. Without --model: GPT-2 small from the Hugging "
+                                            "Face cache or the Hub, else (offline) an untrained model, said loudly.")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--model", default=os.environ.get("EXPLAINER_MODEL") or DEFAULT_MODEL,
-                       help=f"a Hugging Face Hub id or a local directory saved with save_pretrained (default {DEFAULT_MODEL})")
-    serve.add_argument("--random-weights", action="store_true",
-                       default=env_flag("EXPLAINER_RANDOM_WEIGHTS"),
+    serve.add_argument("--model", help="a Hugging Face Hub id or a directory saved with save_pretrained "
+                                       f"(default: EXPLAINER_MODEL, else {DEFAULT_MODEL})")
+    serve.add_argument("--revision", help="a Hub branch, tag or commit (default: EXPLAINER_REVISION, else main)")
+    serve.add_argument("--random-weights", action="store_true", default=None,
                        help="GPT-2 small's shapes with seeded random weights: works offline, predicts nothing")
-    serve.add_argument("--device", default=os.environ.get("EXPLAINER_DEVICE") or "cpu")
-    args = parser.parse_args(argv)
+    serve.add_argument("--device", help="torch device (default: EXPLAINER_DEVICE, else cpu)")
+    serve.add_argument("--log-level", choices=logs.LEVELS, help="default: EXPLAINER_LOG_LEVEL, else info")
+    serve.set_defaults(run=_serve)
 
-    try:
-        print(f"Loading {'random weights in the shapes of ' if args.random_weights else ''}{args.model} ...", file=sys.stderr)
-        explainer = Explainer.load(args.model, random_weights=args.random_weights, device=args.device)
-    except ModelLoadError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    download = commands.add_parser("download", help="fetch GPT-2's weights into the Hugging Face cache",
+                                   description="Fetch a model's weights into the standard Hugging Face cache "
+                                               "(HF_HOME), check that they load, and say how to serve them.")
+    download.add_argument("model", nargs="?", default=DEFAULT_MODEL, help=f"a Hub id (default {DEFAULT_MODEL})")
+    download.add_argument("--revision", help="a branch, tag or commit (default main)")
+    download.set_defaults(run=_download)
+
+    args = parser.parse_args(argv)
+    return args.run(args)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    given = {"model": args.model, "revision": args.revision, "random_weights": args.random_weights,
+             "device": args.device, "log_level": args.log_level}
+    settings = dataclasses.replace(Settings.from_env(), **{k: v for k, v in given.items() if v is not None})
+    logs.configure(settings.log_level)
 
     import uvicorn
 
     from app.main import create_app
-    from app.settings import Settings
+    from app.startup import load_explainer
 
-    settings = Settings.from_env()
-    settings = Settings(**{**settings.__dict__, "model": args.model, "random_weights": args.random_weights, "device": args.device})
-    uvicorn.run(create_app(settings, explainer), host=args.host, port=args.port)
+    explainer = load_explainer(settings)  # one line and exit 2 if it cannot
+    uvicorn.run(create_app(settings, explainer), host=args.host, port=args.port,
+                log_config=logs.config(settings.log_level), access_log=False)
     return 0
+
+
+def _download(args: argparse.Namespace) -> int:
+    from app.download import download
+
+    return download(args.model, args.revision)
 
 
 if __name__ == "__main__":

@@ -3,11 +3,17 @@ field, a body over the limit is a 413, and a prompt the model cannot take is a 4
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
 
 from model import PromptError, PromptTooLongError
+
+log = logging.getLogger("explainer")
 
 
 def field_error(field: str, message: str) -> RequestValidationError:
@@ -33,6 +39,13 @@ def install(app: FastAPI) -> None:
                 problems.append({"field": _field(item.get("loc", ())), "message": message})
         text = "; ".join(f"{p['field']}: {p['message']}" for p in problems)
         return JSONResponse(status_code=422, content={"detail": text, "errors": problems})
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, error: HTTPException):
+        if error.status_code >= 500:  # a full queue, a time limit: in the log, with where it came from
+            log.warning("%s %s answered %d: %s", request.method, request.url.path, error.status_code, error.detail,
+                        exc_info=error)
+        return await http_exception_handler(request, error)
 
     @app.exception_handler(PromptError)
     async def prompt_error(request: Request, error: PromptError) -> JSONResponse:

@@ -1,13 +1,11 @@
-"""The app factory. `app.main:app` is configured from EXPLAINER_* environment variables; the
-CLI and the tests call `create_app` with their own settings or an already loaded explainer."""
+"""The app factory. The CLI and the tests call `create_app` with their own settings or an
+already loaded explainer; `app.main:app`, for a bare uvicorn, is built on first use from the
+EXPLAINER_* environment variables."""
 
 from __future__ import annotations
 
-import logging
 import os
-import sys
 from contextlib import asynccontextmanager
-from pathlib import Path
 
 import plotly
 import swagger_ui_bundle
@@ -15,17 +13,16 @@ from fastapi import FastAPI
 from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.staticfiles import StaticFiles
 
-from model import Explainer, ModelLoadError
+from model import Explainer
 
-from . import errors
+from . import errors, logs, startup
 from .cache import RunCache
 from .concurrency import Coalescer, ForwardLimiter
+from .resources import data_dir, version
 from .routers import anatomy, docs, embedding_space, health, logit_lens, pages, runs, sampling
 from .settings import Settings
 
-ROOT = Path(__file__).resolve().parents[1]
-PLOTLY_DIR = Path(plotly.__file__).parent / "package_data"
-log = logging.getLogger("explainer")
+PLOTLY_DIR = os.path.join(os.path.dirname(plotly.__file__), "package_data")
 
 
 def create_app(settings: Settings | None = None, explainer: Explainer | None = None) -> FastAPI:
@@ -38,24 +35,20 @@ def create_app(settings: Settings | None = None, explainer: Explainer | None = N
         app.state.coalescer = Coalescer()
         if explainer is None:
             try:
-                app.state.explainer = Explainer.load(settings.model, random_weights=settings.random_weights,
-                                                     device=settings.device)
-            except ModelLoadError as error:
-                # Under a bare `uvicorn app.main:app`, any exception raised here is printed
-                # as a traceback; a person needs the one-line message and a non-zero exit.
-                print(f"error: {error}", file=sys.stderr, flush=True)
-                os._exit(2)
+                app.state.explainer = startup.load_explainer(settings)
+            except SystemExit as stop:
+                # Under a bare uvicorn, an exception here would be printed as a traceback; the
+                # one line is out already, and a person needs the non-zero exit.
+                os._exit(stop.code)
         else:
             app.state.explainer = explainer
-        if app.state.explainer.loaded.random_weights:
-            log.warning("Serving an UNTRAINED model with random weights: its predictions mean nothing.")
         yield
         app.state.limiter.shutdown()
 
     app = FastAPI(
         title="GPT-2 explainer",
         summary="Every intermediate of GPT-2 small, captured from one forward pass, named by TransformerLens hook names.",
-        version="0.1.0",
+        version=version(),
         lifespan=lifespan,
         docs_url=None,  # served by routers/docs.py from local files
         redoc_url=None,
@@ -65,12 +58,19 @@ def create_app(settings: Settings | None = None, explainer: Explainer | None = N
     errors.install(app)
     app.add_middleware(GZipMiddleware, minimum_size=2048, compresslevel=5)
     app.add_middleware(errors.BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(logs.AccessLog)  # outermost of ours: it times and sees everything
     for router in (health.router, runs.router, sampling.router, logit_lens.router, embedding_space.router, anatomy.router, docs.router, pages.router):
         app.include_router(router)
     app.mount("/static/vendor", StaticFiles(directory=PLOTLY_DIR), name="vendor")
     app.mount("/static/swagger", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="swagger")
-    app.mount("/static", StaticFiles(directory=ROOT / "static"), name="static")
+    app.mount("/static", StaticFiles(directory=data_dir("static")), name="static")
     return app
 
 
-app = create_app()
+def __getattr__(name: str):
+    if name == "app":  # `uvicorn app.main:app`: the same logging and start-up as `explainer serve`
+        settings = Settings.from_env()
+        logs.configure(settings.log_level)
+        globals()["app"] = application = create_app(settings)
+        return application
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

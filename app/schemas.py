@@ -27,12 +27,15 @@ class ModelInfo(BaseModel):
     n_ctx: int
     d_vocab: int
     random_weights: bool
+    reason: str | None = Field(description="Why the weights are random (asked for, or the trained ones could not be "
+                               "found or downloaded); null for trained weights.")
     n_params: int
     activation_function: str
     layer_norm_epsilon: float
     tied_embeddings: bool
     dropout: str
     device: str
+    version: str = Field(description="The explainer package's version.")
 
 
 class Token(BaseModel):

@@ -5,8 +5,6 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from model import DEFAULT_MODEL
-
 
 def env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
@@ -24,9 +22,13 @@ def _float(name: str, default: float) -> float:
 
 @dataclass(frozen=True)
 class Settings:
-    model: str = DEFAULT_MODEL  # a Hugging Face Hub id or a local save_pretrained directory
+    # A Hugging Face Hub id or a local save_pretrained directory. None: GPT-2 small from the
+    # Hugging Face cache or the Hub, and if neither has it, random weights (said loudly).
+    model: str | None = None
+    revision: str | None = None  # a Hub branch, tag or commit
     random_weights: bool = False
     device: str = "cpu"
+    log_level: str = "info"
     # Forward passes at once. Two cores: one pass already uses both through torch's threads.
     max_concurrent: int = 1
     max_waiting: int = 16  # requests queued for a forward pass before the server answers 503
@@ -41,9 +43,11 @@ class Settings:
     @classmethod
     def from_env(cls) -> Settings:
         return cls(
-            model=os.environ.get("EXPLAINER_MODEL") or DEFAULT_MODEL,
+            model=os.environ.get("EXPLAINER_MODEL") or None,
+            revision=os.environ.get("EXPLAINER_REVISION") or None,
             random_weights=env_flag("EXPLAINER_RANDOM_WEIGHTS"),
             device=os.environ.get("EXPLAINER_DEVICE") or "cpu",
+            log_level=(os.environ.get("EXPLAINER_LOG_LEVEL") or cls.log_level).lower(),
             max_concurrent=_int("EXPLAINER_MAX_CONCURRENT", cls.max_concurrent),
             max_waiting=_int("EXPLAINER_MAX_WAITING", cls.max_waiting),
             request_timeout_s=_float("EXPLAINER_REQUEST_TIMEOUT", cls.request_timeout_s),

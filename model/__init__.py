@@ -6,11 +6,32 @@ Knows nothing about HTTP; usable from a notebook:
     explainer = Explainer.load()            # or Explainer.load("path/to/checkpoint")
     run = explainer.analyze("The cat sat")
     run["blocks.3.attn.hook_pattern"]       # [head, q_pos, k_pos]
+
+The names below are imported on first use: `explainer download` and `explainer --help` must
+not wait seconds for torch and transformers before they can say anything.
 """
 
-from .explainer import EmptyPromptError, Explainer, PromptError, PromptTooLongError
-from .loading import DEFAULT_MODEL, ModelLoadError, load_model
-from .run import Run
+from __future__ import annotations
 
-__all__ = ["DEFAULT_MODEL", "EmptyPromptError", "Explainer", "ModelLoadError", "PromptError",
-           "PromptTooLongError", "Run", "load_model"]
+import importlib
+
+_HOMES = {
+    "DEFAULT_MODEL": "hub", "GPT2_SMALL_PARAMS": "hub", "download_command": "hub",
+    "EmptyPromptError": "explainer", "Explainer": "explainer", "PromptError": "explainer",
+    "PromptTooLongError": "explainer",
+    "ModelLoadError": "loading", "load_model": "loading",
+    "Run": "run",
+}
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str):
+    if name not in _HOMES:
+        raise AttributeError(f"module 'model' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_HOMES[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_HOMES])

@@ -38,8 +38,12 @@ class Explainer:
             raise ValueError(f"The tokenizer has {self.tokenizer.vocab_size} tokens but the model {self.config.vocab_size}.")
 
     @classmethod
-    def load(cls, name: str = DEFAULT_MODEL, *, random_weights: bool = False, device: str = "cpu") -> Explainer:
-        return cls(load_model(name, random_weights=random_weights, device=device))
+    def load(cls, name: str = DEFAULT_MODEL, *, random_weights: bool = False, device: str = "cpu",
+             revision: str | None = None, fallback_to_random: bool = False) -> Explainer:
+        """See `load_model`. In a notebook, `Explainer.load()` is GPT-2 small from the Hugging
+        Face cache or Hub; without `fallback_to_random` it never silently gives an untrained model."""
+        return cls(load_model(name, random_weights=random_weights, device=device, revision=revision,
+                              fallback_to_random=fallback_to_random))
 
     @property
     def n_ctx(self) -> int:
@@ -58,6 +62,7 @@ class Explainer:
             "n_ctx": c.n_positions,
             "d_vocab": c.vocab_size,
             "random_weights": self.loaded.random_weights,
+            "reason": self.loaded.reason,
             "n_params": sum(p.numel() for p in self.model.parameters()),
             "activation_function": c.activation_function,
             "layer_norm_epsilon": c.layer_norm_epsilon,

@@ -1,5 +1,5 @@
-"""Loading GPT-2: from the Hugging Face Hub, from a local `save_pretrained` directory, or
-with seeded random weights in GPT-2 small's exact shapes."""
+"""Loading GPT-2: from the Hugging Face cache or Hub, from a local `save_pretrained` directory,
+or with seeded random weights in GPT-2 small's exact shapes."""
 
 from __future__ import annotations
 
@@ -9,12 +9,15 @@ from dataclasses import dataclass
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
-DEFAULT_MODEL = "openai-community/gpt2"
+from . import hub
+from .hub import DEFAULT_MODEL, download_command
+
 RANDOM_WEIGHTS_SEED = 0
+REQUESTED = "Random weights were requested."
 
 
 class ModelLoadError(RuntimeError):
-    """The weights could not be found or downloaded. The message says what to do."""
+    """The weights could not be found, downloaded or loaded. The message says what to do."""
 
 
 @dataclass
@@ -23,49 +26,81 @@ class LoadedModel:
     name: str
     random_weights: bool
     device: torch.device
+    reason: str | None = None  # why the weights are random; None when they are the trained ones
+    folder: str | None = None  # where the trained weights were read from
 
 
-def load_model(name: str = DEFAULT_MODEL, *, random_weights: bool = False, device: str = "cpu") -> LoadedModel:
+def load_model(name: str = DEFAULT_MODEL, *, random_weights: bool = False, device: str = "cpu",
+               revision: str | None = None, fallback_to_random: bool = False) -> LoadedModel:
     """Load GPT-2 in eval mode (dropout is the identity). `name` is a Hub id or a local directory.
 
     With `random_weights`, the shapes come from `name` when it is a local directory, otherwise
     they are GPT-2 small's; the weights are drawn with a fixed seed, so every server agrees.
+    With `fallback_to_random`, weights that are neither cached nor downloadable give that
+    random model instead of an error, and `reason` says why.
     """
     try:
         torch_device = torch.device(device)
     except RuntimeError as error:
         raise ModelLoadError(f"Unknown device {device!r}: use 'cpu', or 'cuda' on a machine with a GPU.") from error
+    folder, reason = None, REQUESTED if random_weights else None
     if random_weights:
-        config = GPT2Config.from_pretrained(name) if os.path.isdir(name) else GPT2Config()
-        generator_state = torch.random.get_rng_state()
-        torch.manual_seed(RANDOM_WEIGHTS_SEED)
-        try:
-            model = GPT2LMHeadModel(config)
-        finally:
-            torch.random.set_rng_state(generator_state)
+        model = _random_model(name)
     else:
-        model = _from_pretrained(name)
+        try:
+            folder = _weights_folder(name, revision)
+        except (hub.WeightsUnavailable, hub.NotOnHub) as error:
+            if not fallback_to_random:
+                raise ModelLoadError(
+                    f"Could not load {name!r}: {_sentence(error)} Get the weights with `{download_command(name, revision)}` "
+                    "on a machine with network (or copy its Hugging Face cache folder to this one), "
+                    "or pass --model DIR with a directory saved by save_pretrained."
+                ) from error
+            model, random_weights, reason = _random_model(name), True, _sentence(error)
+        else:
+            model = _pretrained(folder)
     model.to(torch_device).eval().requires_grad_(False)  # inference only: no autograd bookkeeping
-    return LoadedModel(model=model, name=name, random_weights=random_weights, device=torch_device)
+    return LoadedModel(model=model, name=name, random_weights=random_weights, device=torch_device,
+                       reason=reason, folder=folder)
 
 
-def _from_pretrained(name: str) -> GPT2LMHeadModel:
-    local = os.path.isdir(name)
-    if not local and (name.startswith((".", "/", "~")) or os.sep in name.strip("/").replace("/", "", 1)):
-        raise ModelLoadError(f"No model directory at {name!r}. Pass a directory saved with save_pretrained, or a Hub id.")
+def _sentence(error: Exception) -> str:
+    text = str(error).strip().rstrip(".")
+    return text[:1].upper() + text[1:] + "."
+
+
+def _random_model(name: str) -> GPT2LMHeadModel:
+    config = GPT2Config.from_pretrained(name) if os.path.isdir(name) else GPT2Config()
+    generator_state = torch.random.get_rng_state()
+    torch.manual_seed(RANDOM_WEIGHTS_SEED)
     try:
-        # The Hub client shows download progress bars on the first download, then uses its cache.
-        return GPT2LMHeadModel.from_pretrained(name)
+        return GPT2LMHeadModel(config)
+    finally:
+        torch.random.set_rng_state(generator_state)
+
+
+def _weights_folder(name: str, revision: str | None) -> str:
+    """A local directory: `name` itself, or the Hub snapshot of `name` (cached or downloaded)."""
+    if os.path.isdir(name):
+        return name
+    if name.startswith((".", "/", "~")) or os.sep in name.strip("/").replace("/", "", 1):
+        raise ModelLoadError(f"No model directory at {name!r}. Pass a directory saved with save_pretrained, "
+                             f"or a Hub id such as {DEFAULT_MODEL} (`{download_command()}` fetches it).")
+    return hub.locate(name, revision)
+
+
+def _pretrained(folder: str) -> GPT2LMHeadModel:
+    try:
+        model, info = GPT2LMHeadModel.from_pretrained(folder, output_loading_info=True)
     except (OSError, ValueError) as error:
-        if local:
-            raise ModelLoadError(
-                f"Could not load GPT-2 weights from the directory {name!r} ({error.__class__.__name__}: "
-                f"{str(error).splitlines()[0] if str(error) else 'no detail'}). The directory must hold a "
-                "checkpoint saved with save_pretrained (config.json and model.safetensors)."
-            ) from error
         raise ModelLoadError(
-            f"Could not get the weights of {name!r} from the Hugging Face Hub, and they are not in the local cache. "
-            "Run once on a machine with network access (the weights are then cached), or pass --model PATH "
-            "(EXPLAINER_MODEL=PATH) with a directory saved by save_pretrained, or use --random-weights "
-            "(EXPLAINER_RANDOM_WEIGHTS=1) to explore an untrained model."
+            f"Could not load GPT-2 weights from {folder!r} ({error.__class__.__name__}: "
+            f"{str(error).splitlines()[0] if str(error) else 'no detail'}). The directory must hold a "
+            "checkpoint saved with save_pretrained (config.json and model.safetensors)."
         ) from error
+    if info["missing_keys"] or info["mismatched_keys"]:
+        # transformers would fill them with random numbers and only warn: every figure would be wrong.
+        bad = sorted(info["missing_keys"]) + [str(k) for k in info["mismatched_keys"]]
+        raise ModelLoadError(f"The checkpoint in {folder!r} lacks or misshapes {len(bad)} weight tensors "
+                             f"(for example {bad[0]}): it is not a complete GPT-2 checkpoint.")
+    return model

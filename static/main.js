@@ -95,10 +95,12 @@ async function start() {
   modelError.hidden = true;
   if (model.random_weights && !document.querySelector('[data-testid="random-weights-banner"]')) {
     // The page was rendered before the model had loaded: say it now.
+    modelError.id = "untrained";
     modelError.dataset.testid = "random-weights-banner";
     modelError.textContent = "Untrained model. This server runs GPT-2's shapes with random weights: every number is " +
-      "really computed, but the predictions and attention patterns mean nothing.";
+      `really computed, but the predictions and attention patterns mean nothing. ${model.reason || ""}`;
     modelError.hidden = false;
+    document.querySelector('[data-testid="untrained-badge"]').hidden = false;
   }
   for (const node of document.querySelectorAll("[data-dim]")) {
     const value = model[node.dataset.dim];

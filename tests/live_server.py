@@ -1,5 +1,5 @@
-"""A real server in a subprocess (`python -m app.cli serve`) on 127.0.0.1, for tests that need
-real sockets: streaming, disconnects, the browser."""
+"""A real server in a subprocess on 127.0.0.1, for tests that need real sockets (streaming,
+disconnects, the browser) or the real command line (start-up, logging, an installed wheel)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,11 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 
@@ -20,33 +23,56 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+@dataclass
+class Server:
+    url: str
+    process: subprocess.Popen
+    log_path: Path
+
+    @property
+    def log(self) -> str:
+        """Everything the server wrote to stdout and stderr so far."""
+        return self.log_path.read_text(errors="replace")
+
+
+@contextlib.contextmanager
+def serving(command: list[str], env: dict | None = None, cwd: str | None = None, timeout_s: float = 120) -> Iterator[Server]:
+    """Start `command` with `--host 127.0.0.1 --port P` appended, wait for /healthz, yield the
+    Server, then stop it. Its output goes to a file: a pipe nobody reads would fill with access
+    lines and block the server. A None in `env` removes that variable."""
+    environment = {k: v for k, v in {**os.environ, **(env or {})}.items() if v is not None}
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="live-server-") as folder:
+        log_path = Path(folder) / "server.log"
+        with open(log_path, "wb") as log:
+            process = subprocess.Popen([*command, "--host", "127.0.0.1", "--port", str(port)],
+                                       env=environment, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
+        server = Server(f"http://127.0.0.1:{port}", process, log_path)
+        try:
+            deadline = time.monotonic() + timeout_s
+            while True:
+                if process.poll() is not None:
+                    raise RuntimeError(f"the server exited with {process.returncode}: {server.log[-2000:]}")
+                try:
+                    if httpx.get(f"{server.url}/healthz", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"the server did not become healthy within {timeout_s} s: {server.log[-2000:]}")
+                time.sleep(0.1)
+            yield server
+        finally:
+            process.terminate()
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
 @contextlib.contextmanager
 def live_server(model_dir: str, *args: str, env: dict | None = None, timeout_s: float = 120) -> Iterator[str]:
-    """Start the server on `model_dir`, wait for /healthz, yield its base URL, then stop it."""
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "serve", "--model", model_dir, "--host", "127.0.0.1", "--port", str(port), *args],
-        env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"the server exited with {process.returncode}: {process.stderr.read()[-2000:]}")
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"the server did not become healthy within {timeout_s} s")
-            time.sleep(0.1)
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    """`python -m app.cli serve --model model_dir`; yields its base URL."""
+    with serving([sys.executable, "-m", "app.cli", "serve", "--model", model_dir, *args], env, timeout_s=timeout_s) as server:
+        yield server.url

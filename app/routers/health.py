@@ -8,6 +8,7 @@ from fastapi.responses import JSONResponse
 from model import Explainer
 
 from ..deps import get_explainer
+from ..model_info import model_info as describe
 from ..schemas import ModelInfo
 
 router = APIRouter()
@@ -24,4 +25,4 @@ def healthz(request: Request) -> JSONResponse:
 
 @router.get("/api/model", response_model=ModelInfo, summary="The loaded model's shapes and provenance")
 def model_info(explainer: Explainer = Depends(get_explainer)) -> dict:
-    return explainer.info
+    return describe(explainer)

@@ -18,6 +18,7 @@ from ..cache import CachedRun, RunCache
 from ..concurrency import ForwardLimiter
 from ..deps import cached_run, get_cache, get_explainer, get_limiter
 from ..errors import field_error
+from ..model_info import model_info
 from ..schemas import AnalyzeRequest, AnalyzeResponse, LayerResponse, TensorsResponse
 
 router = APIRouter(prefix="/api")
@@ -68,7 +69,7 @@ def analyze_body(explainer: Explainer, run_id: str, run: Run, include_patterns: 
                     for l in range(run.n_layers)}
     body = {
         "run_id": run_id,
-        "model": explainer.info,
+        "model": model_info(explainer),
         "tokens": token_list(run),
         "tensors": {**patterns, "logits": tensors.encode(logits, "float32")},
         "top": top,
