@@ -17,12 +17,15 @@ COPY app ./app
 COPY model ./model
 COPY templates ./templates
 COPY static ./static
-RUN pip install -e .
+# A normal install: the page's templates and static files are package data in site-packages,
+# so the source folder is not needed at run time.
+RUN pip install . && cd / && rm -rf /srv/explainer/*
 
-# Download GPT-2 small's weights at build time: no network needed at run time.
-RUN if [ -n "$PRELOAD_MODEL" ]; then \
-        python -c "from transformers import GPT2LMHeadModel as M; M.from_pretrained('$PRELOAD_MODEL')"; \
-    fi && mkdir -p $HF_HOME && chown -R explainer $HF_HOME
+# GPT-2 small's weights into the image at build time (checked by loading them): no network at
+# run time. With PRELOAD_MODEL empty, the server looks for them at start and falls back to an
+# untrained model, said loudly, if it cannot get them.
+RUN if [ -n "$PRELOAD_MODEL" ]; then explainer download "$PRELOAD_MODEL"; fi \
+    && mkdir -p $HF_HOME && chown -R explainer $HF_HOME
 
 USER explainer
 EXPOSE 8000

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, Depends, Request
@@ -20,6 +21,7 @@ from ..schemas import GenerateRequest, SampleRequest, SampleResponse
 from .runs import analyze_and_cache, with_patterns
 
 router = APIRouter(prefix="/api")
+log = logging.getLogger("explainer")
 
 N_DISTRIBUTION = 20
 
@@ -98,6 +100,7 @@ async def generate(
             raise
         except Exception as error:  # a stream cannot change its status code any more
             detail = getattr(error, "detail", None) or str(error)
+            log.error("generation stream ended with an error event: %s", detail, exc_info=error)
             yield _event({"detail": detail}, "error")
         finally:
             try:

@@ -1,0 +1,95 @@
+"""The server's log: one access line per request (method, path, status, milliseconds) and never a
+prompt or a query string; every 5xx and every error event of a generation stream logged with
+its traceback; `--log-level` obeyed."""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from app.main import create_app
+from app.routers import sampling
+from app.settings import Settings
+
+from .live_server import serving
+
+SECRET_PROMPT = "My diary: Zanzibarquest is my password"
+SECRET_WORD = "Zanzibarquest"
+ACCESS = re.compile(r"explainer\.access: (GET|POST) (\S+) (\d{3}) (\d+\.\d) ms$")
+
+
+def access_lines(log: str) -> list[tuple[str, str, int]]:
+    return [(m[1], m[2], int(m[3])) for line in log.splitlines() if (m := ACCESS.search(line))]
+
+
+def test_access_lines_name_method_path_status_and_time_but_no_personal_text(checkpoint_dir):
+    command = [sys.executable, "-m", "app.cli", "serve", "--model", checkpoint_dir]
+    with serving(command) as server:
+        assert httpx.get(f"{server.url}/").status_code == 200
+        assert httpx.post(f"{server.url}/api/analyze", json={"text": SECRET_PROMPT}).status_code == 200
+        assert httpx.get(f"{server.url}/api/embedding-space/neighbours", params={"word": SECRET_WORD}).status_code in (200, 422)
+        assert httpx.post(f"{server.url}/api/analyze", json={"text": ""}).status_code == 422
+        log = server.log
+    seen = access_lines(log)
+    assert ("GET", "/", 200) in seen
+    assert ("POST", "/api/analyze", 200) in seen and ("POST", "/api/analyze", 422) in seen
+    assert any(path == "/api/embedding-space/neighbours" for _, path, _ in seen)
+    assert SECRET_WORD not in log and "diary" not in log
+    assert "uvicorn.access" not in log  # uvicorn's own access line would carry the query string
+
+
+def test_log_level_warning_drops_access_lines(checkpoint_dir):
+    command = [sys.executable, "-m", "app.cli", "serve", "--model", checkpoint_dir, "--log-level", "warning"]
+    with serving(command) as server:
+        assert httpx.get(f"{server.url}/api/model").status_code == 200
+        log = server.log
+    assert access_lines(log) == [] and "Application startup complete" not in log
+
+
+@pytest.fixture
+def app(explainer, checkpoint_dir):
+    return create_app(Settings(model=checkpoint_dir, max_waiting=0), explainer=explainer)
+
+
+def test_an_unhandled_error_is_a_logged_json_500(app, caplog):
+    def boom():
+        raise RuntimeError("boom in a route")
+
+    app.add_api_route("/boom", boom)
+    caplog.set_level(logging.INFO, logger="explainer")
+    with TestClient(app, raise_server_exceptions=False) as client:
+        response = client.get("/boom")
+    assert response.status_code == 500 and "log" in response.json()["detail"]
+    [error] = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert error.exc_info and str(error.exc_info[1]) == "boom in a route"
+    assert any(r.name == "explainer.access" and r.getMessage().startswith("GET /boom 500 ") for r in caplog.records)
+
+
+def test_a_503_is_logged_with_its_traceback(app, caplog):
+    caplog.set_level(logging.WARNING, logger="explainer")
+    with TestClient(app) as client:  # max_waiting=0: every forward pass is refused
+        response = client.post("/api/analyze", json={"text": "The cat"})
+    assert response.status_code == 503
+    [record] = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert "POST /api/analyze answered 503" in record.getMessage() and record.exc_info
+
+
+def test_an_error_event_in_a_generation_stream_is_logged(client, caplog, monkeypatch):
+    real = sampling.generate_steps
+
+    def breaks_after_one_step(*args, **kwargs):
+        steps = real(*args, **kwargs)
+        yield next(steps)
+        raise RuntimeError("the model fell over mid-stream")
+
+    monkeypatch.setattr(sampling, "generate_steps", breaks_after_one_step)
+    caplog.set_level(logging.ERROR, logger="explainer")
+    text = client.post("/api/generate", json={"text": "The cat", "max_new_tokens": 4, "temperature": 0}).text
+    assert "event: error" in text and "mid-stream" in text
+    [record] = caplog.records
+    assert "generation stream" in record.getMessage() and str(record.exc_info[1]) == "the model fell over mid-stream"
