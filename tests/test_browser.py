@@ -18,7 +18,7 @@ import pytest
 from app.tensors import decode
 
 from .conftest import build_checkpoint
-from .browser import ARGS, ARTIFACTS, CHROMIUM, require_chromium
+from .browser import ARTIFACTS, chromium, require_chromium  # noqa: F401 (chromium is a fixture)
 from .live_server import live_server
 
 N_LAYERS, N_HEADS = 3, 4
@@ -26,7 +26,6 @@ PROMPT = "The cat sat on the mat because it was tired"
 
 require_chromium()
 
-sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
 
 
 # ---------------------------------------------------------------- fixtures
@@ -45,14 +44,6 @@ def wide_server(tmp_path_factory):
     model_dir = build_checkpoint(tmp_path_factory.mktemp("browser-wide"), seed=11, n_layer=12, n_head=12, n_embd=192)
     with live_server(model_dir) as url:
         yield url
-
-
-@pytest.fixture(scope="module")
-def chromium():
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield browser
-        browser.close()
 
 
 class Page:

@@ -10,12 +10,11 @@ import sys
 import httpx
 import pytest
 
-from .browser import ARGS, ARTIFACTS, CHROMIUM, require_chromium
+from .browser import ARTIFACTS, chromium, require_chromium  # noqa: F401 (chromium is a fixture)
 from .live_server import serving
 
 require_chromium()
 
-sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
 Axe = pytest.importorskip("axe_playwright_python.sync_playwright").Axe
 
 
@@ -25,14 +24,6 @@ def server(tmp_path_factory):
            "EXPLAINER_MODEL": None, "EXPLAINER_RANDOM_WEIGHTS": None}
     with serving([sys.executable, "-m", "app.cli", "serve"], env) as server:
         yield server.url
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield chromium
-        chromium.close()
 
 
 def open_page(browser, url: str, width: int, height: int, query: str = ""):
@@ -51,10 +42,10 @@ def in_view(page, test_id: str) -> bool:
         return r.width > 0 && r.top >= 0 && r.bottom <= innerHeight && r.left >= 0 && r.right <= innerWidth; }""", test_id)
 
 
-def test_the_untrained_state_stays_visible_and_names_the_command(browser, server):
+def test_the_untrained_state_stays_visible_and_names_the_command(chromium, server):
     reason = httpx.get(f"{server}/api/model").json()["reason"]
     ARTIFACTS.mkdir(exist_ok=True)
-    context, page, errors = open_page(browser, server, 1280, 720, "?p=The%20cat%20sat%20on%20the%20mat")
+    context, page, errors = open_page(chromium, server, 1280, 720, "?p=The%20cat%20sat%20on%20the%20mat")
     page.wait_for_selector("[data-testid=token]")
     banner = page.get_by_test_id("random-weights-banner")
     assert banner.is_visible()
@@ -83,9 +74,9 @@ def test_the_untrained_state_stays_visible_and_names_the_command(browser, server
 
 
 @pytest.mark.parametrize("width, height, presenter", [(1280, 720, True), (1920, 1080, True), (390, 844, False)])
-def test_the_badge_fits_every_layout(browser, server, width, height, presenter):
+def test_the_badge_fits_every_layout(chromium, server, width, height, presenter):
     query = "?p=The%20cat%20sat" + ("&present=1" if presenter else "")
-    context, page, errors = open_page(browser, server, width, height, query)
+    context, page, errors = open_page(chromium, server, width, height, query)
     page.wait_for_selector("[data-testid=token]")
     page.evaluate("scrollTo(0, document.body.scrollHeight / 2)")
     page.wait_for_timeout(300)
