@@ -20,6 +20,7 @@ def download(name: str, revision: str | None = None) -> int:
     copy_hint = (f"run `{hub.download_command(name, revision)}` on a machine with network, or copy the Hugging Face "
                  f"cache folder ({hub.cache_dir()}) over from a machine that has the weights (or point HF_HOME at a copy)")
     try:
+        hub.check_id(name)
         if hub.offline():
             folder = hub.cached(name, revision)
             if folder is None:

@@ -12,8 +12,9 @@ import threading
 
 import huggingface_hub
 from huggingface_hub import HfApi, snapshot_download
-from huggingface_hub.errors import (GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError,
-                                    RevisionNotFoundError)
+from huggingface_hub.errors import (GatedRepoError, HFValidationError, LocalEntryNotFoundError,
+                                    RepositoryNotFoundError, RevisionNotFoundError)
+from huggingface_hub.utils import validate_repo_id
 
 DEFAULT_MODEL = "openai-community/gpt2"  # GPT-2 small
 GPT2_SMALL_IDS = {DEFAULT_MODEL, "gpt2"}
@@ -29,7 +30,7 @@ class WeightsUnavailable(OSError):
 
 
 class NotOnHub(OSError):
-    """The Hub answered: it has no such repository or revision (or it is gated)."""
+    """No such repository or revision (the Hub said so, or the id cannot be one)."""
 
 
 def download_command(name: str = DEFAULT_MODEL, revision: str | None = None) -> str:
@@ -53,6 +54,14 @@ def endpoint() -> str:
 
 def offline() -> bool:
     return huggingface_hub.is_offline_mode()
+
+
+def check_id(repo_id: str) -> None:
+    """NotOnHub if `repo_id` cannot be a Hub id, before any network or cache look-up."""
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as error:
+        raise NotOnHub(f"{repo_id!r} is not a Hugging Face Hub id (like {DEFAULT_MODEL}), nor a local directory.") from error
 
 
 def cached(repo_id: str, revision: str | None = None) -> str | None:
@@ -101,6 +110,7 @@ def download(repo_id: str, revision: str | None = None) -> str:
 def locate(repo_id: str, revision: str | None = None) -> str:
     """The snapshot folder of `repo_id`: from the cache if complete there, else downloaded.
     WeightsUnavailable within about PROBE_TIMEOUT_S when neither is possible."""
+    check_id(repo_id)
     folder = cached(repo_id, revision)
     if folder:
         return folder

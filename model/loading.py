@@ -51,8 +51,10 @@ def load_model(name: str = DEFAULT_MODEL, *, random_weights: bool = False, devic
             folder = _weights_folder(name, revision)
         except (hub.WeightsUnavailable, hub.NotOnHub) as error:
             if not fallback_to_random:
+                # Only a model that exists is worth downloading; otherwise, point to GPT-2 small.
+                command = download_command(name, revision) if isinstance(error, hub.WeightsUnavailable) else download_command()
                 raise ModelLoadError(
-                    f"Could not load {name!r}: {_sentence(error)} Get the weights with `{download_command(name, revision)}` "
+                    f"Could not load {name!r}: {_sentence(error)} Get the weights with `{command}` "
                     "on a machine with network (or copy its Hugging Face cache folder to this one), "
                     "or pass --model DIR with a directory saved by save_pretrained."
                 ) from error

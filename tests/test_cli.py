@@ -107,8 +107,9 @@ def test_downloadable_weights_are_fetched_then_served_from_the_cache(tmp_path, t
 @pytest.mark.parametrize("command, env", [
     (SERVE + ["--model", "/nonexistent"], {}),
     (SERVE + ["--model", "openai-community/gpt2", "--port", "0"], {"HF_HUB_OFFLINE": "1"}),
+    (SERVE + ["--model", "not a hub id!"], {}),
     (UVICORN + ["--port", "0"], {"EXPLAINER_MODEL": "/nonexistent"}),
-], ids=["serve-missing-dir", "serve-uncached-hub-id", "uvicorn-missing-dir"])
+], ids=["serve-missing-dir", "serve-uncached-hub-id", "serve-invalid-id", "uvicorn-missing-dir"])
 def test_an_explicit_model_that_cannot_load_exits_2_with_one_line(tmp_path, command, env):
     result = run(command, {**no_weights(tmp_path), **env})
     assert result.returncode == 2
@@ -176,6 +177,12 @@ def test_download_fetches_verifies_and_says_how_to_serve(tmp_path, tiny_dir):
     assert again.returncode == 0, again.stderr
     assert "checking the copy of tiny/gpt2 already in the cache" in again.stderr
     assert f"  weights: {snapshot}" in again.stdout
+
+
+def test_download_of_an_invalid_id_says_so_without_network(tmp_path):
+    result = run(DOWNLOAD + ["not a hub id!"], no_weights(tmp_path, HF_ENDPOINT=f"http://127.0.0.1:{free_port()}"), timeout_s=10)
+    assert result.returncode == 1
+    assert lines(result.stderr) == ["error: 'not a hub id!' is not a Hugging Face Hub id (like openai-community/gpt2), nor a local directory."]
 
 
 def test_download_of_a_local_directory_points_to_serve(tiny_dir):
