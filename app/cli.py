@@ -50,7 +50,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     import uvicorn
 
-    from app.main import create_app
+    from app.main import create_app  # before the model: a broken install fails at once, not after the load
     from app.startup import load_explainer
 
     explainer = load_explainer(settings)  # one line and exit 2 if it cannot
