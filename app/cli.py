@@ -9,7 +9,7 @@ import dataclasses
 import sys
 
 from app import logs
-from app.settings import Settings
+from app.settings import Settings, SettingsError
 from model.hub import DEFAULT_MODEL
 
 
@@ -39,13 +39,20 @@ def main(argv: list[str] | None = None) -> int:
     download.set_defaults(run=_download)
 
     args = parser.parse_args(argv)
-    return args.run(args)
+    try:
+        return args.run(args)
+    except KeyboardInterrupt:  # Ctrl-C while the model loads: no traceback for that
+        return 130
 
 
 def _serve(args: argparse.Namespace) -> int:
     given = {"model": args.model, "revision": args.revision, "random_weights": args.random_weights,
              "device": args.device, "log_level": args.log_level}
-    settings = dataclasses.replace(Settings.from_env(), **{k: v for k, v in given.items() if v is not None})
+    try:
+        settings = dataclasses.replace(Settings.from_env(), **{k: v for k, v in given.items() if v is not None})
+    except SettingsError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     logs.configure(settings.log_level)
 
     import uvicorn

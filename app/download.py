@@ -14,11 +14,20 @@ from model import hub
 
 
 def download(name: str, revision: str | None = None) -> int:
+    try:
+        return _download(name, revision)
+    except KeyboardInterrupt:
+        _fail("Interrupted. Run the command again: the files fetched so far are kept.")
+        return 130
+
+
+def _download(name: str, revision: str | None) -> int:
     if os.path.isdir(name):
-        return _fail(f"{name!r} is a local directory, not a Hub id: serve it with `explainer serve --model {name}`.")
+        return _fail(f"{name!r} is a local directory, not a Hub id: serve it with `{hub.serve_command(name)}`.")
     where = f"{name}" + (f" (revision {revision})" if revision else "")
     copy_hint = (f"run `{hub.download_command(name, revision)}` on a machine with network, or copy the Hugging Face "
                  f"cache folder ({hub.cache_dir()}) over from a machine that has the weights (or point HF_HOME at a copy)")
+    online = False
     try:
         hub.check_id(name)
         if hub.offline():
@@ -32,21 +41,21 @@ def download(name: str, revision: str | None = None) -> int:
                 return _fail(f"Cannot download {where}: {reason}. To fix it, {copy_hint}.")
             _say(f"The Hub cannot be reached ({reason}): checking the copy of {where} already in the cache.")
         else:
+            online = True
             _say(f"Downloading {where} into the Hugging Face cache ({hub.cache_dir()}) ...")
             folder = hub.download(name, revision)
-    except hub.NotOnHub as error:
+        explainer, problem = _load(folder)
+        if problem and online:  # the cache keeps a damaged file as it is, unless told to fetch anew
+            _say(f"The copy in the cache does not load ({problem}); fetching it anew ...")
+            folder = hub.download(name, revision, again=True)
+            explainer, problem = _load(folder)
+    except hub.HubRefused as error:
         return _fail(str(error))
     except Exception as error:  # the network dropped mid-download, the disk is full...
-        return _fail(f"The download of {where} failed: {str(error).strip().splitlines()[0] if str(error).strip() else error!r}. "
-                     "Run the command again: finished files are kept.")
+        return _fail(f"The download of {where} failed: {_first_line(error)}. Run the command again: finished files are kept.")
+    if problem:
+        return _fail(f"The weights of {where} in {folder} do not load: {problem}")
 
-    _say("Checking that the weights load ...")
-    from model import Explainer, ModelLoadError, load_model
-
-    try:
-        explainer = Explainer(load_model(folder))
-    except (ModelLoadError, ValueError) as error:
-        return _fail(f"The weights of {where} in {folder} do not load: {error}")
     n_params = sum(p.numel() for p in explainer.model.parameters())
     if name in hub.GPT2_SMALL_IDS and n_params != hub.GPT2_SMALL_PARAMS:
         return _fail(f"{where} in {folder} has {n_params:,} parameters, but GPT-2 small has {hub.GPT2_SMALL_PARAMS:,}.")
@@ -54,6 +63,23 @@ def download(name: str, revision: str | None = None) -> int:
     print(f"  weights: {folder}")
     print(f"  serve them: {hub.serve_command(name, revision)}")
     return 0
+
+
+def _load(folder: str):
+    """(the explainer, None), or (None, why the checkpoint does not load), through the
+    product's own loading code: no tensor missing, and the tokenizer's vocabulary matching."""
+    _say("Checking that the weights load ...")
+    from model import Explainer, ModelLoadError, load_model
+
+    try:
+        return Explainer(load_model(folder)), None
+    except (ModelLoadError, ValueError) as error:
+        return None, str(error)
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else repr(error)
 
 
 def _say(line: str) -> None:

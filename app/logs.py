@@ -33,6 +33,12 @@ def config(level: str = "info") -> dict:
     }
 
 
+def uvicorn_level() -> str | None:
+    """The level uvicorn's --log-level set on its loggers, if it has configured them."""
+    level = logging.getLogger("uvicorn.error").level
+    return logging.getLevelName(level).lower() if level else None
+
+
 def configure(level: str = "info") -> None:
     known = level.lower() in LEVELS
     logging.config.dictConfig(config(level if known else "info"))

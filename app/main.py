@@ -4,7 +4,9 @@ EXPLAINER_* environment variables."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import sys
 from contextlib import asynccontextmanager
 
 import plotly
@@ -20,7 +22,7 @@ from .cache import RunCache
 from .concurrency import Coalescer, ForwardLimiter
 from .resources import data_dir, version
 from .routers import anatomy, docs, embedding_space, health, logit_lens, pages, runs, sampling
-from .settings import Settings
+from .settings import Settings, SettingsError
 
 PLOTLY_DIR = os.path.join(os.path.dirname(plotly.__file__), "package_data")
 
@@ -69,7 +71,13 @@ def create_app(settings: Settings | None = None, explainer: Explainer | None = N
 
 def __getattr__(name: str):
     if name == "app":  # `uvicorn app.main:app`: the same logging and start-up as `explainer serve`
-        settings = Settings.from_env()
+        try:
+            settings = Settings.from_env()
+        except SettingsError as error:
+            print(f"error: {error}", file=sys.stderr, flush=True)
+            raise SystemExit(2) from None
+        if "EXPLAINER_LOG_LEVEL" not in os.environ:  # then uvicorn's own --log-level decides
+            settings = dataclasses.replace(settings, log_level=logs.uvicorn_level() or settings.log_level)
         logs.configure(settings.log_level)
         globals()["app"] = application = create_app(settings)
         return application

@@ -10,14 +10,30 @@ def env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
 
 
-def _int(name: str, default: int) -> int:
-    value = os.environ.get(name)
-    return int(value) if value else default
+class SettingsError(ValueError):
+    """An EXPLAINER_* variable holds a value the server cannot use; the message names it."""
 
 
-def _float(name: str, default: float) -> float:
+def _number(name: str, default, kind: type, minimum, what: str):
     value = os.environ.get(name)
-    return float(value) if value else default
+    if not value:
+        return default
+    try:
+        number = kind(value)
+    except ValueError:
+        raise SettingsError(f"{name} must be {what}, got {value!r}.") from None
+    # A limit of 0 forward passes or a timeout of 0 s would not fail: every request would hang.
+    if not minimum <= number < float("inf"):  # NaN fails this too
+        raise SettingsError(f"{name} must be {what} of at least {minimum}, got {value!r}.")
+    return number
+
+
+def _int(name: str, default: int, minimum: int = 1) -> int:
+    return _number(name, default, int, minimum, "a whole number")
+
+
+def _float(name: str, default: float, minimum: float) -> float:
+    return _number(name, default, float, minimum, "a number of seconds")
 
 
 @dataclass(frozen=True)
@@ -49,9 +65,9 @@ class Settings:
             device=os.environ.get("EXPLAINER_DEVICE") or "cpu",
             log_level=(os.environ.get("EXPLAINER_LOG_LEVEL") or cls.log_level).lower(),
             max_concurrent=_int("EXPLAINER_MAX_CONCURRENT", cls.max_concurrent),
-            max_waiting=_int("EXPLAINER_MAX_WAITING", cls.max_waiting),
-            request_timeout_s=_float("EXPLAINER_REQUEST_TIMEOUT", cls.request_timeout_s),
+            max_waiting=_int("EXPLAINER_MAX_WAITING", cls.max_waiting, minimum=0),
+            request_timeout_s=_float("EXPLAINER_REQUEST_TIMEOUT", cls.request_timeout_s, minimum=0.1),
             cache_entries=_int("EXPLAINER_CACHE_ENTRIES", cls.cache_entries),
             cache_bytes=_int("EXPLAINER_CACHE_BYTES", cls.cache_bytes),
-            auto_pattern_bytes=_int("EXPLAINER_AUTO_PATTERN_BYTES", cls.auto_pattern_bytes),
+            auto_pattern_bytes=_int("EXPLAINER_AUTO_PATTERN_BYTES", cls.auto_pattern_bytes, minimum=0),
         )

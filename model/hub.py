@@ -8,12 +8,14 @@ before giving up; `locate` asks once, with a deadline, and honours HF_HUB_OFFLIN
 
 from __future__ import annotations
 
+import os
+import shlex
 import threading
 
 import huggingface_hub
 from huggingface_hub import HfApi, snapshot_download
-from huggingface_hub.errors import (GatedRepoError, HFValidationError, LocalEntryNotFoundError,
-                                    RepositoryNotFoundError, RevisionNotFoundError)
+from huggingface_hub.errors import (GatedRepoError, HfHubHTTPError, HFValidationError, RepositoryNotFoundError,
+                                    RevisionNotFoundError)
 from huggingface_hub.utils import validate_repo_id
 
 DEFAULT_MODEL = "openai-community/gpt2"  # GPT-2 small
@@ -29,18 +31,23 @@ class WeightsUnavailable(OSError):
     """The weights are not in the cache, and the Hub cannot be reached to download them."""
 
 
-class NotOnHub(OSError):
-    """No such repository or revision (the Hub said so, or the id cannot be one)."""
+class HubRefused(OSError):
+    """The Hub answered no (no such repository or revision, a gated one, bad credentials), or
+    the id cannot be a Hub id at all."""
 
 
 def download_command(name: str = DEFAULT_MODEL, revision: str | None = None) -> str:
     """The shell command that puts `name`'s weights into the Hugging Face cache."""
-    return "explainer download" + ("" if name == DEFAULT_MODEL else f" {name}") + (f" --revision {revision}" if revision else "")
+    return "explainer download" + ("" if name == DEFAULT_MODEL else f" {shlex.quote(name)}") + _revision_flag(revision)
 
 
 def serve_command(name: str = DEFAULT_MODEL, revision: str | None = None) -> str:
     """The shell command that serves `name` from the cache."""
-    return "explainer serve" + ("" if name == DEFAULT_MODEL else f" --model {name}") + (f" --revision {revision}" if revision else "")
+    return "explainer serve" + ("" if name == DEFAULT_MODEL else f" --model {shlex.quote(name)}") + _revision_flag(revision)
+
+
+def _revision_flag(revision: str | None) -> str:
+    return f" --revision {shlex.quote(revision)}" if revision else ""
 
 
 def cache_dir() -> str:
@@ -57,24 +64,35 @@ def offline() -> bool:
 
 
 def check_id(repo_id: str) -> None:
-    """NotOnHub if `repo_id` cannot be a Hub id, before any network or cache look-up."""
+    """HubRefused if `repo_id` cannot be a Hub id, before any network or cache look-up."""
     try:
         validate_repo_id(repo_id)
     except HFValidationError as error:
-        raise NotOnHub(f"{repo_id!r} is not a Hugging Face Hub id (like {DEFAULT_MODEL}), nor a local directory.") from error
+        raise HubRefused(f"{repo_id!r} is not a Hugging Face Hub id (like {DEFAULT_MODEL}), nor a local directory.") from error
 
 
 def cached(repo_id: str, revision: str | None = None) -> str | None:
-    """The snapshot folder of a complete earlier download, or None. Never uses the network."""
+    """The snapshot folder of an earlier download that holds a config and weights, or None.
+    Never uses the network.
+
+    The weights are checked by name here: huggingface_hub knows a snapshot is incomplete only
+    when its own file list was saved, and a folder with config.json alone is common (any
+    AutoConfig or tokenizer load of the same repository leaves one)."""
     try:
-        return snapshot_download(repo_id, revision=revision, allow_patterns=WEIGHT_FILES, local_files_only=True)
-    except (LocalEntryNotFoundError, ValueError):
+        folder = snapshot_download(repo_id, revision=revision, allow_patterns=WEIGHT_FILES, local_files_only=True)
+    except (OSError, ValueError):  # not cached; or a revision such as "." that names a folder of refs/
         return None
+    return folder if has_weights(folder) else None
+
+
+def has_weights(folder: str) -> bool:
+    names = os.listdir(folder)
+    return "config.json" in names and any(name.endswith(".safetensors") for name in names)
 
 
 def unreachable(repo_id: str, revision: str | None = None, timeout_s: float = PROBE_TIMEOUT_S) -> str | None:
     """None if the Hub answers for this repository within `timeout_s`; otherwise why not, in a
-    few words. NotOnHub if it answers that there is no such repository or revision.
+    few words. HubRefused if it answers that there is no such repository or revision.
 
     The question runs in a daemon thread with a hard deadline: a DNS lookup that hangs is not
     bounded by the HTTP client's own timeout."""
@@ -97,14 +115,19 @@ def unreachable(repo_id: str, revision: str | None = None, timeout_s: float = PR
         return None
     if isinstance(error, (RepositoryNotFoundError, GatedRepoError, RevisionNotFoundError)):
         what = f"revision {revision!r} of " if isinstance(error, RevisionNotFoundError) else ""
-        raise NotOnHub(f"The Hugging Face Hub has no {what}{repo_id!r} (or it needs a login).") from error
+        raise HubRefused(f"The Hugging Face Hub has no {what}{repo_id!r} (or it needs a login).") from error
+    status = getattr(getattr(error, "response", None), "status_code", None)
+    if isinstance(error, HfHubHTTPError) and status in (401, 403):
+        raise HubRefused(f"The Hugging Face Hub refused the request for {repo_id!r} ({status}): check HF_TOKEN.") from error
     detail = str(error).strip().splitlines()[0] if str(error).strip() else error.__class__.__name__
     return f"cannot reach {endpoint()} ({detail})"
 
 
-def download(repo_id: str, revision: str | None = None) -> str:
-    """Download the model's files into the cache (with progress bars); their snapshot folder."""
-    return snapshot_download(repo_id, revision=revision, allow_patterns=WEIGHT_FILES)
+def download(repo_id: str, revision: str | None = None, again: bool = False) -> str:
+    """Download the model's files into the cache (with progress bars); their snapshot folder.
+    `again`: fetch every file anew, replacing a damaged copy (the cache does not re-check its
+    files' contents)."""
+    return snapshot_download(repo_id, revision=revision, allow_patterns=WEIGHT_FILES, force_download=again)
 
 
 def locate(repo_id: str, revision: str | None = None) -> str:

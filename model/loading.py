@@ -36,34 +36,47 @@ def load_model(name: str = DEFAULT_MODEL, *, random_weights: bool = False, devic
 
     With `random_weights`, the shapes come from `name` when it is a local directory, otherwise
     they are GPT-2 small's; the weights are drawn with a fixed seed, so every server agrees.
-    With `fallback_to_random`, weights that are neither cached nor downloadable give that
-    random model instead of an error, and `reason` says why.
+    With `fallback_to_random`, weights that cannot be had (not cached, not downloadable, or a
+    damaged copy in the cache) give that random model instead of an error, and `reason` says why.
     """
-    try:
-        torch_device = torch.device(device)
-    except RuntimeError as error:
-        raise ModelLoadError(f"Unknown device {device!r}: use 'cpu', or 'cuda' on a machine with a GPU.") from error
+    torch_device = _device(device)
     folder, reason = None, REQUESTED if random_weights else None
     if random_weights:
         model = _random_model(name)
     else:
         try:
             folder = _weights_folder(name, revision)
-        except (hub.WeightsUnavailable, hub.NotOnHub) as error:
+            model = _pretrained(folder, None if os.path.isdir(name) else download_command(name, revision))
+        except (hub.WeightsUnavailable, hub.HubRefused, ModelLoadError) as error:
             if not fallback_to_random:
-                # Only a model that exists is worth downloading; otherwise, point to GPT-2 small.
-                command = download_command(name, revision) if isinstance(error, hub.WeightsUnavailable) else download_command()
-                raise ModelLoadError(
-                    f"Could not load {name!r}: {_sentence(error)} Get the weights with `{command}` "
-                    "on a machine with network (or copy its Hugging Face cache folder to this one), "
-                    "or pass --model DIR with a directory saved by save_pretrained."
-                ) from error
-            model, random_weights, reason = _random_model(name), True, _sentence(error)
-        else:
-            model = _pretrained(folder)
+                raise _with_guidance(error, name, revision) from error
+            model, random_weights, reason, folder = _random_model(name), True, _sentence(error), None
     model.to(torch_device).eval().requires_grad_(False)  # inference only: no autograd bookkeeping
     return LoadedModel(model=model, name=name, random_weights=random_weights, device=torch_device,
                        reason=reason, folder=folder)
+
+
+def _device(device: str) -> torch.device:
+    try:
+        torch_device = torch.device(device)
+    except RuntimeError as error:
+        raise ModelLoadError(f"Unknown device {device!r}: use 'cpu', or 'cuda' on a machine with a GPU.") from error
+    if torch_device.type == "cuda" and not torch.cuda.is_available():
+        raise ModelLoadError(f"Device {device!r} asks for a CUDA GPU, and this machine's torch has none: use 'cpu'.")
+    if torch_device.type not in ("cpu", "cuda"):
+        raise ModelLoadError(f"Device {device!r} is not supported here: use 'cpu', or 'cuda' on a machine with a GPU.")
+    return torch_device
+
+
+def _with_guidance(error: Exception, name: str, revision: str | None) -> ModelLoadError:
+    if isinstance(error, ModelLoadError):
+        return error  # says what to do already
+    # Only a model that exists is worth downloading; otherwise, point to GPT-2 small.
+    command = download_command(name, revision) if isinstance(error, hub.WeightsUnavailable) else download_command()
+    return ModelLoadError(
+        f"Could not load {name!r}: {_sentence(error)} Get the weights with `{command}` "
+        "on a machine with network (or copy its Hugging Face cache folder to this one), "
+        "or pass --model DIR with a directory saved by save_pretrained.")
 
 
 def _sentence(error: Exception) -> str:
@@ -91,14 +104,22 @@ def _weights_folder(name: str, revision: str | None) -> str:
     return hub.locate(name, revision)
 
 
-def _pretrained(folder: str) -> GPT2LMHeadModel:
+def _pretrained(folder: str, refetch: str | None = None) -> GPT2LMHeadModel:
+    """The checkpoint in `folder`. `refetch`: the command that fetches it anew, when the folder
+    is a copy in the Hugging Face cache."""
+    if not hub.has_weights(folder):
+        raise ModelLoadError(
+            f"{folder!r} holds no config.json and *.safetensors weights. "
+            + (f"Only safetensors weights are fetched and read: if `{refetch}` downloaded none, the repository "
+               "offers none." if refetch else "The directory must hold a checkpoint saved with save_pretrained."))
     try:
         model, info = GPT2LMHeadModel.from_pretrained(folder, output_loading_info=True)
-    except (OSError, ValueError) as error:
+    except Exception as error:  # OSError, ValueError, safetensors' own error for a truncated file...
+        detail = str(error).strip().splitlines()[0] if str(error).strip() else "no detail"
         raise ModelLoadError(
-            f"Could not load GPT-2 weights from {folder!r} ({error.__class__.__name__}: "
-            f"{str(error).splitlines()[0] if str(error) else 'no detail'}). The directory must hold a "
-            "checkpoint saved with save_pretrained (config.json and model.safetensors)."
+            f"Could not load GPT-2 weights from {folder!r} ({error.__class__.__name__}: {detail}). "
+            + (f"The copy in the Hugging Face cache looks damaged: `{refetch}` fetches it anew."
+               if refetch else "The directory must hold a checkpoint saved with save_pretrained (config.json and model.safetensors).")
         ) from error
     if info["missing_keys"] or info["mismatched_keys"]:
         # transformers would fill them with random numbers and only warn: every figure would be wrong.

@@ -421,11 +421,12 @@ def test_untrained_banner(checkpoint_dir):
     from app.settings import Settings
     from model import Explainer
 
-    explainer = Explainer.load(checkpoint_dir)
-    explainer.loaded.random_weights = True
-    with TestClient(create_app(Settings(model=checkpoint_dir), explainer)) as client:
+    explainer = Explainer.load(checkpoint_dir, random_weights=True)
+    with TestClient(create_app(Settings(model=checkpoint_dir, random_weights=True), explainer)) as client:
         html = client.get("/").text
     assert 'data-testid="random-weights-banner"' in html and "random weights" in html
+    # Asked for: the way back is to start without --random-weights, not a download.
+    assert "start it without that" in html and 'data-testid="download-command"' not in html
 
 
 def prompt_of(n_tokens: int) -> str:

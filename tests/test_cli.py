@@ -79,6 +79,54 @@ def test_an_unreachable_hub_falls_back_within_seconds(tmp_path):
     assert f"no answer from {endpoint} within 4 s" in info["reason"]
 
 
+def fetch_into_cache(env: dict, endpoint: str, repo: str, *files: str) -> Path:
+    """huggingface_hub's own client puts `files` of `repo` into env's cache, as another program
+    (an AutoConfig, a tokenizer) would; the snapshot folder."""
+    code = f"from huggingface_hub import hf_hub_download\nfor f in {list(files)!r}: hf_hub_download({repo!r}, f)"
+    run([sys.executable, "-c", code], {**env, "HF_ENDPOINT": endpoint}, timeout_s=60).check_returncode()
+    return Path(env["HF_HOME"]) / "hub" / f"models--{repo.replace('/', '--')}" / "snapshots" / COMMIT
+
+
+def test_a_cache_with_a_config_alone_or_damaged_weights_still_serves(tmp_path, tiny_dir):
+    """A folder that another program left with config.json alone is no cached model; a
+    truncated model.safetensors (a download cut short by an older client) cannot load. Either
+    way the first run serves, and says why."""
+    env = no_weights(tmp_path)
+    with fake_hub({"openai-community/gpt2": tiny_dir}) as endpoint:
+        snapshot = fetch_into_cache(env, endpoint, "openai-community/gpt2", "config.json")
+    assert (snapshot / "config.json").exists()
+    with serving(SERVE, {**env, "HF_HUB_OFFLINE": "1"}) as server:
+        alone = httpx.get(f"{server.url}/api/model").json()
+    assert alone["random_weights"] is True and "not in the Hugging Face cache" in alone["reason"]
+
+    with fake_hub({"openai-community/gpt2": tiny_dir}) as endpoint:
+        fetch_into_cache(env, endpoint, "openai-community/gpt2", "model.safetensors")
+    blob = (snapshot / "model.safetensors").resolve()
+    blob.write_bytes(blob.read_bytes()[: blob.stat().st_size // 2])
+    with serving(SERVE, {**env, "HF_HUB_OFFLINE": "1"}) as server:
+        damaged = httpx.get(f"{server.url}/api/model").json()
+        log = server.log
+    assert damaged["random_weights"] is True
+    assert "looks damaged: `explainer download` fetches it anew" in damaged["reason"]
+    assert "Traceback" not in log
+
+    explicit = run(SERVE + ["--model", "openai-community/gpt2"], {**env, "HF_HUB_OFFLINE": "1"})
+    assert explicit.returncode == 2 and "Traceback" not in explicit.stderr
+    assert "looks damaged: `explainer download` fetches it anew" in lines(explicit.stderr)[-1]
+
+
+def test_download_replaces_a_damaged_copy(tmp_path, tiny_dir):
+    env = no_weights(tmp_path)
+    with fake_hub({"tiny/gpt2": tiny_dir}) as endpoint:
+        snapshot = fetch_into_cache(env, endpoint, "tiny/gpt2", "config.json", "model.safetensors")
+        blob = (snapshot / "model.safetensors").resolve()
+        blob.write_bytes(blob.read_bytes()[:1000])
+        result = run(DOWNLOAD + ["tiny/gpt2"], {**env, "HF_ENDPOINT": endpoint})
+    assert result.returncode == 0, result.stderr
+    assert "does not load" in result.stderr and "fetching it anew" in result.stderr
+    assert (snapshot / "model.safetensors").read_bytes() == (Path(tiny_dir) / "model.safetensors").read_bytes()
+
+
 def test_downloadable_weights_are_fetched_then_served_from_the_cache(tmp_path, tiny_dir):
     """Without --model and with a reachable Hub, the server downloads GPT-2 (here: the stand-in
     Hub's openai-community/gpt2) into the cache; the next start needs no network. The numbers
@@ -108,8 +156,9 @@ def test_downloadable_weights_are_fetched_then_served_from_the_cache(tmp_path, t
     (SERVE + ["--model", "/nonexistent"], {}),
     (SERVE + ["--model", "openai-community/gpt2", "--port", "0"], {"HF_HUB_OFFLINE": "1"}),
     (SERVE + ["--model", "not a hub id!"], {}),
+    (SERVE + ["--revision", "."], {"EXPLAINER_MODEL": "openai-community/gpt2", "HF_HUB_OFFLINE": "1"}),
     (UVICORN + ["--port", "0"], {"EXPLAINER_MODEL": "/nonexistent"}),
-], ids=["serve-missing-dir", "serve-uncached-hub-id", "serve-invalid-id", "uvicorn-missing-dir"])
+], ids=["serve-missing-dir", "serve-uncached-hub-id", "serve-invalid-id", "serve-odd-revision", "uvicorn-missing-dir"])
 def test_an_explicit_model_that_cannot_load_exits_2_with_one_line(tmp_path, command, env):
     result = run(command, {**no_weights(tmp_path), **env})
     assert result.returncode == 2
@@ -118,6 +167,23 @@ def test_an_explicit_model_that_cannot_load_exits_2_with_one_line(tmp_path, comm
     [line] = [line for line in lines(result.stderr) if " uvicorn.error: " not in line]
     assert line.startswith("error: ")
     assert "explainer download" in line and "save_pretrained" in line
+
+
+@pytest.mark.parametrize("command", [SERVE, UVICORN], ids=["explainer-serve", "bare-uvicorn"])
+@pytest.mark.parametrize("variable, value", [("EXPLAINER_MAX_CONCURRENT", "0"), ("EXPLAINER_REQUEST_TIMEOUT", "soon")])
+def test_a_bad_setting_exits_2_naming_the_variable(tmp_path, command, variable, value):
+    result = run(command + ["--port", "0"], {**no_weights(tmp_path), variable: value}, timeout_s=60)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert lines(result.stderr)[-1].startswith(f"error: {variable} must be ")
+
+
+def test_the_command_line_imports_no_torch_until_a_command_needs_it():
+    """`explainer --help`, and a download that cannot reach the Hub, answer in well under a
+    second: neither torch nor transformers is imported for them."""
+    code = ("import sys, app.cli, app.download, model, model.hub\n"
+            "heavy = sorted(m for m in ('torch', 'transformers', 'fastapi') if m in sys.modules)\n"
+            "assert not heavy, heavy")
+    run([sys.executable, "-c", code], {}, timeout_s=60).check_returncode()
 
 
 # ---------------------------------------------------------------- explainer download

@@ -1,5 +1,5 @@
-"""Loading: local checkpoints, random weights, incomplete checkpoints, and the fallback to
-random weights when GPT-2's weights can be neither found nor downloaded."""
+"""Loading, in process: local checkpoints, random weights, incomplete checkpoints, devices. The
+fallback to random weights and the Hub are tested in real processes, in test_cli.py."""
 
 from __future__ import annotations
 
@@ -42,7 +42,16 @@ def test_a_checkpoint_missing_a_tensor_is_refused(checkpoint_dir, tmp_path):
         load_model(str(tmp_path))
 
 
+@pytest.mark.parametrize("device", ["cuda", "mps", "tpu:0"])
+def test_a_device_this_machine_lacks_is_a_clear_error(checkpoint_dir, device):
+    if device == "cuda" and torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU")
+    with pytest.raises(ModelLoadError, match="use 'cpu'"):
+        load_model(checkpoint_dir, device=device)
+
+
 def test_download_command_names_only_what_differs_from_the_default():
     assert download_command() == "explainer download"
     assert download_command("openai-community/gpt2", "v1") == "explainer download --revision v1"
     assert download_command("distilbert/distilgpt2") == "explainer download distilbert/distilgpt2"
+    assert download_command(revision="a b") == "explainer download --revision 'a b'"  # pasteable

@@ -24,4 +24,5 @@ def index(request: Request) -> HTMLResponse:
         "model": model_info(explainer) if explainer else None,
         # Only GPT-2 small falls back to random weights, so that is what the page asks to download.
         "download_command": download_command(revision=request.app.state.settings.revision),
+        "random_requested": request.app.state.settings.random_weights,
     })
