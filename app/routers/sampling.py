@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
 
 from model import Explainer
-from model.generation import generate as generate_steps
+from model.generation import Generation, generate as generate_steps
 from model.sampling import Distribution, distribution, sample as draw
 
 from ..cache import RunCache
@@ -68,8 +68,8 @@ async def generate(
 ) -> StreamingResponse:
     ids = explainer.tokenize(request.text)  # 422 before the stream starts
     limiter.admit()  # likewise a full queue: 503 + Retry-After, which the page waits out
-    steps = generate_steps(explainer, ids, request.max_new_tokens, request.temperature,
-                           request.top_k, request.top_p, request.seed)
+    generation = Generation(generate_steps(explainer, ids, request.max_new_tokens, request.temperature,
+                                           request.top_k, request.top_p, request.seed))
 
     async def events() -> AsyncIterator[bytes]:
         text = request.text
@@ -79,7 +79,7 @@ async def generate(
                     return  # the client left: stop computing at once
                 # One slot per step, so that other students' requests interleave with a long generation.
                 # Admitted above: a full queue makes a step wait, never ends the stream.
-                step = await limiter.run(next, steps, None, admitted=True)
+                step = await limiter.run(generation.step, admitted=True)
                 if step is None:
                     break
                 text += step.token.text
@@ -103,10 +103,8 @@ async def generate(
             log.error("generation stream ended with an error event: %s", detail, exc_info=error)
             yield _event({"detail": detail}, "error")
         finally:
-            try:
-                steps.close()
-            except ValueError:
-                pass  # a step is still running in its worker thread; it ends on its own
+            # Never closes the generator under a running step: that step's thread closes it.
+            generation.cancel()
 
     return StreamingResponse(events(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
