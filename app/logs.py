@@ -43,7 +43,7 @@ def configure(level: str = "info") -> None:
     known = level.lower() in LEVELS
     logging.config.dictConfig(config(level if known else "info"))
     if not known:
-        log.warning("Unknown log level %r (EXPLAINER_LOG_LEVEL): using info; choose from %s.", level, ", ".join(LEVELS))
+        log.warning("Unknown log level %r: using info; choose from %s.", level, ", ".join(LEVELS))
 
 
 class AccessLog:

@@ -3,15 +3,45 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 
+from .logs import LEVELS as LOG_LEVELS
 
-def env_flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+TRUE, FALSE = {"1", "true", "yes", "on"}, {"", "0", "false", "no", "off"}
+SIZE_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 2**10, "mib": 2**20, "gib": 2**30}
+DEVICE = re.compile(r"cpu|cuda(:\d+)?")
 
 
 class SettingsError(ValueError):
     """An EXPLAINER_* variable holds a value the server cannot use; the message names it."""
+
+
+def _flag(name: str) -> bool:
+    value = os.environ.get(name, "").strip().lower()
+    if value not in TRUE | FALSE:
+        raise SettingsError(f"{name} must be one of 1, true, yes, on (or 0, false, no, off), got {value!r}.")
+    return value in TRUE
+
+
+def _choice(name: str, default: str, pattern: re.Pattern | tuple, accepted: str) -> str:
+    value = (os.environ.get(name) or default).strip().lower()
+    ok = value in pattern if isinstance(pattern, tuple) else pattern.fullmatch(value)
+    if not ok:
+        raise SettingsError(f"{name} must be {accepted}, got {value!r}.")
+    return value
+
+
+def _size(name: str, default: int) -> int:
+    """Bytes, plain (1073741824) or with a unit (1GB, 512MiB)."""
+    value = os.environ.get(name)
+    if not value:
+        return default
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", value)
+    unit = match and match.group(2).lower()
+    if not match or unit not in SIZE_UNITS:
+        raise SettingsError(f"{name} must be a size in bytes, plain or with a unit (KB, MB, GB, KiB, MiB, GiB), got {value!r}.")
+    return int(float(match.group(1)) * SIZE_UNITS[unit])
 
 
 def _number(name: str, default, kind: type, minimum, what: str):
@@ -61,13 +91,13 @@ class Settings:
         return cls(
             model=os.environ.get("EXPLAINER_MODEL") or None,
             revision=os.environ.get("EXPLAINER_REVISION") or None,
-            random_weights=env_flag("EXPLAINER_RANDOM_WEIGHTS"),
-            device=os.environ.get("EXPLAINER_DEVICE") or "cpu",
-            log_level=(os.environ.get("EXPLAINER_LOG_LEVEL") or cls.log_level).lower(),
+            random_weights=_flag("EXPLAINER_RANDOM_WEIGHTS"),
+            device=_choice("EXPLAINER_DEVICE", cls.device, DEVICE, "cpu, or cuda / cuda:N on a machine with a GPU"),
+            log_level=_choice("EXPLAINER_LOG_LEVEL", cls.log_level, LOG_LEVELS, "one of " + ", ".join(LOG_LEVELS)),
             max_concurrent=_int("EXPLAINER_MAX_CONCURRENT", cls.max_concurrent),
-            max_waiting=_int("EXPLAINER_MAX_WAITING", cls.max_waiting, minimum=0),
+            max_waiting=_int("EXPLAINER_MAX_WAITING", cls.max_waiting),  # 0 would refuse every request
             request_timeout_s=_float("EXPLAINER_REQUEST_TIMEOUT", cls.request_timeout_s, minimum=0.1),
             cache_entries=_int("EXPLAINER_CACHE_ENTRIES", cls.cache_entries),
-            cache_bytes=_int("EXPLAINER_CACHE_BYTES", cls.cache_bytes),
-            auto_pattern_bytes=_int("EXPLAINER_AUTO_PATTERN_BYTES", cls.auto_pattern_bytes, minimum=0),
+            cache_bytes=_size("EXPLAINER_CACHE_BYTES", cls.cache_bytes),
+            auto_pattern_bytes=_size("EXPLAINER_AUTO_PATTERN_BYTES", cls.auto_pattern_bytes),
         )

@@ -62,7 +62,8 @@ def _device(device: str) -> torch.device:
     except RuntimeError as error:
         raise ModelLoadError(f"Unknown device {device!r}: use 'cpu', or 'cuda' on a machine with a GPU.") from error
     if torch_device.type == "cuda" and not torch.cuda.is_available():
-        raise ModelLoadError(f"Device {device!r} asks for a CUDA GPU, and this machine's torch has none: use 'cpu'.")
+        raise ModelLoadError(f"Device {device!r} (--device, EXPLAINER_DEVICE) asks for a CUDA GPU, and this machine's "
+                             "torch has none: use 'cpu'.")
     if torch_device.type not in ("cpu", "cuda"):
         raise ModelLoadError(f"Device {device!r} is not supported here: use 'cpu', or 'cuda' on a machine with a GPU.")
     return torch_device

@@ -169,8 +169,11 @@ def test_an_explicit_model_that_cannot_load_exits_2_with_one_line(tmp_path, comm
     assert "explainer download" in line and "save_pretrained" in line
 
 
-@pytest.mark.parametrize("command", [SERVE, UVICORN], ids=["explainer-serve", "bare-uvicorn"])
-@pytest.mark.parametrize("variable, value", [("EXPLAINER_MAX_CONCURRENT", "0"), ("EXPLAINER_REQUEST_TIMEOUT", "soon")])
+@pytest.mark.parametrize("command, variable, value", [
+    (SERVE, "EXPLAINER_MAX_CONCURRENT", "0"), (SERVE, "EXPLAINER_RANDOM_WEIGHTS", "maybe"),
+    (SERVE, "EXPLAINER_DEVICE", "meta"), (UVICORN, "EXPLAINER_REQUEST_TIMEOUT", "soon"),
+    (UVICORN, "EXPLAINER_CACHE_BYTES", "1 gallon"),
+], ids=lambda v: v if isinstance(v, str) else v[-1])
 def test_a_bad_setting_exits_2_naming_the_variable(tmp_path, command, variable, value):
     result = run(command + ["--port", "0"], {**no_weights(tmp_path), variable: value}, timeout_s=60)
     assert result.returncode == 2 and "Traceback" not in result.stderr
