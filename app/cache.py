@@ -1,11 +1,17 @@
-"""The run cache: analyzed prompts by opaque run id, bounded in entries and bytes, least
-recently used evicted first. Each entry holds the Run (its residual stream, from which any
-layer is recomputed) and the serialized analyze response, so a repeated prompt costs no
-forward pass and no encoding."""
+"""The run cache: analyzed prompts by run id, bounded in entries and bytes, least recently used
+evicted first. Each entry holds the Run (its residual stream, from which any layer is
+recomputed) and the serialized analyze response, so a repeated prompt costs no forward pass
+and no encoding.
+
+A run id is derived from the content (the model's identity and the text), and the cache keeps
+an index from id to text far larger than itself (bounded in bytes of text), so that a run it
+evicted can be recomputed rather than lost."""
 
 from __future__ import annotations
 
-import secrets
+import base64
+import hashlib
+import sys
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -27,38 +33,42 @@ class CachedRun:
         return self.run.nbytes + sum(len(b) for b in self.bodies.values())
 
 
+INDEX_BYTES = 64 << 20  # of prompt text: tens of thousands of prompts, for a few runs' worth of memory
+
+
 class RunCache:
-    def __init__(self, max_entries: int, max_bytes: int):
+    def __init__(self, max_entries: int, max_bytes: int, index_bytes: int = INDEX_BYTES):
         self.max_entries = max_entries
         self.max_bytes = max_bytes
+        self.index_bytes = index_bytes
         self._by_id: OrderedDict[str, CachedRun] = OrderedDict()
-        self._by_text: dict[str, str] = {}
+        self._texts: OrderedDict[str, str] = OrderedDict()  # every id issued -> its text, LRU
+        self._text_bytes = 0
         self._bytes = 0
         self._lock = threading.Lock()
 
     @staticmethod
-    def new_id() -> str:
-        return secrets.token_urlsafe(12)
+    def id_for(identity: str, text: str) -> str:
+        """22 URL-safe characters (128 bits of SHA-256) of the model's identity and the text."""
+        digest = hashlib.sha256(f"{identity}\0{text}".encode("utf-8", "surrogatepass")).digest()[:16]
+        return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+    def text_of(self, run_id: str) -> str | None:
+        """The text of a run this cache ever held (while the index remembers it)."""
+        with self._lock:
+            return _touch(self._texts, run_id)
 
     def get(self, run_id: str) -> CachedRun | None:
         with self._lock:
-            entry = self._by_id.get(run_id)
-            if entry is not None:
-                self._by_id.move_to_end(run_id)
-            return entry
-
-    def find(self, text: str) -> CachedRun | None:
-        with self._lock:
-            run_id = self._by_text.get(text)
-        return self.get(run_id) if run_id else None
+            return _touch(self._by_id, run_id)
 
     def put(self, entry: CachedRun) -> None:
         with self._lock:
             if entry.run_id in self._by_id:
                 self._remove(entry.run_id)
             self._by_id[entry.run_id] = entry
-            self._by_text[entry.text] = entry.run_id
             self._bytes += entry.nbytes
+            self._remember(entry.run_id, entry.text)
             self._evict(keep=entry.run_id)
 
     def add_body(self, entry: CachedRun, with_patterns: bool, body: bytes) -> None:
@@ -79,13 +89,27 @@ class RunCache:
             self._remove(oldest)
 
     def _remove(self, run_id: str) -> None:
-        entry = self._by_id.pop(run_id)
-        self._bytes -= entry.nbytes
-        if self._by_text.get(entry.text) == run_id:
-            del self._by_text[entry.text]
+        self._bytes -= self._by_id.pop(run_id).nbytes
+
+    def _remember(self, run_id: str, text: str) -> None:
+        if run_id in self._texts:
+            self._texts.move_to_end(run_id)
+            return
+        self._texts[run_id] = text
+        self._text_bytes += sys.getsizeof(text)
+        while self._text_bytes > self.index_bytes and len(self._texts) > 1:
+            self._text_bytes -= sys.getsizeof(self._texts.popitem(last=False)[1])
 
     @property
     def stats(self) -> dict:
         with self._lock:
             return {"entries": len(self._by_id), "bytes": self._bytes,
-                    "max_entries": self.max_entries, "max_bytes": self.max_bytes}
+                    "max_entries": self.max_entries, "max_bytes": self.max_bytes, "known_runs": len(self._texts)}
+
+
+def _touch(mapping: OrderedDict, key: str):
+    """mapping[key], marked most recently used; None if absent."""
+    value = mapping.get(key)
+    if value is not None:
+        mapping.move_to_end(key)
+    return value

@@ -7,6 +7,7 @@ from fastapi import HTTPException, Request
 
 from model import Explainer
 
+from . import analysis
 from .cache import CachedRun, RunCache
 from .concurrency import ForwardLimiter
 
@@ -26,8 +27,7 @@ def get_limiter(request: Request) -> ForwardLimiter:
     return request.app.state.limiter
 
 
-def cached_run(run_id: str, cache: RunCache) -> CachedRun:
-    entry = cache.get(run_id)
-    if entry is None:
-        raise HTTPException(404, f"Unknown run_id {run_id!r}: it expired or never existed. Analyze the prompt again to get a new run.")
-    return entry
+async def run_of(request: Request, run_id: str) -> CachedRun:
+    """The run `run_id`, from the cache or recomputed; 404 only for an id never issued."""
+    state = request.app.state
+    return await analysis.resolve(run_id, get_explainer(request), state.cache, state.limiter, state.coalescer)

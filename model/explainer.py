@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 
 import torch
 
 from . import engine
-from .loading import DEFAULT_MODEL, LoadedModel, load_model
+from .loading import DEFAULT_MODEL, RANDOM_WEIGHTS_SEED, LoadedModel, load_model
 from .run import Run
 from .tokenizer import Tokenizer, get_tokenizer
 
@@ -44,6 +45,15 @@ class Explainer:
         Face cache or Hub; without `fallback_to_random` it never silently gives an untrained model."""
         return cls(load_model(name, random_weights=random_weights, device=device, revision=revision,
                               fallback_to_random=fallback_to_random))
+
+    @property
+    def identity(self) -> str:
+        """What the numbers of a run depend on besides its text: the checkpoint (its name and,
+        for a Hub snapshot, the commit folder) or the seeded random weights in its shapes."""
+        loaded = self.loaded
+        if loaded.random_weights:
+            return f"random:{loaded.name}:{RANDOM_WEIGHTS_SEED}"
+        return f"{loaded.name}:{os.path.basename(os.path.normpath(loaded.folder or loaded.name))}"
 
     @property
     def n_ctx(self) -> int:

@@ -132,8 +132,36 @@ async function failure(response) {
 export const busy = { onWait: null };
 
 const MAX_BUSY_RETRIES = 5;
+const NETWORK_RETRY_MS = 400;
 
+/** Texts of the runs this page analyzed, by run id (the last 64): a run id is derived from its
+ * text, so if the server has forgotten a run, analyzing the text again brings back the same id. */
+const runTexts = new Map();
+
+function rememberRun(runId, text) {
+  runTexts.delete(runId);
+  runTexts.set(runId, text);
+  if (runTexts.size > 64) runTexts.delete(runTexts.keys().next().value);
+}
+
+/** The run a request reads: /api/runs/{id}/... or a JSON body's run_id. */
+function runIdOf(url, options) {
+  const match = /\/api\/runs\/([^/?]+)/.exec(url);
+  if (match) return decodeURIComponent(match[1]);
+  try {
+    return JSON.parse(options.body || "null")?.run_id ?? null;
+  } catch (_) {
+    return null;
+  }
+}
+
+/**
+ * fetch() for the API. `options.idempotent` (GETs always are) lets a request be sent once more
+ * after a network error (a connection reset under load), before the page shows an error.
+ */
 export async function request(url, options = {}) {
+  const idempotent = options.idempotent ?? (!options.method || options.method === "GET");
+  let networkRetried = false;
   // A classroom makes the server busy in bursts: a 503 carries Retry-After, so wait that long
   // and try again a few times before giving up with the server's message.
   for (let attempt = 0; ; attempt++) {
@@ -142,7 +170,21 @@ export async function request(url, options = {}) {
       response = await fetch(url, options);
     } catch (error) {
       if (error.name === "AbortError") throw error;
+      if (idempotent && !networkRetried) {
+        networkRetried = true;
+        await new Promise((resolve) => setTimeout(resolve, NETWORK_RETRY_MS));
+        if (options.signal?.aborted) throw new DOMException("Aborted", "AbortError");
+        continue;
+      }
       throw new ApiError(0, "Cannot reach the server. Is it still running?");
+    }
+    if (response.status === 404 && !options.reanalyzed) {
+      const text = runTexts.get(runIdOf(url, options));
+      if (text !== undefined) {
+        // The server forgot this run (a restart): analyzing its text again restores the same id.
+        await postJson("/api/analyze", { text, patterns: "auto" });
+        return request(url, { ...options, reanalyzed: true });
+      }
     }
     if (response.status === 503 && attempt < MAX_BUSY_RETRIES) {
       // Jittered (0.5–1.5 × Retry-After): thirty pages refused together must not all come back together.
@@ -158,12 +200,13 @@ export async function request(url, options = {}) {
   }
 }
 
-function postJson(url, body, signal) {
+function postJson(url, body, signal, idempotent = true) {
   return request(url, {
     method: "POST",
     headers: { "Content-Type": "application/json" },
     body: JSON.stringify(body),
     signal,
+    idempotent,
   });
 }
 
@@ -178,6 +221,7 @@ export async function analyze(text) {
   const response = await postJson("/api/analyze", { text, patterns: "auto" });
   timing.responded = performance.now();
   const raw = await response.json();
+  rememberRun(raw.run_id, text);
   const patternsMode = raw.patterns === "per-layer" ? "per-layer" : "included";
   const patterns = new Array(raw.model.n_layers);
   if (patternsMode === "included") {
@@ -278,7 +322,8 @@ function parseEvent(block) {
 }
 
 export async function generate({ text, maxNewTokens, ...params }, { onToken = () => {}, signal } = {}) {
-  const response = await postJson("/api/generate", { text, max_new_tokens: maxNewTokens, ...samplingBody(params) }, signal);
+  // Not sent twice: a generation is not idempotent without a seed, and it streams.
+  const response = await postJson("/api/generate", { text, max_new_tokens: maxNewTokens, ...samplingBody(params) }, signal, false);
   const reader = response.body.getReader();
   const decoder = new TextDecoder();
   let buffer = "";

@@ -36,12 +36,13 @@ class Server:
 
 
 @contextlib.contextmanager
-def serving(command: list[str], env: dict | None = None, cwd: str | None = None, timeout_s: float = 120) -> Iterator[Server]:
+def serving(command: list[str], env: dict | None = None, cwd: str | None = None, timeout_s: float = 120,
+            port: int | None = None) -> Iterator[Server]:
     """Start `command` with `--host 127.0.0.1 --port P` appended, wait for /healthz, yield the
     Server, then stop it. Its output goes to a file: a pipe nobody reads would fill with access
     lines and block the server. A None in `env` removes that variable."""
     environment = {k: v for k, v in {**os.environ, **(env or {})}.items() if v is not None}
-    port = free_port()
+    port = port or free_port()
     with tempfile.TemporaryDirectory(prefix="live-server-") as folder:
         log_path = Path(folder) / "server.log"
         with open(log_path, "wb") as log:

@@ -287,12 +287,27 @@ def test_responses_are_gzipped_when_asked(client):
     assert response.headers.get("content-encoding") == "gzip"
 
 
-def test_evicted_run_is_404(explainer, checkpoint_dir):
+def test_a_run_evicted_long_ago_is_served_bitwise_identically(explainer, checkpoint_dir):
+    """With room for 2 runs, the first of 12 is long gone from the cache; asked for by its id,
+    it is recomputed, and every number is the same bytes as before."""
     app = create_app(Settings(model=checkpoint_dir, cache_entries=2), explainer=explainer)
+
+    def everything(client, run_id):
+        return [client.get(f"/api/runs/{run_id}/embeddings").json(),
+                client.get(f"/api/runs/{run_id}/layers/1").json(),
+                client.get(f"/api/runs/{run_id}/logit-lens", params={"k": 3}).json(),
+                client.post("/api/sample", json={"run_id": run_id, "temperature": 0.8, "seed": 3}).json()]
+
     with TestClient(app) as client:
-        ids = [client.post("/api/analyze", json={"text": f"prompt number {i}"}).json()["run_id"] for i in range(3)]
-        assert client.get(f"/api/runs/{ids[0]}/embeddings").status_code == 404
-        assert client.get(f"/api/runs/{ids[2]}/embeddings").status_code == 200
+        first = client.post("/api/analyze", json={"text": "prompt number 0"}).json()
+        before = everything(client, first["run_id"])
+        for i in range(1, 12):
+            client.post("/api/analyze", json={"text": f"prompt number {i}"})
+        assert app.state.cache.get(first["run_id"]) is None  # really evicted
+        after = everything(client, first["run_id"])
+        again = client.post("/api/analyze", json={"text": "prompt number 0"}).json()
+    assert after == before
+    assert again == first  # the same id, the same body
 
 
 def test_docs_are_served_without_a_cdn(client):
@@ -305,7 +320,7 @@ def test_docs_are_served_without_a_cdn(client):
 
 
 def test_auto_patterns_leave_long_prompts_to_the_layer_endpoint(explainer, checkpoint_dir):
-    from app.routers.runs import pattern_bytes
+    from app.analysis import pattern_bytes
 
     text = "A longer prompt whose attention would be too big to send at once"
     n = len(explainer.tokenize(text))

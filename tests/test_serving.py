@@ -28,7 +28,7 @@ class _FakeRun:
 
 
 def _entry(cache: RunCache, text: str, nbytes: int) -> CachedRun:
-    return CachedRun(run_id=cache.new_id(), text=text, run=_FakeRun(nbytes), bodies={})
+    return CachedRun(run_id=cache.id_for("model", text), text=text, run=_FakeRun(nbytes), bodies={})
 
 
 def test_cache_evicts_least_recently_used_by_entries():
@@ -38,8 +38,8 @@ def test_cache_evicts_least_recently_used_by_entries():
     cache.put(b)
     assert cache.get(a.run_id) is a  # a is now more recent than b
     cache.put(c)
-    assert cache.get(b.run_id) is None and cache.find("b") is None
-    assert cache.get(a.run_id) is a and cache.find("c") is c
+    assert cache.get(b.run_id) is None and cache.text_of(b.run_id) == "b"  # evicted, but remembered
+    assert cache.get(a.run_id) is a and cache.get(c.run_id) is c
 
 
 def test_cache_evicts_by_bytes():
@@ -60,10 +60,23 @@ def test_cache_keeps_a_single_oversized_run():
     assert cache.get(big.run_id) is None
 
 
-def test_run_ids_are_opaque_and_unique():
-    ids = {RunCache.new_id() for _ in range(1000)}
+def test_run_ids_come_from_the_content_and_are_url_safe():
+    ids = {RunCache.id_for("model", f"text {i}") for i in range(1000)}
     assert len(ids) == 1000
-    assert all(i.replace("-", "").replace("_", "").isalnum() for i in ids)
+    assert all(len(i) == 22 and i.replace("-", "").replace("_", "").isalnum() for i in ids)
+    assert RunCache.id_for("model", "The cat") == RunCache.id_for("model", "The cat")
+    assert RunCache.id_for("model", "The cat") != RunCache.id_for("other model", "The cat")
+    assert RunCache.id_for("model", "\ud800") != RunCache.id_for("model", "?")  # a lone surrogate is text too
+
+
+def test_the_index_of_texts_is_bounded_in_bytes():
+    cache = RunCache(max_entries=1, max_bytes=10**9, index_bytes=2000)
+    entries = [_entry(cache, f"prompt number {i} " * 5, 1) for i in range(100)]
+    for entry in entries:
+        cache.put(entry)
+    assert cache.text_of(entries[-1].run_id) == entries[-1].text
+    assert cache.text_of(entries[0].run_id) is None  # forgotten: an id never answered again
+    assert 1 < cache.stats["known_runs"] < 100
 
 
 def test_limiter_bounds_running_and_waiting():

@@ -4,14 +4,14 @@ query; the model layer caches them."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.concurrency import run_in_threadpool
 
 from model import Explainer
 from model.embedding_space import MAX_K, EmbeddingQueryError, EmbeddingSpace, Neighbours, Term
 
 from .. import tensors
-from ..cache import RunCache
-from ..deps import cached_run, get_cache, get_explainer
+from ..deps import get_explainer, run_of
 from ..errors import field_error
 from ..schemas import DotResponse, EmbeddingMapResponse, NeighboursResponse, TensorsResponse
 
@@ -92,17 +92,17 @@ def dot(
 
 @router.get("/runs/{run_id}/embedding-space/map", response_model=EmbeddingMapResponse,
             summary="Token embeddings on their top 3 principal directions, with the prompt's tokens and added words")
-def embedding_map(
+async def embedding_map(
     run_id: str,
+    http: Request,
     word: list[str] = Query([], description="Words to add to the map (repeat the parameter)."),
-    cache: RunCache = Depends(get_cache),
     space: EmbeddingSpace = Depends(space_of),
 ) -> dict:
     if len(word) > MAX_MAP_WORDS:
         raise field_error("word", f"at most {MAX_MAP_WORDS} words on the map, got {len(word)}")
-    run = cached_run(run_id, cache).run
+    run = (await run_of(http, run_id)).run
     try:
-        found = space.map(run.ids, word)
+        found = await run_in_threadpool(space.map, run.ids, word)
     except EmbeddingQueryError as error:
         raise field_error(error.field, error.message) from None
     return {
@@ -117,7 +117,7 @@ def embedding_map(
 
 @router.get("/runs/{run_id}/embedding-space/positions", response_model=TensorsResponse,
             summary="The prompt's position embeddings [pos, d_model] and their cosine similarities [pos, pos]")
-def positions(run_id: str, cache: RunCache = Depends(get_cache), space: EmbeddingSpace = Depends(space_of)) -> dict:
-    run = cached_run(run_id, cache).run
-    W, cosine = space.positions(len(run))
+async def positions(run_id: str, http: Request, space: EmbeddingSpace = Depends(space_of)) -> dict:
+    run = (await run_of(http, run_id)).run
+    W, cosine = await run_in_threadpool(space.positions, len(run))
     return {"tensors": {"hook_pos_embed": tensors.encode(W), "position_cosine": tensors.encode(cosine)}}

@@ -8,15 +8,14 @@ import threading
 from collections import OrderedDict
 from typing import Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
 from model import Explainer, Run
 from model.logit_lens import check_positions, logit_lens
 
-from ..cache import RunCache
 from ..concurrency import ForwardLimiter
-from ..deps import cached_run, get_cache, get_explainer, get_limiter
+from ..deps import get_explainer, get_limiter, run_of
 from ..errors import field_error
 from ..schemas import LogitLensResponse
 
@@ -55,15 +54,15 @@ def lens_body(explainer: Explainer, run: Run, positions: list[int] | None, k: in
             summary="What the model would predict if it stopped after each layer (the logit lens)")
 async def logit_lens_view(
     run_id: str,
+    http: Request,
     position: list[int] | None = Query(None, description="Positions to read (repeat the parameter); all when omitted."),
     k: int = Query(10, ge=1, le=MAX_LENS_K, description="Top tokens per cell."),
     stream: Literal["resid_post", "resid_mid", "both"] = Query(
         "resid_post", description="After the MLP (hook_resid_post), after attention (hook_resid_mid), or both."),
-    cache: RunCache = Depends(get_cache),
     explainer: Explainer = Depends(get_explainer),
     limiter: ForwardLimiter = Depends(get_limiter),
 ) -> Response:
-    run = cached_run(run_id, cache).run
+    run = (await run_of(http, run_id)).run
     try:
         positions = check_positions(run, position)  # all of them when none are given
     except ValueError as error:

@@ -8,17 +8,18 @@ import logging
 from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
 from model import Explainer
 from model.generation import Generation, generate as generate_steps
 from model.sampling import Distribution, distribution, sample as draw
 
+from ..analysis import analyze_and_cache, run_id_for, with_patterns
 from ..cache import RunCache
 from ..concurrency import ForwardLimiter
-from ..deps import cached_run, get_cache, get_explainer, get_limiter
+from ..deps import get_cache, get_explainer, get_limiter, run_of
 from ..schemas import GenerateRequest, SampleRequest, SampleResponse
-from .runs import analyze_and_cache, with_patterns
 
 router = APIRouter(prefix="/api")
 log = logging.getLogger("explainer")
@@ -31,13 +32,9 @@ def _top(explainer: Explainer, dist: Distribution, n: int) -> list[dict]:
 
 
 @router.post("/sample", response_model=SampleResponse, summary="Draw the next token of an analyzed prompt")
-def sample(
-    request: SampleRequest,
-    explainer: Explainer = Depends(get_explainer),
-    cache: RunCache = Depends(get_cache),
-) -> dict:
-    run = cached_run(request.run_id, cache).run
-    dist = distribution(run["logits"], request.temperature, request.top_k, request.top_p)
+async def sample(request: SampleRequest, http: Request, explainer: Explainer = Depends(get_explainer)) -> dict:
+    run = (await run_of(http, request.run_id)).run
+    dist = await run_in_threadpool(distribution, run["logits"], request.temperature, request.top_k, request.top_p)
     token_id = draw(dist, request.seed)
     return {
         "distribution": _top(explainer, dist, N_DISTRIBUTION),
@@ -88,7 +85,7 @@ async def generate(
                     "token": {"id": step.token.id, "text": step.token.text, "prob": step.prob},
                     "top": _top(explainer, step.dist, N_DISTRIBUTION),
                 })
-            entry = cache.find(text)
+            entry = cache.get(run_id_for(explainer, text))
             if entry is None:
                 # In the form the page asks for next (patterns 'auto'): a long text's every-layer
                 # patterns would cost seconds and hundreds of MB of cache for nothing.
