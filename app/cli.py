@@ -50,6 +50,8 @@ def _serve(args: argparse.Namespace) -> int:
              "device": args.device, "log_level": args.log_level}
     try:
         settings = dataclasses.replace(Settings.from_env(), **{k: v for k, v in given.items() if v is not None})
+        # The name it was started on is one it answers to (0.0.0.0 and IPs pass the check anyway).
+        settings = dataclasses.replace(settings, allowed_hosts=(*settings.allowed_hosts, args.host.lower()))
     except SettingsError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -75,6 +75,9 @@ class Settings:
     random_weights: bool = False
     device: str = "cpu"
     log_level: str = "info"
+    # Host names (besides IP addresses and localhost) the server answers to; None: no check.
+    allowed_hosts: tuple[str, ...] | None = None
+    frame_ancestors: str = "'none'"  # CSP frame-ancestors: who may embed the page
     # Forward passes at once. Two cores: one pass already uses both through torch's threads.
     max_concurrent: int = 1
     max_waiting: int = 16  # requests queued for a forward pass before the server answers 503
@@ -93,6 +96,8 @@ class Settings:
             revision=os.environ.get("EXPLAINER_REVISION") or None,
             random_weights=_flag("EXPLAINER_RANDOM_WEIGHTS"),
             device=_choice("EXPLAINER_DEVICE", cls.device, DEVICE, "cpu, or cuda / cuda:N on a machine with a GPU"),
+            allowed_hosts=tuple(h.strip().lower() for h in os.environ.get("EXPLAINER_ALLOWED_HOSTS", "").split(",") if h.strip()),
+            frame_ancestors=os.environ.get("EXPLAINER_FRAME_ANCESTORS", "").strip() or cls.frame_ancestors,
             log_level=_choice("EXPLAINER_LOG_LEVEL", cls.log_level, LOG_LEVELS, "one of " + ", ".join(LOG_LEVELS)),
             max_concurrent=_int("EXPLAINER_MAX_CONCURRENT", cls.max_concurrent),
             max_waiting=_int("EXPLAINER_MAX_WAITING", cls.max_waiting),  # 0 would refuse every request

@@ -32,3 +32,12 @@ def chromium():
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         yield browser
         browser.close()
+
+
+# Runs before the page's own scripts: every Content-Security-Policy violation is kept.
+CSP_WATCH = ("window.__cspViolations = []; document.addEventListener('securitypolicyviolation', "
+             "(e) => window.__cspViolations.push(`${e.violatedDirective} ${e.blockedURI}`));")
+
+
+def csp_violations(page) -> list[str]:
+    return page.evaluate("window.__cspViolations || []")

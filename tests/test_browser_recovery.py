@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from .browser import chromium, require_chromium  # noqa: F401 (chromium is a fixture)
+from .browser import CSP_WATCH, chromium, csp_violations, require_chromium  # noqa: F401 (chromium is a fixture)
 from .conftest import build_checkpoint
 from .live_server import free_port, serving
 
@@ -24,6 +24,7 @@ def model_dir(tmp_path_factory):
 
 def open_page(chromium, url):
     context = chromium.new_context(viewport={"width": 1280, "height": 720})
+    context.add_init_script(CSP_WATCH)
     page = context.new_page()
     errors: list[str] = []
     page.on("console", lambda m: m.type == "error" and errors.append(m.text))
@@ -56,6 +57,7 @@ def test_a_restarted_server_gets_the_run_back_by_analyzing_again(chromium, model
         assert shown_errors(page) == []
     # The 404 that started it is the only console error (Chromium logs every failed load).
     assert all("404" in e for e in errors), errors
+    assert csp_violations(page) == []
     context.close()
 
 
@@ -77,4 +79,5 @@ def test_a_reset_connection_is_retried_once(chromium, model_dir):
         page.wait_for_timeout(300)
         assert aborted and shown_errors(page) == []
         assert all("ERR_CONNECTION_RESET" in e for e in errors), errors
+        assert csp_violations(page) == []
         context.close()

@@ -10,7 +10,7 @@ import sys
 import httpx
 import pytest
 
-from .browser import ARTIFACTS, chromium, require_chromium  # noqa: F401 (chromium is a fixture)
+from .browser import ARTIFACTS, CSP_WATCH, chromium, csp_violations, require_chromium  # noqa: F401 (chromium is a fixture)
 from .live_server import serving
 
 require_chromium()
@@ -28,6 +28,7 @@ def server(tmp_path_factory):
 
 def open_page(browser, url: str, width: int, height: int, query: str = ""):
     context = browser.new_context(viewport={"width": width, "height": height})
+    context.add_init_script(CSP_WATCH)
     page = context.new_page()
     errors: list[str] = []
     page.on("console", lambda m: m.type == "error" and errors.append(m.text))
@@ -69,7 +70,7 @@ def test_the_untrained_state_stays_visible_and_names_the_command(chromium, serve
     results = Axe().run(page, context={"include": [["#untrained"], ["#stage-tokens .tokens-head"]]})
     serious = [v for v in results.response["violations"] if v["impact"] in ("serious", "critical")]
     assert serious == [], [(v["id"], [n["target"] for n in v["nodes"]]) for v in serious]
-    assert errors == []
+    assert errors == [] and csp_violations(page) == []
     context.close()
 
 
@@ -87,5 +88,5 @@ def test_the_badge_fits_every_layout(chromium, server, width, height, presenter)
         return b.left >= card.left && b.right <= card.right && b.top >= card.top && b.bottom <= card.bottom; }""")
     assert page.evaluate("document.documentElement.scrollWidth <= innerWidth")
     page.screenshot(path=str(ARTIFACTS / f"untrained-{width}{'-presenter' if presenter else ''}-scrolled.png"))
-    assert errors == []
+    assert errors == [] and csp_violations(page) == []
     context.close()

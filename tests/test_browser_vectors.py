@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from .conftest import build_checkpoint
-from .browser import ARGS, ARTIFACTS, CHROMIUM, require_chromium
+from .browser import ARGS, ARTIFACTS, CHROMIUM, CSP_WATCH, csp_violations, require_chromium
 from .live_server import live_server
 
 N_LAYERS = 3
@@ -35,11 +35,13 @@ REQUESTS: list[str] = []  # every URL the page asked for
 
 @pytest.fixture(scope="module")
 def page(server):
-    """One page for the module, opened on the analyzed prompt; console errors fail the module."""
+    """One page for the module, opened on the analyzed prompt, under the server's CSP (the 3D
+    map's WebGL included); console errors and CSP violations fail the module."""
     errors: list[str] = []
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         context = browser.new_context(viewport={"width": 1280, "height": 900})
+        context.add_init_script(CSP_WATCH)
         page = context.new_page()
         page.on("console", lambda m: m.type == "error" and errors.append(m.text))
         page.on("pageerror", lambda e: errors.append(f"pageerror: {e}"))
@@ -47,8 +49,10 @@ def page(server):
         page.goto(f"{server}/?p={urllib.parse.quote(PROMPT)}")
         page.wait_for_selector("body[data-ready='1']", timeout=60_000)
         yield page
+        violations = csp_violations(page)
         context.close()
         browser.close()
+    assert violations == [], violations
     unexpected = [e for e in errors if not any(a in e for a in ALLOWED)]
     assert not unexpected, f"console errors: {unexpected}"
 
