@@ -5,6 +5,7 @@ cannot reach the Hub, answer at once."""
 from __future__ import annotations
 
 import argparse
+import asyncio
 import dataclasses
 import sys
 
@@ -63,9 +64,35 @@ def _serve(args: argparse.Namespace) -> int:
     from app.startup import load_explainer
 
     explainer = load_explainer(settings)  # one line and exit 2 if it cannot
-    uvicorn.run(create_app(settings, explainer), host=args.host, port=args.port,
-                log_config=logs.config(settings.log_level), access_log=False)
+    config = uvicorn.Config(create_app(settings, explainer), host=args.host, port=args.port,
+                            log_config=logs.config(settings.log_level), access_log=False,
+                            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)
+    _stopping_server()(config).run()
     return 0
+
+
+GRACEFUL_SHUTDOWN_S = 5
+
+
+def _stopping_server():
+    import uvicorn
+
+    class StoppingServer(uvicorn.Server):
+        """On SIGTERM or Ctrl-C, the forward queue is closed at once: queued work answers 503
+        ("stopping") and streams end with an error event, instead of the shutdown waiting for
+        all of it. uvicorn then waits GRACEFUL_SHUTDOWN_S for what is running, and cancels it."""
+
+        async def serve(self, sockets=None):
+            self.loop = asyncio.get_running_loop()
+            await super().serve(sockets)
+
+        def handle_exit(self, sig, frame):
+            limiter = getattr(self.config.app.state, "limiter", None)
+            if limiter is not None and getattr(self, "loop", None) is not None:
+                self.loop.call_soon_threadsafe(limiter.close)  # from a signal handler: only thread-safe calls
+            super().handle_exit(sig, frame)
+
+    return StoppingServer
 
 
 def _download(args: argparse.Namespace) -> int:

@@ -12,6 +12,7 @@ from fastapi import HTTPException
 
 T = TypeVar("T")
 RETRY_AFTER_S = 2
+STOPPING = "The server is stopping; try again in a moment."
 
 
 class Busy(HTTPException):
@@ -25,11 +26,23 @@ class ForwardLimiter:
         self.timeout_s = timeout_s
         self._slots = asyncio.Semaphore(max_concurrent)
         self._executor = ThreadPoolExecutor(max_workers=max_concurrent, thread_name_prefix="forward")
+        self._closing = asyncio.Event()
         self.waiting = 0
         self.running = 0
 
+    @property
+    def closing(self) -> bool:
+        return self._closing.is_set()
+
+    def close(self) -> None:
+        """The server is stopping: queued work is refused at once (503), new work too; work
+        already running finishes or is abandoned with the process."""
+        self._closing.set()
+
     def admit(self) -> None:
-        """Busy (503 + Retry-After) if the queue is full."""
+        """Busy (503 + Retry-After) if the queue is full or the server is stopping."""
+        if self._closing.is_set():
+            raise Busy(STOPPING)
         if self.waiting >= self.max_waiting:
             raise Busy("The model is busy with other requests; try again in a few seconds.")
 
@@ -41,9 +54,7 @@ class ForwardLimiter:
             self.admit()
         self.waiting += 1
         try:
-            await asyncio.wait_for(self._slots.acquire(), self.timeout_s)
-        except TimeoutError:
-            raise Busy(f"No forward slot became free within {self.timeout_s:.0f} s; try again shortly.") from None
+            await self._acquire()
         finally:
             self.waiting -= 1
         self.running += 1
@@ -61,6 +72,32 @@ class ForwardLimiter:
             return await asyncio.wait_for(asyncio.shield(future), self.timeout_s)
         except TimeoutError:
             raise Busy(f"The request took longer than {self.timeout_s:.0f} s and was abandoned.") from None
+
+    async def _acquire(self) -> None:
+        """A slot, or Busy when the time limit passes or the server starts stopping first."""
+        if self._closing.is_set():
+            raise Busy(STOPPING)
+        slot = asyncio.ensure_future(self._slots.acquire())
+        closing = asyncio.ensure_future(self._closing.wait())
+        try:
+            await asyncio.wait({slot, closing}, timeout=self.timeout_s, return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:  # the client left while waiting: its work is dropped before it runs
+            self._give_up(slot, closing)
+            raise
+        if slot.done() and not slot.cancelled() and not self._closing.is_set():
+            closing.cancel()
+            return
+        self._give_up(slot, closing)
+        if self._closing.is_set():
+            raise Busy(STOPPING)
+        raise Busy(f"No forward slot became free within {self.timeout_s:.0f} s; try again shortly.")
+
+    def _give_up(self, slot: asyncio.Future, closing: asyncio.Future) -> None:
+        closing.cancel()
+        if slot.done() and not slot.cancelled():
+            self._slots.release()  # acquired after all: hand it to the next in line
+        else:
+            slot.cancel()
 
     def shutdown(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
