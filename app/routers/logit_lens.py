@@ -17,6 +17,7 @@ from model.logit_lens import check_positions, logit_lens
 from ..concurrency import ForwardLimiter
 from ..deps import get_explainer, get_limiter, run_of
 from ..errors import field_error
+from ..responses import json_response
 from ..schemas import LogitLensResponse
 
 router = APIRouter(prefix="/api")
@@ -79,4 +80,4 @@ async def logit_lens_view(
                 _BODIES[key] = body
                 while len(_BODIES) > MAX_BODIES:
                     _BODIES.popitem(last=False)
-    return Response(body, media_type="application/json")
+    return await json_response(http, body)

@@ -17,6 +17,7 @@ from ..cache import RunCache
 from ..concurrency import ForwardLimiter
 from ..deps import get_cache, get_explainer, get_limiter, run_of
 from ..errors import field_error
+from ..responses import json_bytes, json_response
 from ..schemas import AnalyzeRequest, AnalyzeResponse, LayerResponse, TensorsResponse
 
 router = APIRouter(prefix="/api")
@@ -32,7 +33,7 @@ async def analyze(
     budget = http.app.state.settings.auto_pattern_bytes
     entry, plain = cache.get(run_id_for(explainer, request.text)), None
     if entry is None:
-        ids = explainer.tokenize(request.text)  # fail fast (422) before queueing for the model
+        ids = await run_in_threadpool(explainer.tokenize, request.text)  # fail fast (422) before queueing
         include = with_patterns(explainer, len(ids), request.patterns, budget)
         entry, plain = await http.app.state.coalescer.run(
             (request.text, include), lambda: limiter.run(analyze_into_cache, explainer, cache, request.text, include))
@@ -44,7 +45,7 @@ async def analyze(
     if "gzip" in http.headers.get("accept-encoding", ""):
         return Response(body, media_type="application/json",
                         headers={"Content-Encoding": "gzip", "Vary": "Accept-Encoding"})
-    return Response(plain or gzip.decompress(body), media_type="application/json",
+    return Response(plain or await run_in_threadpool(gzip.decompress, body), media_type="application/json",
                     headers={"Vary": "Accept-Encoding"})
 
 
@@ -64,7 +65,7 @@ async def layer_details(
     dtype: str = Query("float32", pattern="^(float32|float16)$"),
     explainer: Explainer = Depends(get_explainer),
     limiter: ForwardLimiter = Depends(get_limiter),
-) -> dict:
+) -> Response:
     n_layers = explainer.config.n_layer
     if not 0 <= layer < n_layers:
         raise field_error("layer", f"must be from 0 to {n_layers - 1}, got {layer}")
@@ -79,5 +80,10 @@ async def layer_details(
             raise field_error("fields", "name at least one hook, e.g. attn.hook_q")
         suffixes = asked
     run = (await run_of(http, run_id)).run
-    captured = await limiter.run(run.layer, layer)
-    return {"layer": layer, "tensors": {f"blocks.{layer}.{s}": tensors.encode(captured[s], dtype) for s in suffixes}}
+
+    def layer_body() -> bytes:  # recomputed and encoded in the worker: hundreds of MB at 1,024 tokens
+        captured = run.layer(layer)
+        return json_bytes({"layer": layer,
+                           "tensors": {f"blocks.{layer}.{s}": tensors.encode(captured[s], dtype) for s in suffixes}})
+
+    return await json_response(http, await limiter.run(layer_body))

@@ -63,7 +63,7 @@ async def generate(
     cache: RunCache = Depends(get_cache),
     limiter: ForwardLimiter = Depends(get_limiter),
 ) -> StreamingResponse:
-    ids = explainer.tokenize(request.text)  # 422 before the stream starts
+    ids = await run_in_threadpool(explainer.tokenize, request.text)  # 422 before the stream starts
     limiter.admit()  # likewise a full queue: 503 + Retry-After, which the page waits out
     generation = Generation(generate_steps(explainer, ids, request.max_new_tokens, request.temperature,
                                            request.top_k, request.top_p, request.seed))
@@ -89,7 +89,7 @@ async def generate(
             if entry is None:
                 # In the form the page asks for next (patterns 'auto'): a long text's every-layer
                 # patterns would cost seconds and hundreds of MB of cache for nothing.
-                n_tokens = len(explainer.tokenize(text))
+                n_tokens = len(await run_in_threadpool(explainer.tokenize, text))
                 include = with_patterns(explainer, n_tokens, "auto", http.app.state.settings.auto_pattern_bytes)
                 entry = await limiter.run(analyze_and_cache, explainer, cache, text, include, admitted=True)
             yield _event({"text": text, "run_id": entry.run_id, "n_tokens": len(entry.run)}, "done")
