@@ -67,7 +67,8 @@ class AnalyzeRequest(BaseModel):
     text: str = Field(min_length=1, max_length=100_000, description="The prompt; at most 1,024 tokens.")
     patterns: Literal["all", "auto"] = Field(
         "all",
-        description="'all': every layer's attention pattern in the response. 'auto': only when they "
+        description="'all': every layer's attention pattern in the response, up to 16 MB of them "
+        "(EXPLAINER_AUTO_PATTERN_BYTES; 241 tokens in GPT-2 small), beyond which it is a 422. 'auto': only when they "
         "take at most 16 MB (float16; 241 tokens in GPT-2 small); otherwise the response says "
         "\"patterns\": \"per-layer\" and GET /api/runs/{run_id}/layers/{l}?fields=attn.hook_pattern serves them.",
     )

@@ -199,3 +199,21 @@ def test_duplicate_positions_are_refused(run, client, run_id):
     response = client.get(f"/api/runs/{run_id}/logit-lens?position=0&position=0")
     assert response.status_code == 422
     assert response.json()["errors"][0]["field"] == "position"
+
+
+def test_api_lens_cost_is_capped_at_64_positions(client):
+    """A lens over every position of a long prompt held the only forward slot for 33 s (k=50,
+    both streams, 1,024 tokens): a request reads at most 64 positions."""
+    long_run = client.post("/api/analyze", json={"text": "one two three four " * 20, "patterns": "auto"}).json()
+    n = len(long_run["tokens"])
+    assert n > 64
+    url = f"/api/runs/{long_run['run_id']}/logit-lens"
+    everything = client.get(url, params={"k": 2})
+    assert everything.status_code == 422 and everything.json()["errors"][0]["field"] == "position"
+    too_many = client.get(url, params={"k": 2, "position": list(range(65))})
+    assert too_many.status_code == 422 and too_many.json()["errors"][0]["field"] == "position"
+    window = client.get(url, params={"k": 2, "position": list(range(n - 64, n))})
+    assert window.status_code == 200 and window.json()["positions"] == list(range(n - 64, n))
+    schema = client.get("/openapi.json").json()["paths"]["/api/runs/{run_id}/logit-lens"]["get"]["parameters"]
+    [position] = [p for p in schema if p["name"] == "position"]
+    assert "64" in position["description"]

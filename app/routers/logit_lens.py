@@ -23,6 +23,7 @@ from ..schemas import LogitLensResponse
 router = APIRouter(prefix="/api")
 
 MAX_LENS_K = 50
+MAX_LENS_POSITIONS = 64  # with k <= 50 and 2 x 13 rows: a bounded cost per request
 # Bodies of recent lens requests: a page toggling between streams asks the same things again.
 _BODIES: OrderedDict[tuple, bytes] = OrderedDict()
 _BODIES_LOCK = threading.Lock()
@@ -56,7 +57,10 @@ def lens_body(explainer: Explainer, run: Run, positions: list[int] | None, k: in
 async def logit_lens_view(
     run_id: str,
     http: Request,
-    position: list[int] | None = Query(None, description="Positions to read (repeat the parameter); all when omitted."),
+    position: list[int] | None = Query(
+        None, max_length=MAX_LENS_POSITIONS,
+        description=f"Positions to read (repeat the parameter), at most {MAX_LENS_POSITIONS}; all when omitted, "
+                    f"for a prompt of at most {MAX_LENS_POSITIONS} tokens."),
     k: int = Query(10, ge=1, le=MAX_LENS_K, description="Top tokens per cell."),
     stream: Literal["resid_post", "resid_mid", "both"] = Query(
         "resid_post", description="After the MLP (hook_resid_post), after attention (hook_resid_mid), or both."),
@@ -68,6 +72,9 @@ async def logit_lens_view(
         positions = check_positions(run, position)  # all of them when none are given
     except ValueError as error:
         raise field_error("position", str(error)) from None
+    if len(positions) > MAX_LENS_POSITIONS:
+        raise field_error("position", f"the prompt has {len(positions)} tokens: name at most {MAX_LENS_POSITIONS} "
+                                      "positions (repeat the parameter), a window at a time")
     key = (run_id, tuple(positions), k, stream)
     with _BODIES_LOCK:
         body = _BODIES.get(key)

@@ -12,7 +12,7 @@ from model import Explainer
 from model.engine import LAYER_HOOKS
 
 from .. import tensors
-from ..analysis import add_body, analyze_into_cache, run_id_for, with_patterns
+from ..analysis import add_body, analyze_into_cache, check_pattern_budget, run_id_for, with_patterns
 from ..cache import RunCache
 from ..concurrency import ForwardLimiter
 from ..deps import get_cache, get_explainer, get_limiter, run_of
@@ -34,9 +34,11 @@ async def analyze(
     entry, plain = cache.get(run_id_for(explainer, request.text)), None
     if entry is None:
         ids = await run_in_threadpool(explainer.tokenize, request.text)  # fail fast (422) before queueing
+        check_pattern_budget(explainer, len(ids), request.patterns, budget)
         include = with_patterns(explainer, len(ids), request.patterns, budget)
         entry, plain = await http.app.state.coalescer.run(
             (request.text, include), lambda: limiter.run(analyze_into_cache, explainer, cache, request.text, include))
+    check_pattern_budget(explainer, len(entry.run), request.patterns, budget)
     include = with_patterns(explainer, len(entry.run), request.patterns, budget)
     body = entry.bodies.get(include)
     if body is None:
