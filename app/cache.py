@@ -37,11 +37,18 @@ INDEX_BYTES = 64 << 20  # of prompt text: tens of thousands of prompts, for a fe
 
 
 class RunCache:
+    """Runs, and the answers of other queries (logit-lens bodies, embedding-space answers), in
+    one least-recently-used order under one byte budget (EXPLAINER_CACHE_BYTES): memory stays
+    bounded whatever mix of requests a class sends. The entry limit counts runs only."""
+
     def __init__(self, max_entries: int, max_bytes: int, index_bytes: int = INDEX_BYTES):
         self.max_entries = max_entries
         self.max_bytes = max_bytes
         self.index_bytes = index_bytes
-        self._by_id: OrderedDict[str, CachedRun] = OrderedDict()
+        # ("run", run_id) -> CachedRun, or ("answer", key) -> bytes; oldest first
+        self._items: OrderedDict[tuple, CachedRun | bytes] = OrderedDict()
+        self._sizes: dict[tuple, int] = {}
+        self._runs = 0
         self._texts: OrderedDict[str, str] = OrderedDict()  # every id issued -> its text, LRU
         self._text_bytes = 0
         self._bytes = 0
@@ -60,36 +67,52 @@ class RunCache:
 
     def get(self, run_id: str) -> CachedRun | None:
         with self._lock:
-            return _touch(self._by_id, run_id)
+            return _touch(self._items, ("run", run_id))
 
     def put(self, entry: CachedRun) -> None:
         with self._lock:
-            if entry.run_id in self._by_id:
-                self._remove(entry.run_id)
-            self._by_id[entry.run_id] = entry
-            self._bytes += entry.nbytes
+            self._store(("run", entry.run_id), entry, entry.nbytes)
             self._remember(entry.run_id, entry.text)
-            self._evict(keep=entry.run_id)
 
     def add_body(self, entry: CachedRun, with_patterns: bool, body: bytes) -> None:
         """Attach another form of the analyze response to a cached run, within the budget."""
         with self._lock:
-            if entry.run_id not in self._by_id or with_patterns in entry.bodies:
+            key = ("run", entry.run_id)
+            if self._items.get(key) is not entry or with_patterns in entry.bodies:
                 return
             entry.bodies[with_patterns] = body
-            self._bytes += len(body)
-            self._by_id.move_to_end(entry.run_id)
-            self._evict(keep=entry.run_id)
+            self._store(key, entry, entry.nbytes)
 
-    def _evict(self, keep: str) -> None:
-        while self._by_id and (len(self._by_id) > self.max_entries or self._bytes > self.max_bytes):
-            oldest = next(iter(self._by_id))
-            if oldest == keep and len(self._by_id) == 1:
-                break  # a single run larger than the budget is still served once
-            self._remove(oldest)
+    def get_answer(self, key: tuple) -> bytes | None:
+        with self._lock:
+            return _touch(self._items, ("answer", key))
 
-    def _remove(self, run_id: str) -> None:
-        self._bytes -= self._by_id.pop(run_id).nbytes
+    def put_answer(self, key: tuple, body: bytes) -> None:
+        with self._lock:
+            self._store(("answer", key), body, len(body))
+
+    def _store(self, key: tuple, value, nbytes: int) -> None:
+        if key in self._items:
+            self._remove(key)
+        self._items[key] = value
+        self._sizes[key] = nbytes
+        self._bytes += nbytes
+        self._runs += key[0] == "run"
+        self._evict(keep=key)
+
+    def _evict(self, keep: tuple) -> None:
+        while len(self._items) > 1 and (self._runs > self.max_entries or self._bytes > self.max_bytes):
+            if self._runs > self.max_entries:
+                victim = next(k for k in self._items if k[0] == "run" and k != keep)
+            else:
+                victim = next(k for k in self._items if k != keep)
+            self._remove(victim)
+        # A single item larger than the budget is still served once; the next one evicts it.
+
+    def _remove(self, key: tuple) -> None:
+        del self._items[key]
+        self._bytes -= self._sizes.pop(key)
+        self._runs -= key[0] == "run"
 
     def _remember(self, run_id: str, text: str) -> None:
         if run_id in self._texts:
@@ -103,8 +126,9 @@ class RunCache:
     @property
     def stats(self) -> dict:
         with self._lock:
-            return {"entries": len(self._by_id), "bytes": self._bytes,
-                    "max_entries": self.max_entries, "max_bytes": self.max_bytes, "known_runs": len(self._texts)}
+            return {"entries": self._runs, "answers": len(self._items) - self._runs, "bytes": self._bytes,
+                    "max_entries": self.max_entries, "max_bytes": self.max_bytes,
+                    "known_runs": len(self._texts), "index_bytes": self._text_bytes}
 
 
 def _touch(mapping: OrderedDict, key: str):

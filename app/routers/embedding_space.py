@@ -4,15 +4,20 @@ query; the model layer caches them."""
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
+
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import Response
 
 from model import Explainer
 from model.embedding_space import MAX_K, EmbeddingQueryError, EmbeddingSpace, Neighbours, Term
 
 from .. import tensors
-from ..deps import get_explainer, run_of
+from ..deps import get_explainer, get_limiter, run_of
 from ..errors import field_error
+from ..responses import json_bytes, json_response
 from ..schemas import DotResponse, EmbeddingMapResponse, NeighboursResponse, TensorsResponse
 
 router = APIRouter(prefix="/api")
@@ -20,8 +25,35 @@ router = APIRouter(prefix="/api")
 MAX_MAP_WORDS = 20
 
 
-def space_of(explainer: Explainer = Depends(get_explainer)) -> EmbeddingSpace:
-    return EmbeddingSpace.of(explainer.model, explainer.tokenizer)
+_SPACE_LOCK = threading.Lock()
+
+
+def space_of(request: Request) -> EmbeddingSpace:
+    """The server's EmbeddingSpace, built on first use (it normalises W_E: 150 MB in GPT-2
+    small). Its own result cache is off: answers are cached as bodies in the run cache, under
+    the server's one byte budget."""
+    space = getattr(request.app.state, "space", None)
+    if space is None:
+        with _SPACE_LOCK:
+            space = getattr(request.app.state, "space", None)
+            if space is None:
+                explainer = get_explainer(request)
+                space = request.app.state.space = EmbeddingSpace(explainer.model, explainer.tokenizer, cache_entries=0)
+    return space
+
+
+async def answer(request: Request, key: tuple, compute: Callable[[], dict]) -> Response:
+    """The JSON body for `key`: from the cache, or computed through the forward limiter (the map
+    and a neighbour search each scan the whole vocabulary) and cached."""
+    cache = request.app.state.cache
+    body = cache.get_answer(key)
+    if body is None:
+        try:
+            body = await get_limiter(request).run(lambda: json_bytes(compute()))
+        except EmbeddingQueryError as error:
+            raise field_error(error.field, error.message) from None
+        cache.put_answer(key, body)
+    return await json_response(request, body)
 
 
 def term_json(term: Term) -> dict:
@@ -42,32 +74,28 @@ K = Query(10, ge=1, le=MAX_K, description="How many tokens to return.")
 
 @router.get("/embedding-space/neighbours", response_model=NeighboursResponse,
             summary="The nearest tokens to a word or token by cosine similarity, over the whole vocabulary")
-def neighbours(
+async def neighbours(
+    http: Request,
     word: str | None = Query(None, max_length=200, description="A word, read with a leading space ('king' is ' king'); in double quotes, exactly as typed."),
     token_id: int | None = Query(None, description="A token id, instead of a word."),
     k: int = K,
     space: EmbeddingSpace = Depends(space_of),
-) -> dict:
+) -> Response:
     if (word is None) == (token_id is None):
         raise field_error("word", "give either a word or a token_id")
-    try:
-        found = space.neighbours_of_word(word, k) if word is not None else space.neighbours_of_token(token_id, k)
-    except EmbeddingQueryError as error:
-        raise field_error(error.field, error.message) from None
-    return neighbours_json(found)
+    return await answer(http, ("neighbours", word, token_id, k), lambda: neighbours_json(
+        space.neighbours_of_word(word, k) if word is not None else space.neighbours_of_token(token_id, k)))
 
 
 @router.get("/embedding-space/arithmetic", response_model=NeighboursResponse,
             summary="Word arithmetic: the nearest tokens to e.g. king - man + woman, leaving out the input words")
-def arithmetic(
+async def arithmetic(
+    http: Request,
     expression: str = Query(..., max_length=1000, description="Words joined by + and -; a word containing + or - goes in double quotes."),
     k: int = K,
     space: EmbeddingSpace = Depends(space_of),
-) -> dict:
-    try:
-        return neighbours_json(space.arithmetic(expression, k))
-    except EmbeddingQueryError as error:
-        raise field_error(error.field, error.message) from None
+) -> Response:
+    return await answer(http, ("arithmetic", expression, k), lambda: neighbours_json(space.arithmetic(expression, k)))
 
 
 @router.get("/embedding-space/dot", response_model=DotResponse, summary="Dot product and cosine of two embeddings")
@@ -97,14 +125,14 @@ async def embedding_map(
     http: Request,
     word: list[str] = Query([], description="Words to add to the map (repeat the parameter)."),
     space: EmbeddingSpace = Depends(space_of),
-) -> dict:
+) -> Response:
     if len(word) > MAX_MAP_WORDS:
         raise field_error("word", f"at most {MAX_MAP_WORDS} words on the map, got {len(word)}")
     run = (await run_of(http, run_id)).run
-    try:
-        found = await run_in_threadpool(space.map, run.ids, word)
-    except EmbeddingQueryError as error:
-        raise field_error(error.field, error.message) from None
+    return await answer(http, ("map", run_id, tuple(word)), lambda: map_json(space, space.map(run.ids, word)))
+
+
+def map_json(space: EmbeddingSpace, found) -> dict:
     return {
         "d_model": space.d_model,
         "explained": list(found.explained),
@@ -119,5 +147,9 @@ async def embedding_map(
             summary="The prompt's position embeddings [pos, d_model] and their cosine similarities [pos, pos]")
 async def positions(run_id: str, http: Request, space: EmbeddingSpace = Depends(space_of)) -> dict:
     run = (await run_of(http, run_id)).run
-    W, cosine = await run_in_threadpool(space.positions, len(run))
-    return {"tensors": {"hook_pos_embed": tensors.encode(W), "position_cosine": tensors.encode(cosine)}}
+
+    def encoded() -> dict:
+        W, cosine = space.positions(len(run))
+        return {"tensors": {"hook_pos_embed": tensors.encode(W), "position_cosine": tensors.encode(cosine)}}
+
+    return await run_in_threadpool(encoded)

@@ -4,8 +4,6 @@ and the unembedding, computed on demand for the positions asked for."""
 from __future__ import annotations
 
 import json
-import threading
-from collections import OrderedDict
 from typing import Literal
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -24,11 +22,6 @@ router = APIRouter(prefix="/api")
 
 MAX_LENS_K = 50
 MAX_LENS_POSITIONS = 64  # with k <= 50 and 2 x 13 rows: a bounded cost per request
-# Bodies of recent lens requests: a page toggling between streams asks the same things again.
-_BODIES: OrderedDict[tuple, bytes] = OrderedDict()
-_BODIES_LOCK = threading.Lock()
-MAX_BODIES = 32
-MAX_BODY_CACHED = 4 << 20
 
 
 def lens_body(explainer: Explainer, run: Run, positions: list[int] | None, k: int, stream: str) -> bytes:
@@ -75,16 +68,11 @@ async def logit_lens_view(
     if len(positions) > MAX_LENS_POSITIONS:
         raise field_error("position", f"the prompt has {len(positions)} tokens: name at most {MAX_LENS_POSITIONS} "
                                       "positions (repeat the parameter), a window at a time")
-    key = (run_id, tuple(positions), k, stream)
-    with _BODIES_LOCK:
-        body = _BODIES.get(key)
-        if body is not None:
-            _BODIES.move_to_end(key)
+    # A page toggling between streams asks the same things again: the bodies are cached, within
+    # the server's one byte budget.
+    key, cache = ("lens", run_id, tuple(positions), k, stream), http.app.state.cache
+    body = cache.get_answer(key)
     if body is None:
         body = await limiter.run(lens_body, explainer, run, positions, k, stream)
-        if len(body) <= MAX_BODY_CACHED:
-            with _BODIES_LOCK:
-                _BODIES[key] = body
-                while len(_BODIES) > MAX_BODIES:
-                    _BODIES.popitem(last=False)
+        cache.put_answer(key, body)
     return await json_response(http, body)
