@@ -1,18 +1,67 @@
 """Bounded forward passes: they run off the event loop, a few at a time, with a queue limit
-(503 + Retry-After when full) and a time limit per request (503 as well)."""
+(503 + Retry-After when full) and a time limit per request (503 as well). Free slots go to the
+waiting clients in turn, so one client's queue cannot starve another's single request."""
 
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from fastapi import HTTPException
 
+from .clients import client
+
 T = TypeVar("T")
 RETRY_AFTER_S = 2
 STOPPING = "The server is stopping; try again in a moment."
+MAX_WAITING_PER_CLIENT = 8  # a page asks for up to about six things at once
+
+
+class FairSlots:
+    """Slots handed out in turn between clients: a free slot goes to the waiting client served
+    longest ago (one never served first), and within a client in arrival order. A client with
+    a queue of work therefore delays another's single request by at most the one it is running."""
+
+    def __init__(self, slots: int):
+        self.free = slots
+        self._queues: OrderedDict[str, deque[asyncio.Future]] = OrderedDict()
+        self._served: dict[str, int] = {}  # client -> when it was last given a slot
+        self._grants = 0
+
+    def _grant(self, who: str, future: asyncio.Future) -> None:
+        self._grants += 1
+        self._served[who] = self._grants
+        if len(self._served) > 4096:  # forget the clients served longest ago
+            for old in sorted(self._served, key=self._served.get)[:1024]:
+                del self._served[old]
+        future.set_result(None)
+
+    def waiting_for(self, who: str) -> int:
+        return sum(not f.done() for f in self._queues.get(who, ()))
+
+    def acquire(self, who: str) -> asyncio.Future:
+        future = asyncio.get_running_loop().create_future()
+        if self.free > 0 and not self._queues:
+            self.free -= 1
+            self._grant(who, future)
+        else:
+            self._queues.setdefault(who, deque()).append(future)
+        return future
+
+    def release(self) -> None:
+        while self._queues:
+            who = min(self._queues, key=lambda w: self._served.get(w, 0))  # ties: the earliest queued
+            queue = self._queues[who]
+            future = queue.popleft()
+            if not queue:
+                del self._queues[who]
+            if not future.done():  # skip waiters that gave up (time limit, closing, client gone)
+                self._grant(who, future)
+                return
+        self.free += 1
 
 
 class Busy(HTTPException):
@@ -24,7 +73,7 @@ class ForwardLimiter:
     def __init__(self, max_concurrent: int, max_waiting: int, timeout_s: float):
         self.max_waiting = max_waiting
         self.timeout_s = timeout_s
-        self._slots = asyncio.Semaphore(max_concurrent)
+        self._slots = FairSlots(max_concurrent)
         self._executor = ThreadPoolExecutor(max_workers=max_concurrent, thread_name_prefix="forward")
         self._closing = asyncio.Event()
         self.waiting = 0
@@ -40,11 +89,15 @@ class ForwardLimiter:
         self._closing.set()
 
     def admit(self) -> None:
-        """Busy (503 + Retry-After) if the queue is full or the server is stopping."""
+        """Busy (503 + Retry-After) if the queue is full, this client has its share of it
+        waiting already, or the server is stopping."""
         if self._closing.is_set():
             raise Busy(STOPPING)
         if self.waiting >= self.max_waiting:
             raise Busy("The model is busy with other requests; try again in a few seconds.")
+        if self._slots.waiting_for(client.get()) >= MAX_WAITING_PER_CLIENT:
+            raise Busy(f"You have {MAX_WAITING_PER_CLIENT} requests waiting for the model already; "
+                       "try again when they are answered.")
 
     async def run(self, fn: Callable[..., T], *args, admitted: bool = False) -> T:
         """Run fn(*args) in a worker thread once a slot is free. `admitted`: a later step of work
@@ -77,7 +130,7 @@ class ForwardLimiter:
         """A slot, or Busy when the time limit passes or the server starts stopping first."""
         if self._closing.is_set():
             raise Busy(STOPPING)
-        slot = asyncio.ensure_future(self._slots.acquire())
+        slot = self._slots.acquire(client.get())
         closing = asyncio.ensure_future(self._closing.wait())
         try:
             await asyncio.wait({slot, closing}, timeout=self.timeout_s, return_when=asyncio.FIRST_COMPLETED)

@@ -9,6 +9,8 @@ import logging
 import logging.config
 import time
 
+from .clients import client
+
 LEVELS = ("critical", "error", "warning", "info", "debug")
 log = logging.getLogger("explainer")
 access = logging.getLogger("explainer.access")
@@ -58,6 +60,8 @@ class AccessLog:
             return await self.app(scope, receive, send)
         start = time.perf_counter()
         status = None
+        # Who is asking, for the forward queue's turns between clients (never logged).
+        client.set((scope.get("client") or ("",))[0])
 
         async def send_and_note(message):
             nonlocal status

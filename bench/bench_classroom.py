@@ -184,7 +184,7 @@ async def student(i: int, base_url: str, stats: Stats, barrier: asyncio.Event, r
                   own_text: str, n_layers: int, phase2_start: asyncio.Future, marks: dict) -> None:
     delay = rng.uniform(0, STAGGER_S)
     layers = rng.sample(range(n_layers), N_LAYERS_FETCHED)
-    async with httpx_client(base_url) as client:
+    async with httpx_client(base_url, i) as client:
         # -- 1. the same example, everybody at once --
         await barrier.wait()
         data, _ = await call(client, stats, "analyze_same", "POST", "/api/analyze",
@@ -221,10 +221,14 @@ async def student(i: int, base_url: str, stats: Stats, barrier: asyncio.Event, r
         marks["finished"][i] = time.perf_counter()
 
 
-def httpx_client(base_url: str):
+def httpx_client(base_url: str, student: int | None = None):
+    """A student's own client. Each has its own loopback source address (127.0.1.N), as each
+    laptop in a class has its own: the server's forward queue takes clients in turn by address."""
     import httpx
 
-    return httpx.AsyncClient(base_url=base_url, timeout=CLIENT_TIMEOUT_S, trust_env=False, headers=HEADERS)
+    transport = None if student is None else httpx.AsyncHTTPTransport(local_address=f"127.0.1.{student % 250 + 1}")
+    return httpx.AsyncClient(base_url=base_url, timeout=CLIENT_TIMEOUT_S, trust_env=False, headers=HEADERS,
+                             transport=transport)
 
 
 async def classroom(base_url: str, n_students: int, own_texts: list[str], n_layers: int, seed: int):

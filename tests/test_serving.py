@@ -228,3 +228,61 @@ def test_a_generation_under_way_is_not_cut_off_when_the_queue_fills(explainer, c
         assert "event: done" in response.text
         assert sum(line.startswith("data:") for line in response.text.splitlines()) == 3 + 1
         assert client.get("/healthz").json()["forward_passes"] == {"running": 0, "waiting": 0}
+
+
+def test_the_forward_queue_serves_clients_in_turn():
+    """A flooder queues three requests, then another client one: the other client is served
+    right after the flooder's running request, before the flooder's second starts. The order
+    of service is checked, not a time."""
+    from app.concurrency import client
+
+    async def scenario():
+        limiter = ForwardLimiter(max_concurrent=1, max_waiting=16, timeout_s=30)
+        started: list[str] = []
+        gates = {name: threading.Event() for name in ("A1", "A2", "A3", "B1")}
+
+        def job(name):
+            started.append(name)
+            gates[name].wait(10)
+            return name
+
+        async def submit(who, name):
+            client.set(who)
+            return await limiter.run(job, name)
+
+        tasks = []
+        for who, name in (("10.0.0.1", "A1"), ("10.0.0.1", "A2"), ("10.0.0.1", "A3"), ("10.0.0.2", "B1")):
+            tasks.append(asyncio.create_task(submit(who, name)))
+            await asyncio.sleep(0.05)
+        for name in ("A1", "B1", "A2", "A3"):
+            gates[name].set()
+            await asyncio.sleep(0.1)
+        assert await asyncio.gather(*tasks) == ["A1", "A2", "A3", "B1"]
+        limiter.shutdown()
+        return started
+
+    assert asyncio.run(scenario()) == ["A1", "B1", "A2", "A3"]
+
+
+def test_one_client_cannot_fill_the_whole_queue():
+    from app.concurrency import MAX_WAITING_PER_CLIENT, Busy, client
+
+    async def scenario():
+        limiter = ForwardLimiter(max_concurrent=1, max_waiting=16, timeout_s=30)
+        release = threading.Event()
+        client.set("10.0.0.1")
+        running = asyncio.create_task(limiter.run(release.wait, 10))
+        await asyncio.sleep(0.05)
+        queued = [asyncio.create_task(limiter.run(lambda: "queued")) for _ in range(MAX_WAITING_PER_CLIENT)]
+        await asyncio.sleep(0.05)
+        with pytest.raises(Busy, match="requests waiting"):
+            await limiter.run(lambda: "one too many")
+        client.set("10.0.0.2")
+        other = asyncio.create_task(limiter.run(lambda: "other"))  # another client still gets in line
+        await asyncio.sleep(0.05)
+        release.set()
+        results = await asyncio.gather(running, *queued, other)
+        limiter.shutdown()
+        return results
+
+    assert asyncio.run(scenario())[-1] == "other"

@@ -1,4 +1,4 @@
-"""A bounded shutdown: SIGTERM while expensive work is queued (six logit lenses at the most a
+"""A bounded shutdown: SIGTERM while expensive work is queued (four logit lenses at the most a
 request may ask, on GPT-2 small's shapes, and a generation) exits within seconds. Queued work
 is refused at once (503, "stopping"), a generation stream ends with an error event that says
 so, and work already running gets a few seconds of grace before it is cancelled."""
@@ -41,7 +41,7 @@ def test_sigterm_with_queued_work_exits_within_10_s():
             except httpx.HTTPError as error:
                 answers.append(("generate", "closed", str(error)))
 
-        threads = [threading.Thread(target=lens, args=(w,)) for w in range(6)] + [threading.Thread(target=generate)]
+        threads = [threading.Thread(target=lens, args=(w,)) for w in range(4)] + [threading.Thread(target=generate)]
         for thread in threads:
             thread.start()
             time.sleep(0.1)
@@ -54,8 +54,10 @@ def test_sigterm_with_queued_work_exits_within_10_s():
             thread.join(30)
         log = server.log
     print(f"exit after SIGTERM: {elapsed:.1f} s; answers: {[(k, s) for k, s, _ in answers]}")
-    refused = [a for a in answers if a[0] == "lens" and a[1] == 503]
-    assert refused and all("stopping" in text for _, _, text in refused)
+    refused = [text for kind, status, text in answers if kind == "lens" and status == 503]
+    # One lens runs; the rest and the generation fill this client's share of the queue (4) and
+    # are refused as the server stops.
+    assert refused and all("stopping" in text for text in refused)
     [(_, status, events)] = [a for a in answers if a[0] == "generate"]
     assert status == 200 and "event: error" in events and "stopping" in events
     assert "Application shutdown complete" in log
