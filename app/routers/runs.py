@@ -83,9 +83,10 @@ async def layer_details(
         suffixes = asked
     run = (await run_of(http, run_id)).run
 
-    def layer_body() -> bytes:  # recomputed and encoded in the worker: hundreds of MB at 1,024 tokens
-        captured = run.layer(layer)
+    captured = await limiter.run(run.layer, layer)  # the forward slot only for the recompute
+
+    def layer_body() -> bytes:  # encoded in a worker thread, not on the loop: hundreds of MB at 1,024 tokens
         return json_bytes({"layer": layer,
                            "tensors": {f"blocks.{layer}.{s}": tensors.encode(captured[s], dtype) for s in suffixes}})
 
-    return await json_response(http, await limiter.run(layer_body))
+    return await json_response(http, await run_in_threadpool(layer_body))
