@@ -52,7 +52,7 @@ def _download(name: str, revision: str | None) -> int:
     except hub.HubRefused as error:
         return _fail(str(error))
     except Exception as error:  # the network dropped mid-download, the disk is full...
-        return _fail(f"The download of {where} failed: {_first_line(error)}. Run the command again: finished files are kept.")
+        return _fail(f"The download of {where} failed: {hub.first_line(error)}. Run the command again: finished files are kept.")
     if problem:
         return _fail(f"The weights of {where} in {folder} do not load: {problem}")
 
@@ -75,11 +75,6 @@ def _load(folder: str):
         return Explainer(load_model(folder)), None
     except (ModelLoadError, ValueError) as error:
         return None, str(error)
-
-
-def _first_line(error: Exception) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else repr(error)
 
 
 def _say(line: str) -> None:

@@ -36,6 +36,12 @@ class HubRefused(OSError):
     the id cannot be a Hub id at all."""
 
 
+def first_line(error: BaseException) -> str:
+    """The first line of an error's message (its class name if it has none), for one-line messages."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else error.__class__.__name__
+
+
 def download_command(name: str = DEFAULT_MODEL, revision: str | None = None) -> str:
     """The shell command that puts `name`'s weights into the Hugging Face cache."""
     return "explainer download" + ("" if name == DEFAULT_MODEL else f" {shlex.quote(name)}") + _revision_flag(revision)
@@ -119,8 +125,7 @@ def unreachable(repo_id: str, revision: str | None = None, timeout_s: float = PR
     status = getattr(getattr(error, "response", None), "status_code", None)
     if isinstance(error, HfHubHTTPError) and status in (401, 403):
         raise HubRefused(f"The Hugging Face Hub refused the request for {repo_id!r} ({status}): check HF_TOKEN.") from error
-    detail = str(error).strip().splitlines()[0] if str(error).strip() else error.__class__.__name__
-    return f"cannot reach {endpoint()} ({detail})"
+    return f"cannot reach {endpoint()} ({first_line(error)})"
 
 
 def download(repo_id: str, revision: str | None = None, again: bool = False) -> str:
@@ -147,4 +152,4 @@ def locate(repo_id: str, revision: str | None = None) -> str:
     try:
         return download(repo_id, revision)
     except Exception as error:  # the network dropped mid-download, the disk is full...
-        raise WeightsUnavailable(f"the download of {repo_id!r} failed: {str(error).splitlines()[0]}") from error
+        raise WeightsUnavailable(f"the download of {repo_id!r} failed: {first_line(error)}") from error

@@ -116,9 +116,8 @@ def _pretrained(folder: str, refetch: str | None = None) -> GPT2LMHeadModel:
     try:
         model, info = GPT2LMHeadModel.from_pretrained(folder, output_loading_info=True)
     except Exception as error:  # OSError, ValueError, safetensors' own error for a truncated file...
-        detail = str(error).strip().splitlines()[0] if str(error).strip() else "no detail"
         raise ModelLoadError(
-            f"Could not load GPT-2 weights from {folder!r} ({error.__class__.__name__}: {detail}). "
+            f"Could not load GPT-2 weights from {folder!r} ({error.__class__.__name__}: {hub.first_line(error)}). "
             + (f"The copy in the Hugging Face cache looks damaged: `{refetch}` fetches it anew."
                if refetch else "The directory must hold a checkpoint saved with save_pretrained (config.json and model.safetensors).")
         ) from error

@@ -74,7 +74,7 @@ def test_the_untrained_state_stays_visible_and_names_the_command(chromium, serve
     context.close()
 
 
-@pytest.mark.parametrize("width, height, presenter", [(1280, 720, True), (1920, 1080, True), (390, 844, False)])
+@pytest.mark.parametrize("width, height, presenter", [(390, 844, False), (800, 900, False), (1280, 720, False), (1280, 720, True), (1920, 1080, False), (1920, 1080, True)])
 def test_the_badge_fits_every_layout(chromium, server, width, height, presenter):
     query = "?p=The%20cat%20sat" + ("&present=1" if presenter else "")
     context, page, errors = open_page(chromium, server, width, height, query)
@@ -87,6 +87,6 @@ def test_the_badge_fits_every_layout(chromium, server, width, height, presenter)
         const card = document.getElementById('stage-tokens').getBoundingClientRect();
         return b.left >= card.left && b.right <= card.right && b.top >= card.top && b.bottom <= card.bottom; }""")
     assert page.evaluate("document.documentElement.scrollWidth <= innerWidth")
-    page.screenshot(path=str(ARTIFACTS / f"untrained-{width}{'-presenter' if presenter else ''}-scrolled.png"))
+    page.screenshot(path=str(ARTIFACTS / f"untrained-layout-{width}{'-presenter' if presenter else ''}.png"))
     assert errors == [] and csp_violations(page) == []
     context.close()
