@@ -11,15 +11,13 @@ import gzip
 import json
 import zlib
 
-from fastapi import HTTPException
-
 from model import Explainer, Run
 from model.sampling import distribution
 
 from . import tensors
 from .cache import CachedRun, RunCache
 from .concurrency import ForwardLimiter
-from .errors import field_error
+from .errors import ApiError, field_error
 from .model_info import model_info
 
 N_TOP = 10
@@ -59,7 +57,7 @@ def check_pattern_budget(explainer: Explainer, n_tokens: int, mode: str, budget:
     not seconds of work and hundreds of MB (302 MB at 1,024 tokens in GPT-2 small)."""
     size = pattern_bytes(explainer, n_tokens)
     if mode == "all" and size > budget:
-        raise field_error("patterns", f"every layer's attention for {n_tokens} tokens is {size / 2**20:.0f} MB, more "
+        raise field_error("patterns", code="too_costly", message=f"every layer's attention for {n_tokens} tokens is {size / 2**20:.0f} MB, more "
                                       f"than the {budget / 2**20:.0f} MB one response may carry: ask with \"auto\" and "
                                       "fetch each layer from /api/runs/{run_id}/layers/{layer}?fields=attn.hook_pattern")
 
@@ -136,5 +134,6 @@ async def resolve(run_id: str, explainer: Explainer, cache: RunCache, limiter: F
         return entry
     text = cache.text_of(run_id)
     if text is None:
-        raise HTTPException(404, f"Unknown run_id {run_id!r}: this server never issued it, or forgot it long ago. Analyze the prompt again to get a run.")
+        raise ApiError(404, "unknown_run", f"Unknown run_id {run_id!r}: this server never issued it, or forgot it long ago. "
+                                           "Analyze the prompt again to get a run.", field="run_id")
     return await coalescer.run(("recompute", run_id), lambda: limiter.run(recompute, explainer, cache, run_id, text))

@@ -10,9 +10,8 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
-from fastapi import HTTPException
-
 from .clients import client
+from .errors import ApiError
 
 T = TypeVar("T")
 RETRY_AFTER_S = 2
@@ -64,9 +63,11 @@ class FairSlots:
         self.free += 1
 
 
-class Busy(HTTPException):
-    def __init__(self, detail: str):
-        super().__init__(status_code=503, detail=detail, headers={"Retry-After": str(RETRY_AFTER_S)})
+class Busy(ApiError):
+    """503 + Retry-After. `code`: busy (a full queue), timeout, or stopping."""
+
+    def __init__(self, detail: str, code: str = "busy"):
+        super().__init__(503, code, detail, headers={"Retry-After": str(RETRY_AFTER_S)})
 
 
 class ForwardLimiter:
@@ -92,7 +93,7 @@ class ForwardLimiter:
         """Busy (503 + Retry-After) if the queue is full, this client has its share of it
         waiting already, or the server is stopping."""
         if self._closing.is_set():
-            raise Busy(STOPPING)
+            raise Busy(STOPPING, "stopping")
         if self.waiting >= self.max_waiting:
             raise Busy("The model is busy with other requests; try again in a few seconds.")
         if self._slots.waiting_for(client.get()) >= MAX_WAITING_PER_CLIENT:
@@ -124,12 +125,12 @@ class ForwardLimiter:
         try:
             return await asyncio.wait_for(asyncio.shield(future), self.timeout_s)
         except TimeoutError:
-            raise Busy(f"The request took longer than {self.timeout_s:.0f} s and was abandoned.") from None
+            raise Busy(f"The request took longer than {self.timeout_s:.0f} s and was abandoned.", "timeout") from None
 
     async def _acquire(self) -> None:
         """A slot, or Busy when the time limit passes or the server starts stopping first."""
         if self._closing.is_set():
-            raise Busy(STOPPING)
+            raise Busy(STOPPING, "stopping")
         slot = self._slots.acquire(client.get())
         closing = asyncio.ensure_future(self._closing.wait())
         try:
@@ -142,8 +143,8 @@ class ForwardLimiter:
             return
         self._give_up(slot, closing)
         if self._closing.is_set():
-            raise Busy(STOPPING)
-        raise Busy(f"No forward slot became free within {self.timeout_s:.0f} s; try again shortly.")
+            raise Busy(STOPPING, "stopping")
+        raise Busy(f"No forward slot became free within {self.timeout_s:.0f} s; try again shortly.", "timeout")
 
     def _give_up(self, slot: asyncio.Future, closing: asyncio.Future) -> None:
         closing.cancel()

@@ -3,19 +3,20 @@ the forward limiter."""
 
 from __future__ import annotations
 
-from fastapi import HTTPException, Request
+from fastapi import Request
 
 from model import Explainer
 
 from . import analysis
 from .cache import CachedRun, RunCache
 from .concurrency import ForwardLimiter
+from .errors import ApiError
 
 
 def get_explainer(request: Request) -> Explainer:
     explainer = getattr(request.app.state, "explainer", None)
     if explainer is None:
-        raise HTTPException(503, "The model is still loading; try again in a moment.", headers={"Retry-After": "5"})
+        raise ApiError(503, "loading", "The model is still loading; try again in a moment.", headers={"Retry-After": "5"})
     return explainer
 
 

@@ -1,25 +1,44 @@
-"""Errors a person can act on: every validation failure is a 422 whose message names the
-field, a body over the limit is a 413, and a prompt the model cannot take is a 422."""
+"""One error type, one body, one handler: every 4xx and 5xx is {"detail", "code", "errors"}
+(schemas.ErrorBody), with a stable `code` a page can key its own message on, and each field at
+fault named. Validation failures are 422, a body that is not JSON 400, a body over the limit 413,
+a prompt the model cannot take 422."""
 
 from __future__ import annotations
 
 import logging
 
 from fastapi import FastAPI, Request
-from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from model import PromptError, PromptTooLongError
 
+from .schemas import NOT_BLANK, ErrorBody
+
 log = logging.getLogger("explainer")
 
 
-def field_error(field: str, message: str) -> RequestValidationError:
-    """A 422 in the app's validation format ({"detail", "errors": [{field, message}]}), for
-    checks a route makes itself (a layer beyond the model's, an unknown hook...)."""
-    return RequestValidationError([{"loc": ("query", *field.split(".")), "msg": message, "type": "value_error"}])
+class ApiError(Exception):
+    """An answer other than success: status, stable code, a sentence, and the field at fault."""
+
+    def __init__(self, status: int, code: str, detail: str, field: str | None = None,
+                 headers: dict[str, str] | None = None, **extra):
+        super().__init__(detail)
+        self.status, self.code, self.detail, self.headers, self.extra = status, code, detail, headers, extra
+        self.errors = [{"field": field, "message": detail.removeprefix(f"{field}: ")}] if field else []
+
+    def body(self) -> dict:
+        return {"detail": self.detail, "code": self.code, "errors": self.errors, **self.extra}
+
+    def response(self) -> JSONResponse:
+        return JSONResponse(self.body(), status_code=self.status, headers=self.headers)
+
+
+def field_error(field: str, message: str, code: str = "invalid") -> ApiError:
+    """A 422 for a check a route makes itself. `code` "invalid" when the value breaks the
+    schema; one of the context codes when it fits the schema but not this prompt or run."""
+    return ApiError(422, code, f"{field}: {message}", field=field)
 
 
 def _field(loc) -> str:
@@ -27,32 +46,79 @@ def _field(loc) -> str:
     return ".".join(parts) or "body"
 
 
+def _message(item: dict) -> str:
+    if item.get("type") == "string_pattern_mismatch" and item.get("ctx", {}).get("pattern") == NOT_BLANK:
+        return "is blank: type some text"
+    return str(item.get("msg", "invalid")).removeprefix("Value error, ")
+
+
+_STATUS_CODES = {400: "invalid", 404: "not_found", 405: "method_not_allowed", 413: "body_too_large",
+                 503: "busy"}
+
+
 def install(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, error: ApiError) -> JSONResponse:
+        if error.status >= 500:  # a full queue, a time limit: in the log, with where it came from
+            log.warning("%s %s answered %d: %s", request.method, request.url.path, error.status, error.detail)
+        return error.response()
+
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
-        problems = []
-        for item in error.errors():
-            message = str(item.get("msg", "invalid")).removeprefix("Value error, ")
-            if item.get("type") == "json_invalid":
-                problems.append({"field": "body", "message": "The request body is not valid JSON."})
-            else:
-                problems.append({"field": _field(item.get("loc", ())), "message": message})
+        items = error.errors()
+        if any(item.get("type") == "json_invalid" for item in items):
+            message = "The request body is not valid JSON."
+            return ApiError(400, "invalid_json", message, field="body").response()
+        problems = [{"field": _field(item.get("loc", ())), "message": _message(item)} for item in items]
+        code = "empty_prompt" if any(item.get("type") == "empty_prompt" for item in items) else "invalid"
         text = "; ".join(f"{p['field']}: {p['message']}" for p in problems)
-        return JSONResponse(status_code=422, content={"detail": text, "errors": problems})
+        return JSONResponse(status_code=422, content={"detail": text, "code": code, "errors": problems})
 
     @app.exception_handler(HTTPException)
-    async def http_error(request: Request, error: HTTPException):
-        if error.status_code >= 500:  # a full queue, a time limit: in the log, with where it came from
-            log.warning("%s %s answered %d: %s", request.method, request.url.path, error.status_code, error.detail,
-                        exc_info=error)
-        return await http_exception_handler(request, error)
+    async def http_error(request: Request, error: HTTPException) -> JSONResponse:
+        # Starlette's own: an unknown path (404), a method the path lacks (405, with Allow),
+        # a body it could not parse (400).
+        code = _STATUS_CODES.get(error.status_code, "internal" if error.status_code >= 500 else "invalid")
+        return JSONResponse({"detail": str(error.detail), "code": code, "errors": []},
+                            status_code=error.status_code, headers=error.headers)
 
     @app.exception_handler(PromptError)
     async def prompt_error(request: Request, error: PromptError) -> JSONResponse:
-        content = {"detail": str(error), "errors": [{"field": "text", "message": str(error)}]}
         if isinstance(error, PromptTooLongError):
-            content.update(n_tokens=error.n_tokens, limit=error.limit)
-        return JSONResponse(status_code=422, content=content)
+            return ApiError(422, "prompt_too_long", str(error), field="text",
+                            n_tokens=error.n_tokens, limit=error.limit).response()
+        return ApiError(422, "empty_prompt", str(error), field="text").response()
+
+
+# What each status means, for the OpenAPI document: every route lists the ones it can answer.
+_DESCRIPTIONS = {
+    400: "The body is not JSON (code invalid_json), or the Host header names a host this server does not answer "
+         "to (host_not_allowed).",
+    404: "unknown_run: a run id this server never issued (or forgot long ago: analyze the prompt again); "
+         "not_found: no such path.",
+    413: "body_too_large: the request body is over 2 MB, more than any body this schema allows.",
+    422: "The request does not fit this schema (code invalid, or empty_prompt for a blank prompt), or it fits but "
+         "the prompt, the run or the model cannot take it: prompt_too_long (more tokens than the model's context; "
+         "n_tokens and limit say how many), too_costly (the answer would pass a stated budget: patterns 'all' on a "
+         "long prompt, the logit lens over more than 64 positions), out_of_range (a position beyond this run's "
+         "tokens, a hook of another layer), one_of (give exactly one of two parameters), bad_words (a word or "
+         "expression the tokenizer or the arithmetic cannot take: over 16 tokens a word, over 12 words, "
+         "two operators in a row, an unclosed quote, a zero vector). `errors` names each field at fault.",
+    503: "loading (the model is not loaded yet), busy (the forward queue is full, or this client has 8 requests "
+         "waiting), timeout (no slot, or no answer, within EXPLAINER_REQUEST_TIMEOUT), stopping (the server is "
+         "shutting down). Retry-After says when to try again.",
+}
+_RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before trying again.", "schema": {"type": "integer"}}}
+
+
+def documented(*statuses: int) -> dict:
+    """OpenAPI `responses` for these error statuses, each with the ErrorBody schema."""
+    responses = {}
+    for status in statuses:
+        responses[status] = {"model": ErrorBody, "description": _DESCRIPTIONS[status]}
+        if status == 503:
+            responses[status]["headers"] = _RETRY_AFTER
+    return responses
 
 
 class BodySizeLimit:
@@ -97,5 +163,5 @@ class BodySizeLimit:
 
     async def _refuse(self, send):
         limit_kb = self.max_bytes // 1024
-        response = JSONResponse(status_code=413, content={"detail": f"The request body is larger than {limit_kb} KB."})
-        await response({"type": "http"}, None, send)
+        error = ApiError(413, "body_too_large", f"The request body is larger than {limit_kb} KB.", field="body")
+        await error.response()({"type": "http"}, None, send)

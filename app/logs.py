@@ -75,7 +75,7 @@ class AccessLog:
             log.exception("%s %s failed", scope["method"], scope["path"])
             if status is None:
                 status = 500
-                body = json.dumps({"detail": "Internal server error; it is in the server's log."}).encode()
+                body = json.dumps({"detail": "Internal server error; it is in the server's log.", "code": "internal", "errors": []}).encode()
                 await send({"type": "http.response.start", "status": 500,
                             "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
                 await send({"type": "http.response.body", "body": body})

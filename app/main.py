@@ -17,7 +17,7 @@ from fastapi.staticfiles import StaticFiles
 
 from model import Explainer
 
-from . import errors, logs, security, startup
+from . import contract, errors, logs, security, startup
 from .cache import RunCache
 from .concurrency import Coalescer, ForwardLimiter
 from .resources import data_dir, version
@@ -58,6 +58,7 @@ def create_app(settings: Settings | None = None, explainer: Explainer | None = N
     app.state.settings = settings
     app.state.explainer = None
     errors.install(app)
+    contract.install(app)
     app.add_middleware(GZipMiddleware, minimum_size=2048, compresslevel=5)
     app.add_middleware(errors.BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(security.Security, allowed_hosts=settings.allowed_hosts, frame_ancestors=settings.frame_ancestors)

@@ -4,11 +4,74 @@ TransformerLens hook names; positions, layers and heads are 0-based."""
 from __future__ import annotations
 
 import math
-from typing import Literal
+import re
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
+
+from model.tokenizer import BLANK, is_blank
 
 MAX_TOP_K = 50257
+MAX_SEED = 2**53 - 1  # exact in a JSON number (a double): the schema states it without rounding
+MAX_PROMPT_CHARS = 100_000
+NOT_BLANK = f"^[\\s\\S]*[^{BLANK}][\\s\\S]*$"  # a JSON Schema pattern (ECMA and Python agree on these escapes)
+
+# --- Errors: one body for every 4xx and 5xx ---------------------------------------------------
+
+ErrorCode = Literal[
+    # the request does not fit this schema
+    "invalid", "invalid_json", "empty_prompt", "body_too_large", "host_not_allowed",
+    # it fits the schema, but the prompt, the run or the model cannot take it (see the 422 description)
+    "prompt_too_long", "too_costly", "out_of_range", "one_of", "bad_words",
+    # addresses
+    "unknown_run", "not_found", "method_not_allowed",
+    # the server
+    "loading", "busy", "timeout", "stopping", "internal",
+]
+# 422s for requests that fit the schema but not the prompt, the run or the model: no JSON Schema
+# can state them (a prompt's length in tokens, a position beyond a run's tokens, one of two
+# parameters...). The 422 description in the OpenAPI document lists them.
+CONTEXT_CODES = ("prompt_too_long", "too_costly", "out_of_range", "one_of", "bad_words")
+
+
+class FieldProblem(BaseModel):
+    field: str = Field(description="The request field at fault, e.g. text, layer, word[0]; 'body' for the whole body.")
+    message: str
+
+
+class ErrorBody(BaseModel):
+    detail: str = Field(description="What went wrong, for a person, in English.")
+    code: ErrorCode = Field(description="Stable: a page keys its own (translated) message on it.")
+    errors: list[FieldProblem] = Field(default_factory=list, description="One entry per field at fault (422 and 400).")
+    n_tokens: int | None = Field(None, description="prompt_too_long: the prompt's length in tokens.")
+    limit: int | None = Field(None, description="prompt_too_long: the most the model takes.")
+
+
+def _digits(value: object) -> object:
+    if isinstance(value, str) and not re.fullmatch(r"-?(0|[1-9][0-9]{0,18})", value):
+        raise ValueError(f"must be a whole number written in digits, got {value!r}")
+    return value
+
+
+def _integral(value: object) -> object:
+    if isinstance(value, float) and value.is_integer():  # JSON Schema's integer: 3.0 is one
+        return int(value)
+    return value
+
+
+def whole_number(ge: int | None = None, le: int | None = None):
+    """An integer in a path or a query, parsed strictly: '1.0', ' 1', '+1' and '01' are refused.
+    (The bounds go before the validator, or pydantic leaves them out of the JSON Schema.)"""
+    return Annotated[int, Field(ge=ge, le=le), BeforeValidator(_digits)]
+
+
+def body_integer(ge: int | None = None, le: int | None = None):
+    """An integer in a strict JSON body: 3 and 3.0 (the same JSON Schema integer), not "3" or true."""
+    return Annotated[int, Field(ge=ge, le=le), BeforeValidator(_integral)]
+
+
+Index = whole_number(ge=0)
 
 
 class Tensor(BaseModel):
@@ -38,6 +101,12 @@ class ModelInfo(BaseModel):
     version: str = Field(description="The explainer package's version.")
 
 
+class Health(BaseModel):
+    status: Literal["ok", "loading"]
+    cache: dict[str, int] | None = Field(None, description="The run cache's entries and bytes, against its limits.")
+    forward_passes: dict[str, int] | None = Field(None, description="Forward passes running and waiting now.")
+
+
 class Token(BaseModel):
     position: int
     id: int
@@ -56,15 +125,21 @@ class TopToken(TokenProb):
 
 
 def _check_prompt(text: str) -> str:
-    if not text.strip():
-        raise ValueError("the prompt is empty: type some text to analyze")
+    if is_blank(text):
+        raise PydanticCustomError("empty_prompt", "the prompt is empty: type some text to analyze")
     return text
+
+
+def _prompt(description: str):
+    return Field(min_length=1, max_length=MAX_PROMPT_CHARS, description=description,
+                 json_schema_extra={"pattern": NOT_BLANK})
 
 
 class AnalyzeRequest(BaseModel):
     model_config = ConfigDict(strict=True)  # wrong types are a 422, not coerced ("1", true)
 
-    text: str = Field(min_length=1, max_length=100_000, description="The prompt; at most 1,024 tokens.")
+    text: str = _prompt("The prompt; at most the model's context in tokens (1,024 in GPT-2 small), else a 422 "
+                        "prompt_too_long. Blank means only whitespace characters.")
     patterns: Literal["all", "auto"] = Field(
         "all",
         description="'all': every layer's attention pattern in the response, up to 16 MB of them "
@@ -111,10 +186,10 @@ def _check_temperature(value: float) -> float:
 class SamplingParams(BaseModel):
     model_config = ConfigDict(strict=True)  # an int is still a valid float; "1", true and 3.0 for an int are not
 
-    temperature: float = Field(1.0, description="0 = greedy; at most 10.")
-    top_k: int | None = Field(None, ge=1, le=MAX_TOP_K)
+    temperature: float = Field(1.0, ge=0, le=10, description="0 = greedy; at most 10.")
+    top_k: body_integer(ge=1, le=MAX_TOP_K) | None = None
     top_p: float | None = Field(None, gt=0, le=1)
-    seed: int | None = Field(None, ge=0, le=2**63 - 1)
+    seed: body_integer(ge=0, le=MAX_SEED) | None = None
 
     @field_validator("temperature")
     @classmethod
@@ -133,8 +208,8 @@ class SampleResponse(BaseModel):
 
 
 class GenerateRequest(SamplingParams):
-    text: str = Field(min_length=1, max_length=100_000)
-    max_new_tokens: int = Field(32, ge=1, le=256)
+    text: str = _prompt("The prompt to continue; at most the model's context in tokens.")
+    max_new_tokens: body_integer(ge=1, le=256) = 32
 
     @field_validator("text")
     @classmethod

@@ -84,7 +84,9 @@ class Settings:
     request_timeout_s: float = 120.0
     cache_entries: int = 64
     cache_bytes: int = 1 << 30
-    max_body_bytes: int = 1 << 20
+    # Above the largest body the schema allows: 100,000 characters of prompt, each escaped in
+    # JSON as up to 12 bytes (a surrogate pair), is 1.2 MB.
+    max_body_bytes: int = 2 << 20
     # analyze with patterns='auto' sends every layer's pattern only up to this many bytes
     # (float16): 241 tokens in GPT-2 small. Beyond, the page fetches them layer by layer.
     auto_pattern_bytes: int = 16 << 20

@@ -28,7 +28,7 @@ from typing import TypeVar
 import torch
 from transformers import GPT2LMHeadModel
 
-from .tokenizer import Tokenizer
+from .tokenizer import Tokenizer, is_blank, strip_blank
 
 T = TypeVar("T")
 
@@ -174,7 +174,7 @@ class EmbeddingSpace:
 
     def term(self, word: str, field: str = "word", sign: int = 1) -> Term:
         """A word as GPT-2 reads it mid-sentence (' ' + word), or exactly when in double quotes."""
-        stripped = word.strip()
+        stripped = strip_blank(word)
         if len(stripped) >= 2 and stripped[0] == stripped[-1] == '"':
             text = stripped[1:-1]
         else:
@@ -214,7 +214,7 @@ class EmbeddingSpace:
                 sign = 1 if op == "+" else -1
                 continue
             word = quoted if quoted else (bare or "")
-            if not word.strip():
+            if is_blank(word):
                 continue
             if terms and sign is None:
                 raise EmbeddingQueryError(field, f"put + or - between the words (before {word.strip()!r}); "

@@ -11,7 +11,7 @@ import torch
 from . import engine
 from .loading import DEFAULT_MODEL, RANDOM_WEIGHTS_SEED, LoadedModel, load_model
 from .run import Run
-from .tokenizer import Tokenizer, get_tokenizer
+from .tokenizer import Tokenizer, get_tokenizer, is_blank
 
 
 class PromptError(ValueError):
@@ -86,7 +86,7 @@ class Explainer:
 
     def tokenize(self, text: str) -> list[int]:
         """GPT-2 ids for `text`, or a PromptError (empty, or longer than the context)."""
-        if not text or not text.strip():
+        if is_blank(text):
             raise EmptyPromptError("The prompt is empty: type some text to analyze.")
         ids = self.tokenizer.encode(text)
         if len(ids) > self.n_ctx:

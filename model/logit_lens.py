@@ -79,20 +79,28 @@ def lens_logits(model: GPT2LMHeadModel, resid: torch.Tensor) -> torch.Tensor:
     return model.lm_head(normalized)
 
 
+class PositionError(ValueError):
+    """A bad list of positions; `beyond_run` when it is valid in itself but past this run's tokens."""
+
+    def __init__(self, message: str, beyond_run: bool = False):
+        super().__init__(message)
+        self.beyond_run = beyond_run
+
+
 def check_positions(run: Run, positions: Sequence[int] | None) -> list[int]:
-    """The positions to read (all when None), or a ValueError naming the bad one."""
+    """The positions to read (all when None), or a PositionError naming the bad one."""
     n = len(run)
     if positions is None:
         return list(range(n))
     positions = list(positions)
     if not positions:
-        raise ValueError("give at least one position, or none for all")
+        raise PositionError("give at least one position, or none for all")
     for p in positions:
         if not 0 <= p < n:
-            raise ValueError(f"must be from 0 to {n - 1} (the prompt has {n} tokens), got {p}")
+            raise PositionError(f"must be from 0 to {n - 1} (the prompt has {n} tokens), got {p}", beyond_run=p >= 0)
     if len(set(positions)) < len(positions):
         repeated = next(p for i, p in enumerate(positions) if p in positions[:i])
-        raise ValueError(f"{repeated} is asked for more than once; give each position once")
+        raise PositionError(f"{repeated} is asked for more than once; give each position once")
     return positions
 
 

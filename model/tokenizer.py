@@ -19,6 +19,20 @@ from tokenizers import decoders, models, pre_tokenizers
 
 VOCAB_SIZE = 50257
 
+# Blank means made only of these: the characters ECMAScript's \s matches, so that the API's
+# JSON Schema pattern, the page and Python agree (Python's str.strip would also take \x1c-\x1f
+# and \x85, which GPT-2 reads as tokens like any other). BLANK is a regex class body.
+BLANK = r"\t\n\v\f\r \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+_BLANK_CHARS = "\t\n\v\f\r \u00a0\u1680\u2028\u2029\u202f\u205f\u3000\ufeff" + "".join(map(chr, range(0x2000, 0x200B)))
+
+
+def is_blank(text: str) -> bool:
+    return not text.strip(_BLANK_CHARS)
+
+
+def strip_blank(text: str) -> str:
+    return text.strip(_BLANK_CHARS)
+
 
 @dataclass(frozen=True)
 class TokenPiece:

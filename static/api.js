@@ -10,7 +10,8 @@
  *   slice(tensor, ...leading) -> Float32Array   a view (no copy) of the sub-tensor at the leading indices,
  *       e.g. slice(hook_q, pos, head) -> the d_head vector; slice(pattern, head, q) -> the row of weights.
  *
- *   class ApiError extends Error {status, detail, errors: [{field, message}]}
+ *   class ApiError extends Error {status, detail, code, errors: [{field, message}]}; `code` is the
+ *     API's stable error code (empty_prompt, prompt_too_long, busy, unknown_run...), or null
  *       Thrown by every call below on a non-2xx answer; .message is a sentence a person can read.
  *       A 503 (server busy) is first retried after its Retry-After, up to 5 times.
  *   busy.onWait = (sentence | null) => {}   set by the page to show "busy, retrying" while waiting.
@@ -103,20 +104,23 @@ export function slice(tensor, ...leading) {
 }
 
 export class ApiError extends Error {
-  constructor(status, detail, errors = []) {
+  constructor(status, detail, errors = [], code = null) {
     super(detail);
     this.name = "ApiError";
     this.status = status;
     this.detail = detail;
     this.errors = errors;
+    this.code = code;
   }
 }
 
 async function failure(response) {
   let detail = `The server answered ${response.status} ${response.statusText}.`;
   let errors = [];
+  let code = null;
   try {
     const body = await response.json();
+    if (typeof body.code === "string") code = body.code;
     if (Array.isArray(body.errors) && body.errors.length) {
       errors = body.errors;
       detail = body.errors.map((e) => e.message).join("; ");
@@ -125,7 +129,7 @@ async function failure(response) {
     }
   } catch (_) { /* not JSON */ }
   if (response.status === 503) detail = detail || "The server is busy; try again in a moment.";
-  return new ApiError(response.status, detail, errors);
+  return new ApiError(response.status, detail, errors, code);
 }
 
 /** Called with a sentence while a busy server is being waited for, and with null when it answers. */
@@ -338,7 +342,7 @@ export async function generate({ text, maxNewTokens, ...params }, { onToken = ()
       if (!block.trim()) continue;
       const { event, data } = parseEvent(block);
       if (event === "done") return data;
-      if (event === "error") throw new ApiError(200, (data && data.detail) || "Generation failed.");
+      if (event === "error") throw new ApiError(200, (data && data.detail) || "Generation failed.", [], (data && data.code) || null);
       if (data) onToken(data);
     }
     if (done) throw new ApiError(0, "The generation stream ended early.");

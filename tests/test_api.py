@@ -223,9 +223,9 @@ def test_non_finite_temperature_is_422(client, analyzed, raw):
     assert "temperature" in response.json()["detail"]
 
 
-def test_malformed_json_is_422(client):
+def test_malformed_json_is_400(client):
     response = client.post("/api/analyze", content=b'{"text": ', headers={"content-type": "application/json"})
-    assert response.status_code == 422
+    assert response.status_code == 400 and response.json()["code"] == "invalid_json"
     assert "JSON" in response.json()["detail"]
 
 
@@ -238,14 +238,24 @@ def test_too_many_tokens_states_limit_and_count(client):
     assert client.post("/api/generate", json={"text": " a" * 1030, "max_new_tokens": 2}).status_code == 422
 
 
-def test_body_over_one_megabyte_is_413(client):
-    big = json.dumps({"text": "a" * (1 << 20)})
-    assert client.post("/api/analyze", content=big, headers={"content-type": "application/json"}).status_code == 413
+def test_body_over_two_megabytes_is_413(client):
+    big = json.dumps({"text": "a" * (2 << 20)})
+    response = client.post("/api/analyze", content=big, headers={"content-type": "application/json"})
+    assert response.status_code == 413 and response.json()["code"] == "body_too_large"
 
     def chunks():  # no Content-Length: the limit still holds while streaming
-        for _ in range(20):
+        for _ in range(40):
             yield b"a" * 65536
     assert client.post("/api/analyze", content=chunks(), headers={"content-type": "application/json"}).status_code == 413
+
+
+def test_the_largest_body_the_schema_allows_is_not_413(client):
+    """100,000 astral characters, each escaped as a surrogate pair: 1.2 MB of JSON, read and
+    then refused for its length in tokens (a 422), never for its size."""
+    largest = json.dumps({"text": "\U0001F600" * 100_000})
+    assert len(largest) > 1_200_000
+    response = client.post("/api/analyze", content=largest, headers={"content-type": "application/json"})
+    assert response.status_code == 422 and response.json()["code"] == "prompt_too_long"
 
 
 @pytest.mark.parametrize("layer", ["2", "-1", "99", "x"])
@@ -365,7 +375,7 @@ def test_generated_text_is_cached_in_the_form_the_page_asks_for(explainer, check
 @pytest.mark.parametrize("path, body, field", [
     ("/api/sample", {"run_id": "x", "temperature": "1"}, "temperature"),
     ("/api/sample", {"run_id": "x", "temperature": True}, "temperature"),
-    ("/api/sample", {"run_id": "x", "top_k": 3.0}, "top_k"),
+    ("/api/sample", {"run_id": "x", "top_k": 3.5}, "top_k"),
     ("/api/sample", {"run_id": "x", "top_p": "0.5"}, "top_p"),
     ("/api/sample", {"run_id": "x", "seed": "7"}, "seed"),
     ("/api/generate", {"text": "hi", "max_new_tokens": True}, "max_new_tokens"),

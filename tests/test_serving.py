@@ -90,7 +90,7 @@ def test_limiter_bounds_running_and_waiting():
         assert limiter.running == 1 and limiter.waiting == 1
         with pytest.raises(Busy) as busy:
             await limiter.run(lambda: "third")
-        assert busy.value.status_code == 503 and busy.value.headers["Retry-After"]
+        assert busy.value.status == 503 and busy.value.code == "busy" and busy.value.headers["Retry-After"]
         release.set()
         assert await first is True
         assert await second == "second"

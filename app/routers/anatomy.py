@@ -11,9 +11,10 @@ from model import Explainer
 from model.anatomy import GPT3, Anatomy, count_model, from_hyperparameters
 
 from ..deps import get_explainer
+from ..errors import documented
 from ..schemas import AnatomyResponse
 
-router = APIRouter(prefix="/api")
+router = APIRouter(prefix="/api", responses=documented(400, 503))
 
 
 def anatomy_json(anatomy: Anatomy) -> dict:

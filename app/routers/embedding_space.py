@@ -6,21 +6,23 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
+from pydantic import Field
 
 from model import Explainer
-from model.embedding_space import MAX_K, EmbeddingQueryError, EmbeddingSpace, Neighbours, Term
+from model.embedding_space import MAX_K, MAX_TERMS, MAX_WORD_CHARS, EmbeddingQueryError, EmbeddingSpace, Neighbours, Term
 
 from .. import tensors
 from ..deps import get_explainer, get_limiter, run_of
-from ..errors import field_error
+from ..errors import documented, field_error
 from ..responses import json_bytes, json_response
-from ..schemas import DotResponse, EmbeddingMapResponse, NeighboursResponse, TensorsResponse
+from ..schemas import NOT_BLANK, DotResponse, EmbeddingMapResponse, Index, whole_number, NeighboursResponse, TensorsResponse
 
-router = APIRouter(prefix="/api")
+router = APIRouter(prefix="/api", responses=documented(400, 422, 503))
 
 MAX_MAP_WORDS = 20
 
@@ -51,9 +53,22 @@ async def answer(request: Request, key: tuple, compute: Callable[[], dict]) -> R
         try:
             body = await get_limiter(request).run(lambda: json_bytes(compute()))
         except EmbeddingQueryError as error:
-            raise field_error(error.field, error.message) from None
+            raise query_error(error) from None
         cache.put_answer(key, body)
     return await json_response(request, body)
+
+
+def query_error(error: EmbeddingQueryError):
+    """A token id or k out of range breaks the schema; anything else got past it, and is about
+    what the tokenizer or the arithmetic made of the words."""
+    schema_level = error.field in ("k", "token_id", "a_id", "b_id")
+    return field_error(error.field, error.message, code="invalid" if schema_level else "bad_words")
+
+
+# A word as the schema states it: at most MAX_WORD_CHARS with GPT-2's leading space. A blank
+# word is a 422 bad_words: schemathesis 4.32's coverage phase makes strings one character too
+# long for a maxLength beside a pattern, so the pattern stays off the words.
+WORD = dict(min_length=1, max_length=MAX_WORD_CHARS - 1)
 
 
 def term_json(term: Term) -> dict:
@@ -69,20 +84,24 @@ def neighbours_json(found: Neighbours) -> dict:
     }
 
 
-K = Query(10, ge=1, le=MAX_K, description="How many tokens to return.")
+# FastAPI reads a parameter's type metadata (the strict parsing, the bounds) only in this form:
+# Annotated[type, Query(...)] = default.
+Count = Annotated[whole_number(ge=1, le=MAX_K), Query(description="How many tokens to return (at most the vocabulary size - 1).")]
+TokenId = Annotated[Index | None, Query(description="A token id, at most the vocabulary's last.")]
 
 
 @router.get("/embedding-space/neighbours", response_model=NeighboursResponse,
             summary="The nearest tokens to a word or token by cosine similarity, over the whole vocabulary")
 async def neighbours(
     http: Request,
-    word: str | None = Query(None, max_length=200, description="A word, read with a leading space ('king' is ' king'); in double quotes, exactly as typed."),
-    token_id: int | None = Query(None, description="A token id, instead of a word."),
-    k: int = K,
+    word: str | None = Query(None, **WORD, description="A word, read with a leading space ('king' is ' king'); in "
+                                                        "double quotes, exactly as typed. Give a word or a token_id."),
+    token_id: TokenId = None,
+    k: Count = 10,
     space: EmbeddingSpace = Depends(space_of),
 ) -> Response:
     if (word is None) == (token_id is None):
-        raise field_error("word", "give either a word or a token_id")
+        raise field_error("word", "give either a word or a token_id", code="one_of")
     return await answer(http, ("neighbours", word, token_id, k), lambda: neighbours_json(
         space.neighbours_of_word(word, k) if word is not None else space.neighbours_of_token(token_id, k)))
 
@@ -91,8 +110,10 @@ async def neighbours(
             summary="Word arithmetic: the nearest tokens to e.g. king - man + woman, leaving out the input words")
 async def arithmetic(
     http: Request,
-    expression: str = Query(..., max_length=1000, description="Words joined by + and -; a word containing + or - goes in double quotes."),
-    k: int = K,
+    expression: str = Query(..., max_length=MAX_TERMS * (MAX_WORD_CHARS + 3), pattern=NOT_BLANK,
+                            description=f"Up to {MAX_TERMS} words joined by + and -; a word containing + or - goes "
+                                        "in double quotes."),
+    k: Count = 10,
     space: EmbeddingSpace = Depends(space_of),
 ) -> Response:
     return await answer(http, ("arithmetic", expression, k), lambda: neighbours_json(space.arithmetic(expression, k)))
@@ -100,34 +121,33 @@ async def arithmetic(
 
 @router.get("/embedding-space/dot", response_model=DotResponse, summary="Dot product and cosine of two embeddings")
 def dot(
-    a: str | None = Query(None, max_length=200, description="A word (or a_id, a token id)."),
-    b: str | None = Query(None, max_length=200, description="A word (or b_id, a token id)."),
-    a_id: int | None = Query(None),
-    b_id: int | None = Query(None),
+    a: str | None = Query(None, **WORD, description="A word (or a_id, a token id: exactly one of them)."),
+    b: str | None = Query(None, **WORD, description="A word (or b_id, a token id: exactly one of them)."),
+    a_id: TokenId = None,
+    b_id: TokenId = None,
     space: EmbeddingSpace = Depends(space_of),
 ) -> dict:
     terms = []
     for name, word, token_id in (("a", a, a_id), ("b", b, b_id)):
         if (word is None) == (token_id is None):
-            raise field_error(name, f"give either {name} (a word) or {name}_id (a token id)")
+            raise field_error(name, f"give either {name} (a word) or {name}_id (a token id)", code="one_of")
         try:
             terms.append(space.term(word, name) if word is not None else space.token(token_id, f"{name}_id"))
         except EmbeddingQueryError as error:
-            raise field_error(error.field, error.message) from None
+            raise query_error(error) from None
     c = space.compare(*terms)
     return {"a": term_json(c.a), "b": term_json(c.b), "dot": c.dot, "cosine": c.cosine, "norm_a": c.norm_a, "norm_b": c.norm_b}
 
 
-@router.get("/runs/{run_id}/embedding-space/map", response_model=EmbeddingMapResponse,
+@router.get("/runs/{run_id}/embedding-space/map", response_model=EmbeddingMapResponse, responses=documented(404),
             summary="Token embeddings on their top 3 principal directions, with the prompt's tokens and added words")
 async def embedding_map(
     run_id: str,
     http: Request,
-    word: list[str] = Query([], description="Words to add to the map (repeat the parameter)."),
+    word: list[Annotated[str, Field(**WORD)]] = Query(
+        [], max_length=MAX_MAP_WORDS, description=f"Up to {MAX_MAP_WORDS} words to add to the map (repeat the parameter)."),
     space: EmbeddingSpace = Depends(space_of),
 ) -> Response:
-    if len(word) > MAX_MAP_WORDS:
-        raise field_error("word", f"at most {MAX_MAP_WORDS} words on the map, got {len(word)}")
     run = (await run_of(http, run_id)).run
     return await answer(http, ("map", run_id, tuple(word)), lambda: map_json(space, space.map(run.ids, word)))
 
@@ -143,7 +163,7 @@ def map_json(space: EmbeddingSpace, found) -> dict:
     }
 
 
-@router.get("/runs/{run_id}/embedding-space/positions", response_model=TensorsResponse,
+@router.get("/runs/{run_id}/embedding-space/positions", response_model=TensorsResponse, responses=documented(404),
             summary="The prompt's position embeddings [pos, d_model] and their cosine similarities [pos, pos]")
 async def positions(run_id: str, http: Request, space: EmbeddingSpace = Depends(space_of)) -> dict:
     run = (await run_of(http, run_id)).run

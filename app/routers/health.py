@@ -9,12 +9,14 @@ from model import Explainer
 
 from ..deps import get_explainer
 from ..model_info import model_info as describe
-from ..schemas import ModelInfo
+from ..errors import documented
+from ..schemas import Health, ModelInfo
 
 router = APIRouter()
 
 
-@router.get("/healthz", summary="200 once the model is loaded")
+@router.get("/healthz", summary="200 once the model is loaded", response_model=Health,
+            responses={503: {"model": Health, "description": "The model is still loading."}, **documented(400)})
 def healthz(request: Request) -> JSONResponse:
     if getattr(request.app.state, "explainer", None) is None:
         return JSONResponse({"status": "loading"}, status_code=503)
@@ -23,6 +25,6 @@ def healthz(request: Request) -> JSONResponse:
                                             "waiting": request.app.state.limiter.waiting}})
 
 
-@router.get("/api/model", response_model=ModelInfo, summary="The loaded model's shapes and provenance")
+@router.get("/api/model", response_model=ModelInfo, responses=documented(400, 503), summary="The loaded model's shapes and provenance")
 def model_info(explainer: Explainer = Depends(get_explainer)) -> dict:
     return describe(explainer)

@@ -4,21 +4,21 @@ and the unembedding, computed on demand for the positions asked for."""
 from __future__ import annotations
 
 import json
-from typing import Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
 from model import Explainer, Run
-from model.logit_lens import check_positions, logit_lens
+from model.logit_lens import PositionError, check_positions, logit_lens
 
 from ..concurrency import ForwardLimiter
 from ..deps import get_explainer, get_limiter, run_of
-from ..errors import field_error
+from ..errors import documented, field_error
 from ..responses import json_response
-from ..schemas import LogitLensResponse
+from ..schemas import Index, LogitLensResponse, whole_number
 
-router = APIRouter(prefix="/api")
+router = APIRouter(prefix="/api", responses=documented(400, 404, 422, 503))
 
 MAX_LENS_K = 50
 MAX_LENS_POSITIONS = 64  # with k <= 50 and 2 x 13 rows: a bounded cost per request
@@ -50,11 +50,12 @@ def lens_body(explainer: Explainer, run: Run, positions: list[int] | None, k: in
 async def logit_lens_view(
     run_id: str,
     http: Request,
-    position: list[int] | None = Query(
-        None, max_length=MAX_LENS_POSITIONS,
-        description=f"Positions to read (repeat the parameter), at most {MAX_LENS_POSITIONS}; all when omitted, "
-                    f"for a prompt of at most {MAX_LENS_POSITIONS} tokens."),
-    k: int = Query(10, ge=1, le=MAX_LENS_K, description="Top tokens per cell."),
+    position: Annotated[list[Index] | None, Query(
+        min_length=1, max_length=MAX_LENS_POSITIONS, json_schema_extra={"uniqueItems": True},
+        description=f"Positions to read (repeat the parameter), at most {MAX_LENS_POSITIONS}; each once; all when omitted, "
+                    f"for a prompt of at most {MAX_LENS_POSITIONS} tokens (else a 422 too_costly). A position beyond "
+                    "the run's tokens is a 422 out_of_range.")] = None,
+    k: Annotated[whole_number(ge=1, le=MAX_LENS_K), Query(description="Top tokens per cell.")] = 10,
     stream: Literal["resid_post", "resid_mid", "both"] = Query(
         "resid_post", description="After the MLP (hook_resid_post), after attention (hook_resid_mid), or both."),
     explainer: Explainer = Depends(get_explainer),
@@ -63,10 +64,10 @@ async def logit_lens_view(
     run = (await run_of(http, run_id)).run
     try:
         positions = check_positions(run, position)  # all of them when none are given
-    except ValueError as error:
-        raise field_error("position", str(error)) from None
+    except PositionError as error:
+        raise field_error("position", str(error), code="out_of_range" if error.beyond_run else "invalid") from None
     if len(positions) > MAX_LENS_POSITIONS:
-        raise field_error("position", f"the prompt has {len(positions)} tokens: name at most {MAX_LENS_POSITIONS} "
+        raise field_error("position", code="too_costly", message= f"the prompt has {len(positions)} tokens: name at most {MAX_LENS_POSITIONS} "
                                       "positions (repeat the parameter), a window at a time")
     # A page toggling between streams asks the same things again: the bodies are cached, within
     # the server's one byte budget.

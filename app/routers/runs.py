@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import gzip
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
@@ -16,13 +17,18 @@ from ..analysis import add_body, analyze_into_cache, check_pattern_budget, run_i
 from ..cache import RunCache
 from ..concurrency import ForwardLimiter
 from ..deps import get_cache, get_explainer, get_limiter, run_of
-from ..errors import field_error
+from ..errors import documented, field_error
 from ..responses import json_bytes, json_response
-from ..schemas import AnalyzeRequest, AnalyzeResponse, LayerResponse, TensorsResponse
+from ..schemas import AnalyzeRequest, AnalyzeResponse, Index, LayerResponse, TensorsResponse
 
-router = APIRouter(prefix="/api")
+_HOOK = f"(blocks\\.[0-9]+\\.)?({'|'.join(h.replace('.', chr(92) + '.') for h in LAYER_HOOKS)})"
+FIELDS_PATTERN = f"^ *{_HOOK} *(, *{_HOOK} *)*$"  # the known hooks, as the route checks them
 
-@router.post("/analyze", response_model=AnalyzeResponse, summary="Run the model once on a prompt and capture it")
+router = APIRouter(prefix="/api", responses=documented(400, 422, 503))
+RUN = documented(404)
+
+@router.post("/analyze", response_model=AnalyzeResponse, responses=documented(413),
+             summary="Run the model once on a prompt and capture it")
 async def analyze(
     request: AnalyzeRequest,
     http: Request,
@@ -51,19 +57,20 @@ async def analyze(
                     headers={"Vary": "Accept-Encoding"})
 
 
-@router.get("/runs/{run_id}/embeddings", response_model=TensorsResponse, summary="Token and position embeddings")
+@router.get("/runs/{run_id}/embeddings", response_model=TensorsResponse, responses=RUN, summary="Token and position embeddings")
 async def embeddings(run_id: str, http: Request) -> dict:
     run = (await run_of(http, run_id)).run
     names = ("hook_embed", "hook_pos_embed", "blocks.0.hook_resid_pre")
     return {"tensors": await run_in_threadpool(lambda: {name: tensors.encode(run[name]) for name in names})}
 
 
-@router.get("/runs/{run_id}/layers/{layer}", response_model=LayerResponse, summary="Every hook of one layer")
+@router.get("/runs/{run_id}/layers/{layer}", response_model=LayerResponse, responses=RUN, summary="Every hook of one layer")
 async def layer_details(
     run_id: str,
-    layer: int,
     http: Request,
-    fields: str | None = Query(None, description="Comma-separated hook names or suffixes, e.g. attn.hook_q,attn.hook_k"),
+    layer: Annotated[Index, Path(description="0-based; at most the model's last layer.")],
+    fields: str | None = Query(None, pattern=FIELDS_PATTERN,
+                               description="Comma-separated hook names or suffixes, e.g. attn.hook_q,attn.hook_k; all when omitted."),
     dtype: str = Query("float32", pattern="^(float32|float16)$"),
     explainer: Explainer = Depends(get_explainer),
     limiter: ForwardLimiter = Depends(get_limiter),
@@ -76,8 +83,9 @@ async def layer_details(
         prefix = f"blocks.{layer}."
         asked = [f.strip().removeprefix(prefix) for f in fields.split(",") if f.strip()]
         unknown = [f for f in asked if f not in LAYER_HOOKS]
-        if unknown:
-            raise field_error("fields", f"unknown hook {unknown[0]!r}; known: {', '.join(LAYER_HOOKS)}")
+        if unknown:  # the pattern lets through only another layer's full hook names
+            raise field_error("fields", f"{unknown[0]!r} is not a hook of layer {layer}; known: {', '.join(LAYER_HOOKS)}",
+                              code="out_of_range")
         if not asked:
             raise field_error("fields", "name at least one hook, e.g. attn.hook_q")
         suffixes = asked

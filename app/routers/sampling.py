@@ -19,9 +19,10 @@ from ..analysis import analyze_and_cache, run_id_for, with_patterns
 from ..cache import RunCache
 from ..concurrency import ForwardLimiter
 from ..deps import get_cache, get_explainer, get_limiter, run_of
+from ..errors import documented
 from ..schemas import GenerateRequest, SampleRequest, SampleResponse
 
-router = APIRouter(prefix="/api")
+router = APIRouter(prefix="/api", responses=documented(400, 413, 422, 503))
 log = logging.getLogger("explainer")
 
 N_DISTRIBUTION = 20
@@ -31,7 +32,7 @@ def _top(explainer: Explainer, dist: Distribution, n: int) -> list[dict]:
     return [{"id": i, "text": explainer.tokenizer.label(i), "prob": p} for i, p in dist.top(n)]
 
 
-@router.post("/sample", response_model=SampleResponse, summary="Draw the next token of an analyzed prompt")
+@router.post("/sample", response_model=SampleResponse, responses=documented(404), summary="Draw the next token of an analyzed prompt")
 async def sample(request: SampleRequest, http: Request, explainer: Explainer = Depends(get_explainer)) -> dict:
     run = (await run_of(http, request.run_id)).run
     dist = await run_in_threadpool(distribution, run["logits"], request.temperature, request.top_k, request.top_p)
@@ -54,7 +55,7 @@ def _event(payload: dict, event: str | None = None) -> bytes:
     response_class=StreamingResponse,
     responses={200: {"content": {"text/event-stream": {}},
                      "description": "One `data:` event per token {step, token, top}; then an `event: done` "
-                                    "with {text, run_id}; or an `event: error` with {detail}."}},
+                                    "with {text, run_id}; or an `event: error` with {detail, code}."}},
 )
 async def generate(
     request: GenerateRequest,
@@ -98,7 +99,7 @@ async def generate(
         except Exception as error:  # a stream cannot change its status code any more
             detail = getattr(error, "detail", None) or str(error)
             log.error("generation stream ended with an error event: %s", detail, exc_info=error)
-            yield _event({"detail": detail}, "error")
+            yield _event({"detail": detail, "code": getattr(error, "code", "internal")}, "error")
         finally:
             # Never closes the generator under a running step: that step's thread closes it.
             generation.cancel()
