@@ -33,6 +33,15 @@ the end: /healthz must show no pass running or waiting, and the server's peak RS
 `--classes N` runs N classes one after the other on the same server (new own prompts each time,
 so the run cache fills and evicts); the tables are the first class's, and each later class gets
 one line with its errors, 503s and the server's RSS, to show whether memory levels off.
+
+`--soak SECONDS` (600 for the 10-minute soak) runs a different scenario instead: each student
+loops for that long over a realistic mix with 1-4 s of think time between requests: analyze a
+fresh prompt of 20-64 tokens (or, one time in four, go back to one of its earlier runs, long
+since evicted from the 64-entry run cache: the server must recompute it, never 404), then a
+layer's q/k/v/z, the embeddings, a sample, a logit-lens window of up to 16 positions, now and
+then the 3D embedding map with a word, and one time in ten a 16-token generation. It reports
+errors (must be 0, with no 404s), 503s waited out, p50/p95 per request kind, and the server's
+RSS every 10 s, which must stay within 10% of its range after the first two minutes.
 """
 
 from __future__ import annotations
@@ -258,6 +267,119 @@ async def classroom(base_url: str, n_students: int, own_texts: list[str], n_laye
     return stats, marks, t_same, t_own, t_end, len(pending)
 
 
+SOAK_KINDS = ["analyze", "revisit", "layer", "embeddings", "sample", "logit_lens", "map", "generate", "generate_ttft"]
+RSS_PERIOD_S = 10.0
+WARMUP_S = 120.0  # RSS is judged after this
+
+
+async def soak_student(i: int, client, stats: Stats, rng: random.Random, prompts: Prompts, n_layers: int,
+                       end: float, counts: dict) -> None:
+    history: list[tuple[str, int]] = []  # (run_id, n_tokens) of this student's earlier runs
+
+    async def think():
+        await asyncio.sleep(rng.uniform(1.0, 4.0))
+
+    await asyncio.sleep(rng.uniform(0, 5.0))
+    while time.perf_counter() < end:
+        if history and rng.random() < 0.25:  # back to an earlier run, likely evicted by now
+            run_id, n_tokens = rng.choice(history)
+            got, _ = await call(client, stats, "revisit", "GET", f"/api/runs/{run_id}/embeddings")
+            if got is None:
+                continue
+        else:
+            text = prompts.fresh(rng.randint(20, 64))[0]
+            got, _ = await call(client, stats, "analyze", "POST", "/api/analyze", json={"text": text, "patterns": "auto"})
+            if got is None:
+                continue
+            run_id, n_tokens = got["run_id"], len(got["tokens"])
+            history.append((run_id, n_tokens))
+            counts["runs"] += 1
+        await think()
+        layer = rng.randrange(n_layers)
+        got, _ = await call(client, stats, "layer", "GET", f"/api/runs/{run_id}/layers/{layer}", params={"fields": LAYER_FIELDS})
+        if got is not None and len(got["tensors"]) != 4:
+            stats.error("layer", f"wrong tensors {sorted(got['tensors'])}")
+        await think()
+        await call(client, stats, "embeddings", "GET", f"/api/runs/{run_id}/embeddings")
+        await think()
+        await call(client, stats, "sample", "POST", "/api/sample",
+                   json={"run_id": run_id, "temperature": rng.choice([0.5, 1.0, 1.5]), "top_k": 40, "seed": rng.randrange(1000)})
+        await think()
+        first = rng.randrange(max(1, n_tokens - 16))
+        positions = list(range(first, min(n_tokens, first + 16)))
+        got, _ = await call(client, stats, "logit_lens", "GET", f"/api/runs/{run_id}/logit-lens",
+                            params={"position": positions, "k": 10, "stream": rng.choice(["resid_post", "both"])})
+        if got is not None and got["positions"] != positions:
+            stats.error("logit_lens", f"positions {got['positions']} for {positions}")
+        if rng.random() < 0.2:
+            await think()
+            await call(client, stats, "map", "GET", f"/api/runs/{run_id}/embedding-space/map",
+                       params={"word": rng.choice(["king", "queen", "Paris", "dog", "seven"])})
+        if rng.random() < 0.1:
+            await think()
+            await generate(client, stats, {"text": prompts.fresh(rng.randint(20, 48))[0], "max_new_tokens": NEW_TOKENS,
+                                           "temperature": 1.0, "seed": i})
+        await think()
+
+
+async def soak(base_url: str, pid: int, n_students: int, seconds: float, n_layers: int, seed: int):
+    stats = Stats()
+    counts = {"runs": 0}
+    rss: list[tuple[float, int]] = []  # (seconds since start, VmRSS kB)
+    start = time.perf_counter()
+    end = start + seconds
+    prompts = Prompts(seed=seed + 1)
+
+    async def sample_rss():
+        while time.perf_counter() < end + 30:
+            rss.append((time.perf_counter() - start, int(proc_status(pid)["VmRSS"].split()[0])))
+            await asyncio.sleep(RSS_PERIOD_S)
+
+    sampler = asyncio.create_task(sample_rss())
+    clients = [httpx_client(base_url, i) for i in range(n_students)]
+    rng = random.Random(seed)
+    tasks = [asyncio.create_task(soak_student(i, clients[i], stats, random.Random(rng.random()), prompts, n_layers, end, counts))
+             for i in range(n_students)]
+    done, pending = await asyncio.wait(tasks, timeout=seconds + WALL_CAP_S)
+    for task in pending:
+        task.cancel()
+    for task in done:
+        if task.exception() is not None:
+            stats.error("student", f"{type(task.exception()).__name__}: {task.exception()}")
+    sampler.cancel()
+    for client in clients:
+        await client.aclose()
+    return stats, counts, rss, time.perf_counter() - start, len(pending)
+
+
+def report_soak(stats: Stats, counts: dict, rss: list, wall: float, hung: int, health: dict, seconds: float) -> bool:
+    ms = lambda s: f"{s * 1e3:9.1f}"  # noqa: E731
+    print(f"\n== Soak: {wall:.0f} s, {counts['runs']} fresh runs analyzed ==")
+    print(f"  {'kind':14s} {'count':>6s} {'p50 ms':>9s} {'p95 ms':>9s} {'max ms':>9s}   {'503s':>5s} {'gave up':>7s} {'errors':>6s}")
+    for k in SOAK_KINDS:
+        xs = stats.latency.get(k, [])
+        if xs:
+            print(f"  {k:14s} {len(xs):6d} {ms(pct(xs, 0.5))} {ms(pct(xs, 0.95))} {ms(max(xs))}   "
+                  f"{stats.busy[k]:5d} {stats.gave_up[k]:7d} {len(stats.errors[k]):6d}")
+    errors = sum(len(v) for v in stats.errors.values())
+    not_found = sum(e.startswith("HTTP 404") for v in stats.errors.values() for e in v)
+    print(f"  errors {errors} (404s among them: {not_found}); 503s waited out {sum(stats.busy.values())}, "
+          f"gave up {sum(stats.gave_up.values())}; students still running at the cap {hung}")
+    for k, errs in stats.errors.items():
+        for e in errs[:5]:
+            print(f"    {k}: {e}")
+    print(f"  RSS every {RSS_PERIOD_S:.0f} s (MB): " + " ".join(f"{kb / 1024:.0f}" for _, kb in rss))
+    late = [kb for t, kb in rss if WARMUP_S <= t <= seconds]
+    flat = True
+    if late:
+        spread = (max(late) - min(late)) / min(late)
+        flat = spread <= 0.10
+        print(f"  after {WARMUP_S:.0f} s: RSS {min(late) / 1024:.0f}..{max(late) / 1024:.0f} MB, spread {spread * 100:.1f}% "
+              f"({'flat: PASS' if flat else 'over 10%: FAIL'})")
+    print(f"  at the end, /healthz: forward_passes {health['forward_passes']}, cache {health['cache']}")
+    return errors == 0 and hung == 0 and flat and health["forward_passes"] == {"running": 0, "waiting": 0}
+
+
 def proc_status(pid: int) -> dict[str, str]:
     with open(f"/proc/{pid}/status") as f:
         return {k: v.strip() for k, v in (line.split(":", 1) for line in f if ":" in line)}
@@ -269,6 +391,8 @@ def main() -> int:
     parser.add_argument("--students", type=int, default=30)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--classes", type=int, default=1, help="classes in a row on the same server (memory check)")
+    parser.add_argument("--soak", type=float, default=0, metavar="SECONDS",
+                        help="instead: each student loops over a realistic mix for this long (600 for the soak)")
     args = parser.parse_args()
 
     import httpx
@@ -293,6 +417,11 @@ def main() -> int:
         pid = server.proc.pid
         n_layers = client.get("/api/model").json()["n_layers"]
         print(f"server pid {pid} ready on {base_url} after {time.perf_counter() - started:.0f} s")
+        if args.soak:
+            result = asyncio.run(soak(base_url, pid, args.students, args.soak, n_layers, args.seed))
+            ok = report_soak(*result, client.get("/healthz").json(), args.soak)
+            print(f"\n(total {time.perf_counter() - started:.0f} s) {'OK' if ok else 'FAIL'}")
+            return 0 if ok else 1
 
         # -- 0. warm-up, then the baseline with no load --
         def one(kind: str, method: str, url: str, **kw) -> tuple[float, dict]:
