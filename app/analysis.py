@@ -12,6 +12,7 @@ import json
 import zlib
 
 from model import Explainer, Run
+from model.cancellation import NEVER, CancelToken
 from model.sampling import distribution
 
 from . import tensors
@@ -89,14 +90,17 @@ def analyze_body(explainer: Explainer, run_id: str, run: Run, include_patterns: 
     return json.dumps(body, separators=(",", ":")).encode()
 
 
-def analyze_and_cache(explainer: Explainer, cache: RunCache, text: str, include: bool = True) -> CachedRun:
-    return analyze_into_cache(explainer, cache, text, include)[0]
+def analyze_and_cache(explainer: Explainer, cache: RunCache, text: str, include: bool = True,
+                      cancel: CancelToken = NEVER) -> CachedRun:
+    return analyze_into_cache(explainer, cache, text, include, cancel)[0]
 
 
-def analyze_into_cache(explainer: Explainer, cache: RunCache, text: str, include: bool) -> tuple[CachedRun, bytes]:
-    """The cached run, and its body as plain JSON for a client that does not accept gzip."""
+def analyze_into_cache(explainer: Explainer, cache: RunCache, text: str, include: bool,
+                       cancel: CancelToken = NEVER) -> tuple[CachedRun, bytes]:
+    """The cached run, and its body as plain JSON for a client that does not accept gzip.
+    `cancel` stops the forward pass between blocks when nobody waits for it any more."""
     ids = explainer.tokenize(text)
-    run = explainer.analyze_ids(ids, keep=["attn.hook_pattern"] if include else ())
+    run = explainer.analyze_ids(ids, keep=["attn.hook_pattern"] if include else (), cancel=cancel)
     run_id = run_id_for(explainer, text)
     plain = analyze_body(explainer, run_id, run, include)
     # Gzipped once, here, and kept so in the cache: a repeated prompt is served without
@@ -117,10 +121,10 @@ def add_body(explainer: Explainer, cache: RunCache, entry: CachedRun, include: b
     return body, plain
 
 
-def recompute(explainer: Explainer, cache: RunCache, run_id: str, text: str) -> CachedRun:
+def recompute(explainer: Explainer, cache: RunCache, run_id: str, text: str, cancel: CancelToken = NEVER) -> CachedRun:
     """The run of `text` again, from the same forward pass code: bitwise the run that was evicted.
     Its analyze bodies are rebuilt only if asked for."""
-    run = explainer.analyze_ids(explainer.tokenize(text))
+    run = explainer.analyze_ids(explainer.tokenize(text), cancel=cancel)
     entry = CachedRun(run_id=run_id, text=text, run=run, bodies={})
     cache.put(entry)
     return entry
@@ -136,4 +140,5 @@ async def resolve(run_id: str, explainer: Explainer, cache: RunCache, limiter: F
     if text is None:
         raise ApiError(404, "unknown_run", f"Unknown run_id {run_id!r}: this server never issued it, or forgot it long ago. "
                                            "Analyze the prompt again to get a run.", field="run_id")
-    return await coalescer.run(("recompute", run_id), lambda: limiter.run(recompute, explainer, cache, run_id, text))
+    return await coalescer.run(("recompute", run_id),
+                               lambda: limiter.run(recompute, explainer, cache, run_id, text, cancellable=True))

@@ -5,10 +5,13 @@ waiting clients in turn, so one client's queue cannot starve another's single re
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
+
+from model.cancellation import Cancelled, CancelToken
 
 from .clients import client
 from .errors import ApiError
@@ -77,6 +80,7 @@ class ForwardLimiter:
         self._slots = FairSlots(max_concurrent)
         self._executor = ThreadPoolExecutor(max_workers=max_concurrent, thread_name_prefix="forward")
         self._closing = asyncio.Event()
+        self._tokens: set[CancelToken] = set()  # of the work running now
         self.waiting = 0
         self.running = 0
 
@@ -85,9 +89,11 @@ class ForwardLimiter:
         return self._closing.is_set()
 
     def close(self) -> None:
-        """The server is stopping: queued work is refused at once (503), new work too; work
-        already running finishes or is abandoned with the process."""
+        """The server is stopping: queued work is refused at once (503), new work too; long work
+        already running stops at its next check, the rest finishes or ends with the process."""
         self._closing.set()
+        for token in list(self._tokens):
+            token.cancel()
 
     def admit(self) -> None:
         """Busy (503 + Retry-After) if the queue is full, this client has its share of it
@@ -100,10 +106,13 @@ class ForwardLimiter:
             raise Busy(f"You have {MAX_WAITING_PER_CLIENT} requests waiting for the model already; "
                        "try again when they are answered.")
 
-    async def run(self, fn: Callable[..., T], *args, admitted: bool = False) -> T:
+    async def run(self, fn: Callable[..., T], *args, admitted: bool = False, cancellable: bool = False) -> T:
         """Run fn(*args) in a worker thread once a slot is free. `admitted`: a later step of work
         already accepted through `admit()` (a generation that is streaming), which a full queue
-        must not cut off halfway; it still waits its turn and counts as waiting, within the time limit."""
+        must not cut off halfway; it still waits its turn and counts as waiting, within the time limit.
+        `cancellable`: long work, called as fn(*args, cancel=token) and checking the token
+        between chunks; the token is cancelled when the caller leaves (its client went away),
+        its time runs out, or the server stops, and the work ends at its next check."""
         if not admitted:
             self.admit()
         self.waiting += 1
@@ -112,20 +121,30 @@ class ForwardLimiter:
         finally:
             self.waiting -= 1
         self.running += 1
+        token = CancelToken()
+        self._tokens.add(token)
         loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self._executor, fn, *args)
+        work = functools.partial(fn, *args, cancel=token) if cancellable else functools.partial(fn, *args)
+        future = loop.run_in_executor(self._executor, work)
 
         def release(_):
             # The slot is freed when the work really ends, even after a timeout or a
             # disconnect, so the number of passes running never exceeds the bound.
             self.running -= 1
+            self._tokens.discard(token)
             self._slots.release()
 
         future.add_done_callback(release)
         try:
             return await asyncio.wait_for(asyncio.shield(future), self.timeout_s)
         except TimeoutError:
+            token.cancel()
             raise Busy(f"The request took longer than {self.timeout_s:.0f} s and was abandoned.", "timeout") from None
+        except asyncio.CancelledError:  # the client left: long work stops at its next check
+            token.cancel()
+            raise
+        except Cancelled:  # only close() cancels a token someone still waits on
+            raise Busy(STOPPING, "stopping") from None
 
     async def _acquire(self) -> None:
         """A slot, or Busy when the time limit passes or the server starts stopping first."""
@@ -163,12 +182,29 @@ class Coalescer:
 
     def __init__(self):
         self._inflight: dict[object, asyncio.Future] = {}
+        self._waiters: dict[asyncio.Future, int] = {}
 
     async def run(self, key: object, start: Callable[[], Awaitable[T]]) -> T:
         future = self._inflight.get(key)
         if future is None:
             future = asyncio.ensure_future(start())
             self._inflight[key] = future
-            future.add_done_callback(lambda _: self._inflight.pop(key, None))
-        # Shielded: one client leaving must not cancel the work the others wait for.
-        return await asyncio.shield(future)
+            self._waiters[future] = 0
+
+            def forget(done: asyncio.Future):
+                self._inflight.pop(key, None)
+                self._waiters.pop(done, None)
+
+            future.add_done_callback(forget)
+        self._waiters[future] += 1
+        try:
+            # Shielded: one client leaving must not cancel the work the others wait for...
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            # ...but when the last one leaves, nobody wants it: dropped if still queued,
+            # stopped at its next check if running.
+            if future in self._waiters:
+                self._waiters[future] -= 1
+                if self._waiters[future] == 0:
+                    future.cancel()
+            raise

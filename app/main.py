@@ -17,7 +17,7 @@ from fastapi.staticfiles import StaticFiles
 
 from model import Explainer
 
-from . import contract, errors, logs, security, startup
+from . import contract, disconnect, errors, logs, security, startup
 from .cache import RunCache
 from .concurrency import Coalescer, ForwardLimiter
 from .resources import data_dir, version
@@ -60,6 +60,7 @@ def create_app(settings: Settings | None = None, explainer: Explainer | None = N
     errors.install(app)
     contract.install(app)
     app.add_middleware(GZipMiddleware, minimum_size=2048, compresslevel=5)
+    app.add_middleware(disconnect.CancelWhenGone)  # inside BodySizeLimit: it needs the body read
     app.add_middleware(errors.BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(security.Security, allowed_hosts=settings.allowed_hosts, frame_ancestors=settings.frame_ancestors)
     app.add_middleware(logs.AccessLog)  # outermost of ours: it times and sees everything

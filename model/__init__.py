@@ -21,6 +21,7 @@ _HOMES = {
     "PromptTooLongError": "explainer",
     "ModelLoadError": "loading", "load_model": "loading",
     "Run": "run",
+    "Cancelled": "cancellation", "CancelToken": "cancellation",
 }
 __all__ = sorted(_HOMES)
 

@@ -14,6 +14,8 @@ import torch.nn.functional as F
 from transformers import GPT2LMHeadModel
 from transformers.models.gpt2.modeling_gpt2 import GPT2Block
 
+from .cancellation import NEVER, CancelToken
+
 # Per-layer hooks, in the order the computation produces them. Full name: f"blocks.{l}.{suffix}".
 LAYER_HOOKS = (
     "hook_resid_pre",
@@ -126,9 +128,11 @@ def unembed(model: GPT2LMHeadModel, resid_final: torch.Tensor, record: Record) -
     return logits
 
 
-def forward(model: GPT2LMHeadModel, ids: torch.Tensor, record: Record) -> torch.Tensor:
-    """The whole model, recording every hook once. ids [pos] -> last-position logits [d_vocab]."""
+def forward(model: GPT2LMHeadModel, ids: torch.Tensor, record: Record, cancel: CancelToken = NEVER) -> torch.Tensor:
+    """The whole model, recording every hook once. ids [pos] -> last-position logits [d_vocab].
+    `cancel` is checked before each block: a pass nobody waits for stops there (Cancelled)."""
     resid = embed(model, ids, record)
     for layer, module in enumerate(model.transformer.h):
+        cancel.check()
         resid = block(layer, module, resid, record)
     return unembed(model, resid, record)

@@ -9,6 +9,7 @@ from collections.abc import Iterable
 import torch
 
 from . import engine
+from .cancellation import NEVER, CancelToken
 from .loading import DEFAULT_MODEL, RANDOM_WEIGHTS_SEED, LoadedModel, load_model
 from .run import Run
 from .tokenizer import Tokenizer, get_tokenizer, is_blank
@@ -97,7 +98,7 @@ class Explainer:
         return self.analyze_ids(self.tokenize(text), keep)
 
     @torch.inference_mode()
-    def analyze_ids(self, ids: list[int], keep: Iterable[str] = ()) -> Run:
+    def analyze_ids(self, ids: list[int], keep: Iterable[str] = (), cancel: CancelToken = NEVER) -> Run:
         """One forward pass. Keeps the residual stream and final outputs, plus the hooks in
         `keep`: full names ('blocks.3.attn.hook_q'), per-layer suffixes ('attn.hook_pattern'
         keeps it for every layer) or '*' for everything."""
@@ -115,5 +116,5 @@ class Explainer:
                 stored[name] = tensor
 
         tensor_ids = torch.tensor(ids, dtype=torch.long, device=self.loaded.device)
-        engine.forward(self.model, tensor_ids, record)
+        engine.forward(self.model, tensor_ids, record, cancel)
         return Run(self.model, ids, self.tokenizer.token_texts(ids), stored)

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from transformers import GPT2LMHeadModel
 
+from .cancellation import NEVER, CancelToken
 from .engine import layer_hook
 from .run import Run
 
@@ -105,8 +106,10 @@ def check_positions(run: Run, positions: Sequence[int] | None) -> list[int]:
 
 
 @torch.inference_mode()
-def logit_lens(run: Run, positions: Sequence[int] | None = None, k: int = 10, stream: str = "resid_post") -> Lens:
-    """The lens grid, rows x positions, each cell with its top k. `positions` default to all."""
+def logit_lens(run: Run, positions: Sequence[int] | None = None, k: int = 10, stream: str = "resid_post",
+               cancel: CancelToken = NEVER) -> Lens:
+    """The lens grid, rows x positions, each cell with its top k. `positions` default to all.
+    `cancel` is checked before each chunk (Cancelled when the caller gave up)."""
     model = run.model
     d_vocab = model.lm_head.weight.shape[0]
     if not 1 <= k <= d_vocab:
@@ -132,6 +135,7 @@ def logit_lens(run: Run, positions: Sequence[int] | None = None, k: int = 10, st
     flat_final = final_ids.repeat(len(rows))  # the final answer for each (row, position)
     flat_cells: list[LensCell] = []
     for start in range(0, resid.shape[0], CHUNK):
+        cancel.check()
         logits = lens_logits(model, resid[start:start + CHUNK])  # [chunk, d_vocab]
         log_probs = torch.log_softmax(logits, dim=-1)
         top_logits, top_ids = torch.topk(logits, k, dim=-1)

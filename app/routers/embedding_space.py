@@ -14,10 +14,11 @@ from fastapi.responses import Response
 from pydantic import Field
 
 from model import Explainer
-from model.embedding_space import MAX_K, MAX_TERMS, MAX_WORD_CHARS, EmbeddingQueryError, EmbeddingSpace, Neighbours, Term
+from model.embedding_space import MAP_SAMPLE, MAX_K, MAX_TERM_TOKENS, MAX_TERMS, MAX_WORD_CHARS, EmbeddingQueryError, EmbeddingSpace, Neighbours, Term
 
 from .. import tensors
-from ..deps import get_explainer, get_limiter, run_of
+from ..answers import cached_answer
+from ..deps import get_explainer, run_of
 from ..errors import documented, field_error
 from ..responses import json_bytes, json_response
 from ..schemas import NOT_BLANK, DotResponse, EmbeddingMapResponse, Index, whole_number, NeighboursResponse, TensorsResponse
@@ -45,16 +46,12 @@ def space_of(request: Request) -> EmbeddingSpace:
 
 
 async def answer(request: Request, key: tuple, compute: Callable[[], dict]) -> Response:
-    """The JSON body for `key`: from the cache, or computed through the forward limiter (the map
-    and a neighbour search each scan the whole vocabulary) and cached."""
-    cache = request.app.state.cache
-    body = cache.get_answer(key)
-    if body is None:
-        try:
-            body = await get_limiter(request).run(lambda: json_bytes(compute()))
-        except EmbeddingQueryError as error:
-            raise query_error(error) from None
-        cache.put_answer(key, body)
+    """The JSON body for `key`: cached, or computed once through the forward limiter (the map
+    and a neighbour search each scan the whole vocabulary)."""
+    try:
+        body = await cached_answer(request, key, lambda: json_bytes(compute()))
+    except EmbeddingQueryError as error:
+        raise query_error(error) from None
     return await json_response(request, body)
 
 
@@ -140,7 +137,10 @@ def dot(
 
 
 @router.get("/runs/{run_id}/embedding-space/map", response_model=EmbeddingMapResponse, responses=documented(404),
-            summary="Token embeddings on their top 3 principal directions, with the prompt's tokens and added words")
+            summary="Token embeddings on their top 3 principal directions, with the prompt's tokens and added words",
+            description=f"A bounded cost: one principal-component analysis over at most {MAP_SAMPLE:,} sampled tokens "
+                        f"plus the prompt's (at most the context), and up to {MAX_MAP_WORDS} words of at most "
+                        f"{MAX_TERM_TOKENS} tokens each. Identical maps in flight are computed once; answers are cached.")
 async def embedding_map(
     run_id: str,
     http: Request,

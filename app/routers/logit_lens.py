@@ -10,10 +10,11 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
 from model import Explainer, Run
+from model.cancellation import NEVER, CancelToken
 from model.logit_lens import PositionError, check_positions, logit_lens
 
-from ..concurrency import ForwardLimiter
-from ..deps import get_explainer, get_limiter, run_of
+from ..answers import cached_answer
+from ..deps import get_explainer, run_of
 from ..errors import documented, field_error
 from ..responses import json_response
 from ..schemas import Index, LogitLensResponse, whole_number
@@ -24,8 +25,9 @@ MAX_LENS_K = 50
 MAX_LENS_POSITIONS = 64  # with k <= 50 and 2 x 13 rows: a bounded cost per request
 
 
-def lens_body(explainer: Explainer, run: Run, positions: list[int] | None, k: int, stream: str) -> bytes:
-    lens = logit_lens(run, positions, k, stream)
+def lens_body(explainer: Explainer, run: Run, positions: list[int] | None, k: int, stream: str,
+              cancel: CancelToken = NEVER) -> bytes:
+    lens = logit_lens(run, positions, k, stream, cancel)
     label = explainer.tokenizer.label
     body = {
         "stream": stream,
@@ -59,7 +61,6 @@ async def logit_lens_view(
     stream: Literal["resid_post", "resid_mid", "both"] = Query(
         "resid_post", description="After the MLP (hook_resid_post), after attention (hook_resid_mid), or both."),
     explainer: Explainer = Depends(get_explainer),
-    limiter: ForwardLimiter = Depends(get_limiter),
 ) -> Response:
     run = (await run_of(http, run_id)).run
     try:
@@ -69,11 +70,7 @@ async def logit_lens_view(
     if len(positions) > MAX_LENS_POSITIONS:
         raise field_error("position", code="too_costly", message= f"the prompt has {len(positions)} tokens: name at most {MAX_LENS_POSITIONS} "
                                       "positions (repeat the parameter), a window at a time")
-    # A page toggling between streams asks the same things again: the bodies are cached, within
-    # the server's one byte budget.
-    key, cache = ("lens", run_id, tuple(positions), k, stream), http.app.state.cache
-    body = cache.get_answer(key)
-    if body is None:
-        body = await limiter.run(lens_body, explainer, run, positions, k, stream)
-        cache.put_answer(key, body)
+    # A page toggling between streams asks the same things again; a class asks the same at once.
+    body = await cached_answer(http, ("lens", run_id, tuple(positions), k, stream),
+                               lens_body, explainer, run, positions, k, stream, cancellable=True)
     return await json_response(http, body)

@@ -43,7 +43,7 @@ async def analyze(
         check_pattern_budget(explainer, len(ids), request.patterns, budget)
         include = with_patterns(explainer, len(ids), request.patterns, budget)
         entry, plain = await http.app.state.coalescer.run(
-            (request.text, include), lambda: limiter.run(analyze_into_cache, explainer, cache, request.text, include))
+            (request.text, include), lambda: limiter.run(analyze_into_cache, explainer, cache, request.text, include, cancellable=True))
     check_pattern_budget(explainer, len(entry.run), request.patterns, budget)
     include = with_patterns(explainer, len(entry.run), request.patterns, budget)
     body = entry.bodies.get(include)

@@ -92,7 +92,7 @@ async def generate(
                 # patterns would cost seconds and hundreds of MB of cache for nothing.
                 n_tokens = len(await run_in_threadpool(explainer.tokenize, text))
                 include = with_patterns(explainer, n_tokens, "auto", http.app.state.settings.auto_pattern_bytes)
-                entry = await limiter.run(analyze_and_cache, explainer, cache, text, include, admitted=True)
+                entry = await limiter.run(analyze_and_cache, explainer, cache, text, include, admitted=True, cancellable=True)
             yield _event({"text": text, "run_id": entry.run_id, "n_tokens": len(entry.run)}, "done")
         except asyncio.CancelledError:
             raise
