@@ -80,7 +80,11 @@ class Settings:
     frame_ancestors: str = "'none'"  # CSP frame-ancestors: who may embed the page
     # Forward passes at once. Two cores: one pass already uses both through torch's threads.
     max_concurrent: int = 1
-    max_waiting: int = 16  # requests queued for a forward pass before the server answers 503
+    # Requests queued for a forward pass before the server answers 503. Two per student of a
+    # class of 30, and more: the queue is fair and each client may hold 8 of it, so a longer
+    # queue costs only waiting, while a 503 costs a retry 2 s later at the back of the line
+    # (the 10-minute soak with 16 saw 750 503s and 9 requests that gave up after 5 retries).
+    max_waiting: int = 64
     request_timeout_s: float = 120.0
     cache_entries: int = 64
     cache_bytes: int = 1 << 30
