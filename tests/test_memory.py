@@ -46,3 +46,26 @@ def test_every_cache_counts_against_one_budget(explainer, checkpoint_dir):
         # The answers pushed the idle run out of the shared budget; it is recomputed when asked for.
         assert cache.get(idle) is None
         assert client.get(f"/api/runs/{idle}/embeddings").status_code == 200
+
+
+def test_answers_about_a_run_leave_with_it(explainer, checkpoint_dir):
+    """Memory levels off at the run limit: a run's lens and map bodies do not outlive it."""
+    app = create_app(Settings(model=checkpoint_dir, cache_entries=2), explainer=explainer)
+    with TestClient(app) as client:
+        cache = app.state.cache
+        ids = [client.post("/api/analyze", json={"text": f"Prompt number {i} of the day"}).json()["run_id"]
+               for i in range(2)]
+        for run_id in ids:
+            assert client.get(f"/api/runs/{run_id}/logit-lens", params={"k": 3}).status_code == 200
+            assert client.get(f"/api/runs/{run_id}/embedding-space/map", params={"word": "cat"}).status_code == 200
+        assert client.get("/api/embedding-space/neighbours", params={"word": "cat"}).status_code == 200
+        assert cache.stats["entries"] == 2 and cache.stats["answers"] == 5
+        third = client.post("/api/analyze", json={"text": "A third prompt pushes the first out"}).json()["run_id"]
+        assert cache.get(ids[0]) is None
+        assert cache.stats["answers"] == 3  # the first run's lens and map went with it; neighbours stay
+        assert not any(ids[0] in key[1] for key in cache._items if key[0] == "answer")
+        assert cache.stats["bytes"] == accounted(cache)
+        # Asked again, the evicted run is recomputed and its lens is the same as before.
+        again = client.get(f"/api/runs/{ids[0]}/logit-lens", params={"k": 3})
+        assert again.status_code == 200 and third != ids[0]
+        assert cache.stats["bytes"] == accounted(cache)

@@ -45,11 +45,11 @@ def space_of(request: Request) -> EmbeddingSpace:
     return space
 
 
-async def answer(request: Request, key: tuple, compute: Callable[[], dict]) -> Response:
+async def answer(request: Request, key: tuple, compute: Callable[[], dict], run_id: str | None = None) -> Response:
     """The JSON body for `key`: cached, or computed once through the forward limiter (the map
     and a neighbour search each scan the whole vocabulary)."""
     try:
-        body = await cached_answer(request, key, lambda: json_bytes(compute()))
+        body = await cached_answer(request, key, lambda: json_bytes(compute()), run_id=run_id)
     except EmbeddingQueryError as error:
         raise query_error(error) from None
     return await json_response(request, body)
@@ -149,7 +149,8 @@ async def embedding_map(
     space: EmbeddingSpace = Depends(space_of),
 ) -> Response:
     run = (await run_of(http, run_id)).run
-    return await answer(http, ("map", run_id, tuple(word)), lambda: map_json(space, space.map(run.ids, word)))
+    return await answer(http, ("map", run_id, tuple(word)), lambda: map_json(space, space.map(run.ids, word)),
+                        run_id=run_id)
 
 
 def map_json(space: EmbeddingSpace, found) -> dict:

@@ -72,5 +72,5 @@ async def logit_lens_view(
                                       "positions (repeat the parameter), a window at a time")
     # A page toggling between streams asks the same things again; a class asks the same at once.
     body = await cached_answer(http, ("lens", run_id, tuple(positions), k, stream),
-                               lens_body, explainer, run, positions, k, stream, cancellable=True)
+                               lens_body, explainer, run, positions, k, stream, cancellable=True, run_id=run_id)
     return await json_response(http, body)
