@@ -60,7 +60,8 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(request: Request, error: ApiError) -> JSONResponse:
         if error.status >= 500:  # a full queue, a time limit: in the log, with where it came from
-            log.warning("%s %s answered %d: %s", request.method, request.url.path, error.status, error.detail)
+            log.warning("%s %s answered %d: %s", request.method, request.url.path, error.status, error.detail,
+                        exc_info=error)
         return error.response()
 
     @app.exception_handler(RequestValidationError)
