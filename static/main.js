@@ -4,14 +4,17 @@
  */
 import { getLayer, getModel } from "./api.js";
 import * as attention from "./attention.js";
+import * as attentionLines from "./attention_lines.js";
 import * as embedding from "./embedding.js";
 import * as mlp from "./mlp.js";
 import * as output from "./output.js";
+import * as overview from "./overview.js";
 import * as prompt from "./prompt.js";
 import * as qk from "./qk.js";
 import { pattern, readUrl, set, startUrlSync, state, subscribe } from "./state.js";
 import * as tokens from "./tokens.js";
 
+const DEFAULT_PROMPT = "The cat sat on the mat because it was";
 const presenterButton = document.getElementById("presenter-toggle");
 const modelError = document.getElementById("model-error");
 
@@ -88,6 +91,8 @@ async function start() {
   qk.init();
   mlp.init();
   output.init();
+  overview.mount(document.getElementById("stage-overview"));
+  attentionLines.mount(document.getElementById("stage-tokens"));
   wirePresenter();
   wireKeys();
 
@@ -119,11 +124,8 @@ async function start() {
   });
   startUrlSync();
   document.body.dataset.loaded = "1";
-  if (url.prompt) {
-    await prompt.analyzeText(url.prompt, { pinned: url.pinned });
-  } else {
-    document.getElementById("prompt-input").value = "The cat sat on the mat because it was";
-  }
+  // The first screen is alive: the URL's prompt, or the example, is analyzed at once.
+  await prompt.analyzeText(url.prompt || DEFAULT_PROMPT, { pinned: url.pinned });
 }
 
 start().catch((error) => console.error(error));

@@ -4,6 +4,7 @@ missing on a developer's machine, and fails it in CI, where .ci/run must have in
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -41,3 +42,13 @@ CSP_WATCH = ("window.__cspViolations = []; document.addEventListener('securitypo
 
 def csp_violations(page) -> list[str]:
     return page.evaluate("window.__cspViolations || []")
+
+
+@contextlib.contextmanager
+def checkpoint_server(tmp_path_factory, name: str, seed: int, **shapes):
+    """A real server on a tiny checkpoint of these shapes: its base URL."""
+    from .conftest import build_checkpoint
+    from .live_server import live_server
+
+    with live_server(build_checkpoint(tmp_path_factory.mktemp(name), seed=seed, **shapes)) as url:
+        yield url

@@ -18,7 +18,7 @@ import pytest
 from app.tensors import decode
 
 from .conftest import build_checkpoint
-from .browser import ARTIFACTS, chromium, require_chromium  # noqa: F401 (chromium is a fixture)
+from .browser import ARTIFACTS, checkpoint_server, chromium, require_chromium  # noqa: F401 (chromium is a fixture)
 from .live_server import live_server
 
 N_LAYERS, N_HEADS = 3, 4
@@ -32,8 +32,7 @@ require_chromium()
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    model_dir = build_checkpoint(tmp_path_factory.mktemp("browser-gpt2"), seed=7, n_layer=N_LAYERS, n_head=N_HEADS)
-    with live_server(model_dir) as url:
+    with checkpoint_server(tmp_path_factory, "browser-gpt2", 7, n_layer=N_LAYERS, n_head=N_HEADS) as url:
         yield url
 
 
@@ -41,8 +40,7 @@ def server(tmp_path_factory):
 def wide_server(tmp_path_factory):
     """GPT-2 small's 12 layers x 12 heads (so the same attention payload per token), narrower
     vectors: for the performance figures, without loading 124 M parameters."""
-    model_dir = build_checkpoint(tmp_path_factory.mktemp("browser-wide"), seed=11, n_layer=12, n_head=12, n_embd=192)
-    with live_server(model_dir) as url:
+    with checkpoint_server(tmp_path_factory, "browser-wide", 11, n_layer=12, n_head=12, n_embd=192) as url:
         yield url
 
 
@@ -69,8 +67,10 @@ class Page:
         self.page.on("dialog", on_dialog)
 
     def open(self, query: str = "") -> None:
+        """Open the page and wait for its first run: it analyzes the URL's prompt, or the example, at once."""
         self.page.goto(f"{self.url}/{query}")
         self.page.wait_for_selector("body[data-loaded='1']")
+        self.wait_run(0)
 
     def runs(self) -> int:
         return self.page.evaluate("(window.explainerTimings || {}).runs || 0")
@@ -565,7 +565,9 @@ def test_per_layer_patterns_are_fetched_when_needed(chromium, per_layer_server):
 
     ui.page.route("**/api/runs/*/layers/*", maybe_hold)
     try:
-        ui.open()
+        ui.open()  # the example, analyzed on load: not what this test follows
+        analyze_bodies.clear()
+        pattern_layers.clear()
         ui.analyze(PROMPT)
         assert analyze_bodies == [{"text": PROMPT, "patterns": "auto"}]
         body = httpx.post(f"{server}/api/analyze", json={"text": PROMPT, "patterns": "auto"}, timeout=60).json()

@@ -32,6 +32,7 @@ def open_page(chromium, url):
     with page.expect_response(lambda r: "/api/analyze" in r.url) as analyzed:
         page.goto(f"{url}/?p={PROMPT.replace(' ', '%20')}")
     page.wait_for_selector("[data-testid=token]")
+    page.wait_for_selector(".ov-lens title", state="attached")  # the overview's last request is answered: the page is at rest
     page.run_id = analyzed.value.json()["run_id"]
     return context, page, errors
 

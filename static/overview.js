@@ -1,0 +1,251 @@
+/**
+ * overview.js — the whole model on one screen, drawn from the run's own numbers: the tokens
+ * enter through the embedding onto the residual stream (the spine), each block branches off to
+ * its attention heads and its MLP and adds their output back, and the final LayerNorm and the
+ * unembedding give the prediction.
+ *
+ *   - Each head cell is coloured by how sharply that head attends for the token in focus (the
+ *     pinned or hovered token, else the last): 1 − H(row) / log(i + 1), where H is the entropy
+ *     of its attention row (1: all weight on one token; 0: spread evenly). Its title gives the
+ *     key it attends to most, with the weight. A layer whose pattern has not been fetched yet
+ *     (long prompts) is drawn grey: it is never fetched just for this picture.
+ *   - Under each block: the logit lens's top guess after that block, for the token in focus
+ *     (GET /logit-lens?position=i&k=1, fetched once the focus rests).
+ *   - At the end: the model's top next token at that position, `overview-prediction`.
+ *   - Clicking a head selects its layer and head; clicking a block selects its layer.
+ *
+ * mount(root): finds its elements inside `root`; returns an unmount function.
+ */
+import { slice } from "./api.js";
+import { css, viridis, visible } from "./colors.js";
+import { detailToken, set, state, subscribe } from "./state.js";
+import { logitLens } from "./vectors_api.js";
+
+const SVG = "http://www.w3.org/2000/svg";
+const W = 1200;
+const H = 230;
+const SPINE_Y = 128;
+const LEFT = 116; // the blocks start here
+const RIGHT = 992; // and end here
+const LENS_DELAY_MS = 180;
+
+function svg(tag, attrs = {}, text = null) {
+  const node = document.createElementNS(SVG, tag);
+  for (const [key, value] of Object.entries(attrs)) node.setAttribute(key, String(value));
+  if (text != null) node.textContent = text;
+  return node;
+}
+
+function short(text, n = 9) {
+  const shown = visible(text);
+  return shown.length > n ? `${shown.slice(0, n - 1)}…` : shown;
+}
+
+/** 1 − entropy / log(i + 1) of attention row i, and the key with the largest weight. */
+export function sharpness(row, i) {
+  let entropy = 0;
+  let best = 0;
+  for (let j = 0; j <= i; j++) {
+    const w = row[j];
+    if (w > 0) entropy -= w * Math.log(w);
+    if (w > row[best]) best = j;
+  }
+  return { value: i === 0 ? 1 : Math.max(0, Math.min(1, 1 - entropy / Math.log(i + 1))), best, weight: row[best] };
+}
+
+export function mount(root) {
+  const box = root.querySelector("[data-overview]");
+  const caption = root.querySelector("[data-overview-caption]");
+  let drawn = null; // {model key, heads[l][h], blocks[l], lens[l + 1], prediction}
+  let lensTimer = null;
+  let lensKey = null;
+
+  function build() {
+    const m = state.model;
+    const L = m.n_layers;
+    const nh = m.n_heads;
+    const bw = (RIGHT - LEFT) / L;
+    const cols = Math.ceil(Math.sqrt(nh));
+    const rows = Math.ceil(nh / cols);
+    const cell = Math.min(15, (bw - 16) / cols);
+    const root = svg("svg", { viewBox: `0 0 ${W} ${H}`, "data-testid": "model-overview", role: "img",
+      "aria-label": `GPT-2 as a whole: the embedding, ${L} blocks of ${nh} attention heads and an MLP on the residual stream, then the prediction` });
+    const defs = svg("defs");
+    const marker = svg("marker", { id: "ov-arrow", viewBox: "0 0 10 10", refX: 9, refY: 5, markerWidth: 12, markerHeight: 12,
+      markerUnits: "userSpaceOnUse", orient: "auto-start-reverse" });
+    marker.append(svg("path", { d: "M0,0 L10,5 L0,10 z", class: "ov-arrowhead" }));
+    defs.append(marker);
+    root.append(defs);
+
+    // The residual stream: one spine from the embedding to the final LayerNorm.
+    root.append(svg("line", { x1: 96, y1: SPINE_Y, x2: RIGHT + 24, y2: SPINE_Y, class: "ov-spine", "marker-end": "url(#ov-arrow)" }));
+
+    const embed = svg("g", { class: "ov-io" });
+    embed.append(svg("rect", { x: 6, y: SPINE_Y - 26, width: 88, height: 52, rx: 6 }));
+    embed.append(svg("text", { x: 50, y: SPINE_Y - 6, "text-anchor": "middle" }, "tokens →"));
+    embed.append(svg("text", { x: 50, y: SPINE_Y + 12, "text-anchor": "middle" }, "W_E + W_P"));
+    root.append(embed);
+    const embedLens = svg("text", { x: 50, y: SPINE_Y + 44, "text-anchor": "middle", class: "ov-lens" }, "");
+    root.append(embedLens);
+
+    const heads = [];
+    const blocks = [];
+    const lens = [embedLens];
+    for (let l = 0; l < L; l++) {
+      const x0 = LEFT + l * bw;
+      const g = svg("g", { "data-testid": "overview-block", "data-layer": l, class: "ov-block" });
+      const frame = svg("rect", { x: x0 + 2, y: 4, width: bw - 4, height: H - 8, rx: 6, class: "ov-frame" });
+      frame.addEventListener("click", () => set({ layer: l }));
+      g.append(frame);
+      g.append(svg("text", { x: x0 + bw / 2, y: 20, "text-anchor": "middle", class: "ov-label" }, `block ${l}`));
+      // Attention: the heads in a small grid above the spine, branching off it and adding back.
+      const gridW = cols * cell;
+      const gx = x0 + (bw - gridW) / 2;
+      const gy = 30;
+      g.append(svg("path", { d: `M${x0 + 8},${SPINE_Y} C${x0 + 8},${gy + rows * cell + 8} ${gx},${gy + rows * cell + 8} ${gx},${gy + rows * cell}`, class: "ov-branch" }));
+      g.append(svg("path", { d: `M${gx + gridW},${gy + rows * cell} C${gx + gridW},${gy + rows * cell + 8} ${x0 + bw / 2},${SPINE_Y - 20} ${x0 + bw / 2},${SPINE_Y - 7}`, class: "ov-branch" }));
+      g.append(svg("circle", { cx: x0 + bw / 2, cy: SPINE_Y, r: 6, class: "ov-add" }));
+      g.append(svg("text", { x: x0 + bw / 2, y: SPINE_Y + 4, "text-anchor": "middle", class: "ov-plus" }, "+"));
+      const row = [];
+      for (let h = 0; h < nh; h++) {
+        const rect = svg("rect", {
+          x: gx + (h % cols) * cell, y: gy + Math.floor(h / cols) * cell, width: cell - 1.5, height: cell - 1.5, rx: 2,
+          "data-testid": "overview-head", "data-layer": l, "data-head": h, class: "ov-head",
+        });
+        rect.append(svg("title", {}, `layer ${l}, head ${h}`));
+        rect.addEventListener("click", (event) => {
+          event.stopPropagation();
+          set({ layer: l, head: h });
+          document.getElementById("stage-attention")?.scrollIntoView({ behavior: "smooth", block: "start" });
+        });
+        row.push(rect);
+        g.append(rect);
+      }
+      heads.push(row);
+      // The MLP: one node below the spine, adding back to it.
+      const mx = x0 + bw / 2 + 10;
+      g.append(svg("path", { d: `M${x0 + bw / 2 + 6},${SPINE_Y + 6} L${mx - 10},${SPINE_Y + 18}`, class: "ov-branch" }));
+      const mlp = svg("rect", { x: mx - 22, y: SPINE_Y + 16, width: 34, height: 18, rx: 4, class: "ov-mlp" });
+      mlp.append(svg("title", {}, `layer ${l}: MLP (${m.d_model} → ${m.d_mlp} → ${m.d_model})`));
+      g.append(mlp);
+      g.append(svg("text", { x: mx - 5, y: SPINE_Y + 29, "text-anchor": "middle", class: "ov-mlp-label" }, "MLP"));
+      const guess = svg("text", { x: x0 + bw / 2, y: SPINE_Y + 76, "text-anchor": "middle", class: "ov-lens" }, "");
+      g.append(guess);
+      lens.push(guess);
+      blocks.push(g);
+      root.append(g);
+    }
+    root.append(svg("text", { x: LEFT - 4, y: SPINE_Y + 76, "text-anchor": "end", class: "ov-note" }, "lens:"));
+
+    const out = svg("g", { class: "ov-io" });
+    out.append(svg("rect", { x: RIGHT + 28, y: SPINE_Y - 26, width: 62, height: 52, rx: 6 }));
+    out.append(svg("text", { x: RIGHT + 59, y: SPINE_Y - 6, "text-anchor": "middle" }, "LN_f"));
+    out.append(svg("text", { x: RIGHT + 59, y: SPINE_Y + 12, "text-anchor": "middle" }, "· W_Eᵀ"));
+    root.append(out);
+    root.append(svg("line", { x1: RIGHT + 90, y1: SPINE_Y, x2: RIGHT + 106, y2: SPINE_Y, class: "ov-out", "marker-end": "url(#ov-arrow)" }));
+    const prediction = svg("g", { "data-testid": "overview-prediction", class: "ov-prediction" });
+    const predText = svg("text", { x: RIGHT + 110, y: SPINE_Y + 4, class: "ov-pred" }, "");
+    const predProb = svg("text", { x: RIGHT + 110, y: SPINE_Y + 22, class: "ov-note" }, "");
+    prediction.append(predText, predProb);
+    root.append(prediction);
+    box.replaceChildren(root);
+    drawn = { key: `${m.name}/${L}/${nh}`, heads, blocks, lens, prediction, predText, predProb };
+  }
+
+  function paint() {
+    if (!state.model) return;
+    if (!drawn) build();
+    const run = state.run;
+    const i = detailToken();
+    for (let l = 0; l < drawn.blocks.length; l++) {
+      drawn.blocks[l].classList.toggle("selected", l === state.layer);
+      const weights = run ? run.patterns[l] : null;
+      for (let h = 0; h < drawn.heads[l].length; h++) {
+        const rect = drawn.heads[l][h];
+        rect.classList.toggle("selected", l === state.layer && h === state.head);
+        const title = rect.firstChild;
+        if (!weights || i == null) {
+          rect.style.fill = "";
+          rect.classList.add("unknown");
+          rect.removeAttribute("data-value");
+          title.textContent = run ? `layer ${l}, head ${h}: select layer ${l} to load its attention` : `layer ${l}, head ${h}`;
+          continue;
+        }
+        const { value, best, weight } = sharpness(slice(weights, h, i), i);
+        rect.classList.remove("unknown");
+        rect.style.fill = css(viridis(value));
+        rect.dataset.value = String(value);
+        title.textContent = `layer ${l}, head ${h}: “${visible(run.tokens[i].text)}” looks most at “${visible(run.tokens[best].text)}” ` +
+          `(token ${best}, weight ${weight.toFixed(3)}); sharpness ${value.toFixed(2)}. Click to select.`;
+      }
+    }
+    caption.textContent = run && i != null
+      ? `For token ${i} “${visible(run.tokens[i].text)}”: each head's colour is how sharply it attends (yellow: one token, dark: spread evenly); under each block, the logit lens's top guess.`
+      : "Analyze a prompt to see the model's numbers here.";
+    paintPrediction(run, i);
+    scheduleLens(run, i);
+  }
+
+  function paintPrediction(run, i) {
+    const { prediction, predText, predProb } = drawn;
+    if (!run || i == null) {
+      predText.textContent = "";
+      predProb.textContent = "";
+      prediction.removeAttribute("data-token-id");
+      return;
+    }
+    if (i === run.tokens.length - 1) {
+      const top = run.top[0];
+      showPrediction(top.id, top.text, top.prob);
+    }
+  }
+
+  function showPrediction(id, text, prob) {
+    drawn.prediction.dataset.tokenId = String(id);
+    drawn.predProb.textContent = `next: ${(prob * 100).toFixed(1)}%`;
+    drawn.predText.replaceChildren(document.createTextNode(`“${short(text, 8)}”`), svg("title", {}, `${visible(text)} (id ${id})`));
+  }
+
+  function scheduleLens(run, i) {
+    clearTimeout(lensTimer);
+    const key = run && i != null && onScreen ? `${run.runId}/${i}` : null;
+    if (key === lensKey) return;
+    for (const t of drawn.lens) t.textContent = "";
+    lensKey = key;
+    if (!key) return;
+    lensTimer = setTimeout(async () => {
+      try {
+        const lens = await logitLens(run.runId, { positions: [i], k: 1 });
+        if (lensKey !== key) return;
+        lens.cells.forEach((row, r) => {
+          const top = row[0].top[0];
+          if (drawn.lens[r]) {
+            drawn.lens[r].replaceChildren(document.createTextNode(short(top.text, 8)),
+              svg("title", {}, `${lens.rows[r].label}: top guess “${visible(top.text)}” (${(top.prob * 100).toFixed(1)}%)`));
+          }
+        });
+        if (i !== run.tokens.length - 1) showPrediction(lens.final[0].id, lens.final[0].text, lens.final[0].prob);
+      } catch (error) {
+        if (lensKey === key) drawn.lens[0].textContent = "lens unavailable";
+      }
+    }, LENS_DELAY_MS);
+  }
+
+  // The lens row costs a request: only while the overview is on screen.
+  let onScreen = false;
+  const watcher = new IntersectionObserver((entries) => {
+    onScreen = entries.some((e) => e.isIntersecting);
+    if (onScreen && drawn) scheduleLens(state.run, detailToken());
+  });
+  watcher.observe(root);
+  const unsubscribe = [
+    subscribe(["model"], () => { drawn = null; paint(); }),
+    subscribe(["run", "hovered", "pinned", "layer", "head", "patternsLoaded"], paint),
+  ];
+  paint();
+  return () => {
+    clearTimeout(lensTimer);
+    watcher.disconnect();
+    unsubscribe.forEach((u) => u());
+  };
+}
