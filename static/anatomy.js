@@ -69,7 +69,7 @@ function drawChart(loaded, gpt3) {
       hovertemplate: `${model.name}<br>%{y}: %{text} parameters, %{x:.2f}%<extra></extra>`,
     };
   };
-  Plotly.react($("anatomy-chart"), [series(loaded, "#0b5cad", "this model"), series(gpt3, "#b35900", gpt3.name)], baseLayout({
+  Plotly.react($("anatomy-chart"), [series(loaded, "#0b5cad", "this model"), series(gpt3, "#944a00", gpt3.name)], baseLayout({
     barmode: "group",
     height: state.presenter ? 520 : 430,
     margin: { l: 190, r: 60, t: 50, b: 40 },

@@ -13,7 +13,7 @@ const $ = (id) => document.getElementById(id);
 const mapBox = $("embedding-map");
 const FOCUS = "#f0a000"; // the chips' outline colour for the token in focus
 const PROMPT = "#0063a0"; // --data
-const WORD = "#b35900"; // --weights
+const WORD = "#944a00"; // --weights
 let addedWords = [];
 let mapData = null; // the last map answer, for the current run and words
 let neighbourWord = ""; // a typed word; empty = follow the token in focus

@@ -52,3 +52,19 @@ def checkpoint_server(tmp_path_factory, name: str, seed: int, **shapes):
 
     with live_server(build_checkpoint(tmp_path_factory.mktemp(name), seed=seed, **shapes)) as url:
         yield url
+
+
+def open_page(browser, url: str, width: int, height: int, query: str = "", before_goto=None):
+    """A page under the server's CSP (violations kept), console errors collected, opened on
+    `url/query` and loaded: (context, page, errors). `before_goto(page)` can add routes first."""
+    context = browser.new_context(viewport={"width": width, "height": height})
+    context.add_init_script(CSP_WATCH)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("console", lambda m: m.type == "error" and errors.append(m.text))
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    if before_goto:
+        before_goto(page)
+    page.goto(f"{url}/{query}")
+    page.wait_for_selector("body[data-loaded='1']")
+    return context, page, errors

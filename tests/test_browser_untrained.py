@@ -10,7 +10,7 @@ import sys
 import httpx
 import pytest
 
-from .browser import ARTIFACTS, CSP_WATCH, chromium, csp_violations, require_chromium  # noqa: F401 (chromium is a fixture)
+from .browser import ARTIFACTS, chromium, csp_violations, open_page, require_chromium  # noqa: F401 (chromium is a fixture)
 from .live_server import serving
 
 require_chromium()
@@ -24,18 +24,6 @@ def server(tmp_path_factory):
            "EXPLAINER_MODEL": None, "EXPLAINER_RANDOM_WEIGHTS": None}
     with serving([sys.executable, "-m", "app.cli", "serve"], env) as server:
         yield server.url
-
-
-def open_page(browser, url: str, width: int, height: int, query: str = ""):
-    context = browser.new_context(viewport={"width": width, "height": height})
-    context.add_init_script(CSP_WATCH)
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("console", lambda m: m.type == "error" and errors.append(m.text))
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.goto(f"{url}/{query}")
-    page.wait_for_selector("body[data-loaded='1']")
-    return context, page, errors
 
 
 def in_view(page, test_id: str) -> bool:
