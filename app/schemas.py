@@ -131,8 +131,8 @@ def _check_prompt(text: str) -> str:
 
 
 def _prompt(description: str):
-    return Field(min_length=1, max_length=MAX_PROMPT_CHARS, description=description,
-                 json_schema_extra={"pattern": NOT_BLANK})
+    # No min_length: "" is blank, and gets the same empty_prompt as "   " (the pattern implies a character).
+    return Field(max_length=MAX_PROMPT_CHARS, description=description, json_schema_extra={"pattern": NOT_BLANK})
 
 
 class AnalyzeRequest(BaseModel):

@@ -133,14 +133,20 @@ async function draw() {
     hoverongaps: false,
     hovertemplate: "masked: a token cannot look at later tokens<extra></extra>",
   };
-  const size = Math.min(600, Math.max(420, 170 + n * 14));
+  // On a projector the heatmap takes the card's width, up to the screen's height.
+  const size = state.presenter
+    ? Math.max(420, Math.min((plot.clientWidth || 1000) - 100, innerHeight - 40))
+    : Math.min(600, Math.max(420, 170 + n * 14));
   const layout = baseLayout({
     height: size,
     // A square plot area, with room for the labels and the colour bar: no empty band in between.
     width: Math.min(plot.clientWidth || 10000, size - 100 + 90 + 110),
     margin: { l: 90, r: 10, t: 10, b: 90 },
-    xaxis: { tickvals, ticktext, tickangle: -60, title: { text: "key: the token looked at" }, constrain: "domain", showgrid: false, zeroline: false },
-    yaxis: { tickvals, ticktext, autorange: "reversed", title: { text: "query: the token looking" }, scaleanchor: "x", constrain: "domain", showgrid: false, zeroline: false },
+    // automargin: long token labels push the axis titles out instead of running into them.
+    xaxis: { tickvals, ticktext, tickangle: -60, automargin: true, title: { text: "key: the token looked at", standoff: 10 },
+      constrain: "domain", showgrid: false, zeroline: false },
+    yaxis: { tickvals, ticktext, autorange: "reversed", automargin: true, title: { text: "query: the token looking", standoff: 10 },
+      scaleanchor: "x", constrain: "domain", showgrid: false, zeroline: false },
   });
   await Plotly.react(plot, [trace, maskTrace], layout, config);
   if (serial !== drawSerial) return;

@@ -1,6 +1,6 @@
 /**
  * main.js — wires the stages to the shared state, restores the view from the URL, and handles
- * the page-wide keys (/ prompt, [ ] layer, - = head, P presenter mode, Esc unpin).
+ * the page-wide keys (/ prompt, [ ] layer, - = head, P presenter mode, J K next and previous stage, Esc unpin).
  */
 import { getLayer, getModel } from "./api.js";
 import * as attention from "./attention.js";
@@ -11,7 +11,7 @@ import * as output from "./output.js";
 import * as overview from "./overview.js";
 import * as prompt from "./prompt.js";
 import * as qk from "./qk.js";
-import { pattern, readUrl, set, startUrlSync, state, subscribe } from "./state.js";
+import { pattern, readUrl, restoreControls, set, startUrlSync, state, subscribe } from "./state.js";
 import * as tokens from "./tokens.js";
 
 const DEFAULT_PROMPT = "The cat sat on the mat because it was";
@@ -51,12 +51,44 @@ function wireKeys() {
       "=": () => set({ head: (state.head + 1) % H }),
       p: () => set({ presenter: !state.presenter }),
       P: () => set({ presenter: !state.presenter }),
+      j: () => jumpStage(1),
+      k: () => jumpStage(-1),
     };
     if (actions[event.key]) {
       event.preventDefault();
       actions[event.key]();
     }
   });
+}
+
+/** The next (+1) or previous (-1) stage card, scrolled to just below the sticky token bar. */
+function jumpStage(direction) {
+  const bar = document.getElementById("stage-tokens").getBoundingClientRect().bottom;
+  const stages = [...document.querySelectorAll(".stage:not(.sticky)")];
+  const tops = stages.map((s) => s.getBoundingClientRect().top - bar);
+  const index = direction > 0 ? tops.findIndex((t) => t > 12) : tops.findLastIndex((t) => t < -12);
+  if (index < 0) return;
+  stages[index].scrollIntoView({ block: "start" });
+  stages[index].querySelector("h2, summary")?.setAttribute("tabindex", "-1");
+  stages[index].querySelector("h2, summary")?.focus({ preventScroll: true });
+}
+
+/** --sticky-height: the token bar's height, for scroll-padding (it changes with presenter mode and wrapping). */
+function trackStickyBar() {
+  const bar = document.getElementById("stage-tokens");
+  new ResizeObserver(() => {
+    document.documentElement.style.setProperty("--sticky-height", `${bar.offsetHeight}px`);
+  }).observe(bar);
+}
+
+/** Back and Forward: the view of that history entry, and its prompt analyzed again (from the cache). */
+function followHistory() {
+  const url = readUrl();
+  const { n_layers: L, n_heads: H } = state.model;
+  set({ layer: clamp(url.layer, L), head: clamp(url.head, H), pinned: null });
+  restoreControls();
+  if (url.prompt && (!state.run || url.prompt !== state.run.text)) prompt.analyzeText(url.prompt, { pinned: url.pinned });
+  else if (url.pinned != null && state.run && url.pinned < state.run.tokens.length) set({ pinned: url.pinned });
 }
 
 async function loadModel() {
@@ -95,6 +127,7 @@ async function start() {
   attentionLines.mount(document.getElementById("stage-tokens"));
   wirePresenter();
   wireKeys();
+  trackStickyBar();
 
   const model = await loadModel();
   modelError.hidden = true;
@@ -122,7 +155,9 @@ async function start() {
     seed: Number.isSafeInteger(url.seed) && url.seed >= 0 ? url.seed : state.seed,
     presenter: !!url.presenter,
   });
+  restoreControls();
   startUrlSync();
+  window.addEventListener("popstate", followHistory);
   document.body.dataset.loaded = "1";
   // The first screen is alive: the URL's prompt, or the example, is analyzed at once.
   await prompt.analyzeText(url.prompt || DEFAULT_PROMPT, { pinned: url.pinned });

@@ -60,11 +60,14 @@ function redraw() {
   const t0 = performance.now();
   const dist = distribution(run.logits, order, { temperature: state.temperature, topK: state.topK, topP: state.topP });
   const probs = rows.map((r) => dist.prob(r.id));
+  // Bars are drawn against the most likely shown token, so a flat distribution is not hairlines;
+  // the numbers beside them stay absolute.
+  const top = Math.max(...probs) || 1;
   rows.forEach((r, i) => {
     const p = probs[i];
     r.node.dataset.prob = String(p);
     r.node.classList.toggle("cut", p === 0);
-    r.fill.style.width = `${(p * 100).toFixed(3)}%`;
+    r.fill.style.width = `${((p / top) * 100).toFixed(3)}%`;
     r.value.textContent = p === 0 ? "cut" : pct(p);
     r.node.setAttribute("aria-label", `${visible(run.top[i].text)}: ${pct(p)}`);
   });

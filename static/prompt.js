@@ -14,6 +14,19 @@ const status = document.getElementById("prompt-status");
 /** Timings the browser tests read: analyzeReturned / interactive (performance.now() ms). */
 export const timings = (window.explainerTimings = window.explainerTimings || {});
 
+/** The page's own words for the API's errors a person meets here, keyed by the stable `code`. */
+function explain(error) {
+  if (error && error.code === "empty_prompt") return "The prompt is empty: type some text to analyze.";
+  return error.message || String(error);
+}
+
+/** The box grows with its text, up to 8 lines (then it scrolls). */
+export function fit() {
+  input.style.height = "auto";
+  const line = parseFloat(getComputedStyle(input).lineHeight) || 24;
+  input.style.height = `${Math.min(input.scrollHeight + 4, line * 8 + 16)}px`;
+}
+
 export function showError(message) {
   errorBox.textContent = message || "";
   errorBox.hidden = !message;
@@ -35,6 +48,7 @@ export async function analyzeText(text, after = {}) {
   const mine = ++serial;
   showError("");
   input.value = text;
+  fit();
   status.textContent = "Running the model…";
   set({ busy: "analyze" });
   const started = performance.now();
@@ -62,7 +76,7 @@ export async function analyzeText(text, after = {}) {
     if (mine !== serial) return null;
     set({ busy: null });
     status.textContent = "";
-    showError(error.message || String(error));
+    showError(explain(error));
     if (!(error && error.name === "ApiError")) console.error(error);
     return null;
   }
@@ -73,6 +87,7 @@ export function init() {
     event.preventDefault();
     analyzeText(input.value);
   });
+  input.addEventListener("input", fit);
   input.addEventListener("keydown", (event) => {
     if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
       event.preventDefault();

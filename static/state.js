@@ -38,11 +38,14 @@
  *                              show one token (embeddings, Q·K, MLP).
  *
  * URL: readUrl() returns the view encoded in location.search (prompt, layer, head, temperature,
- * pinned token, top-k, top-p, seed, presenter); startUrlSync() keeps location.search up to date
- * with history.replaceState, so a shared link reproduces the view.
+ * pinned token, top-k, top-p, seed, presenter); startUrlSync() keeps location.search up to date,
+ * with the view's other controls (url_controls.js), so a shared link reproduces the view. A new
+ * prompt pushes a history entry (Back returns to the previous prompt); the rest replaces it.
+ * restoreControls() sets those controls from the URL.
  */
 
 import { ensurePattern } from "./api.js";
+import * as controls from "./url_controls.js";
 
 export const state = {
   model: null,
@@ -160,16 +163,30 @@ function writeUrl() {
   if (state.topP != null) q.set(URL_KEYS.topP, String(state.topP));
   q.set(URL_KEYS.seed, String(state.seed));
   if (state.presenter) q.set(URL_KEYS.presenter, "1");
+  controls.write(q);
   const search = `?${q.toString()}`;
-  if (search !== location.search) history.replaceState(null, "", search);
+  if (search === location.search) return;
+  // A new prompt is a new history entry, so Back returns to the previous one; anything else
+  // (layer, head, temperature...) refines the current entry.
+  const shown = new URLSearchParams(location.search).get(URL_KEYS.prompt);
+  if (state.run && shown != null && shown !== state.run.text) history.pushState(null, "", search);
+  else history.replaceState(null, "", search);
 }
 
 let urlTimer = null;
 
+function scheduleWrite() {
+  // Coalesce: dragging the temperature slider must not call replaceState 60 times a second.
+  clearTimeout(urlTimer);
+  urlTimer = setTimeout(writeUrl, 150);
+}
+
 export function startUrlSync() {
-  subscribe(["run", "layer", "head", "temperature", "pinned", "topK", "topP", "seed", "presenter"], () => {
-    // Coalesce: dragging the temperature slider must not call replaceState 60 times a second.
-    clearTimeout(urlTimer);
-    urlTimer = setTimeout(writeUrl, 150);
-  });
+  subscribe(["run", "layer", "head", "temperature", "pinned", "topK", "topP", "seed", "presenter", "attnMode"], scheduleWrite);
+  controls.watch(scheduleWrite);
+}
+
+/** Set the view's controls from the URL (after the views are wired, so they react). */
+export function restoreControls() {
+  controls.restore(new URLSearchParams(location.search));
 }

@@ -54,10 +54,11 @@ def checkpoint_server(tmp_path_factory, name: str, seed: int, **shapes):
         yield url
 
 
-def open_page(browser, url: str, width: int, height: int, query: str = "", before_goto=None):
+def open_page(browser, url: str, width: int, height: int, query: str = "", before_goto=None, bypass_csp: bool = False):
     """A page under the server's CSP (violations kept), console errors collected, opened on
-    `url/query` and loaded: (context, page, errors). `before_goto(page)` can add routes first."""
-    context = browser.new_context(viewport={"width": width, "height": height})
+    `url/query` and loaded: (context, page, errors). `before_goto(page)` can add routes first.
+    `bypass_csp` for tests that wait on page predicates (Playwright evaluates them as strings)."""
+    context = browser.new_context(viewport={"width": width, "height": height}, bypass_csp=bypass_csp)
     context.add_init_script(CSP_WATCH)
     page = context.new_page()
     errors: list[str] = []

@@ -1,0 +1,135 @@
+"""The classroom defects of issue 10, each checked in Chromium: the whole view in the URL and
+Back/Forward through prompts, the empty prompt in plain words, a prompt box that grows,
+probability bars against the most likely token, stage keys that never hide a heading under the
+sticky bar, axis titles clear of long token labels, and a presenter mode at 1920 whose heatmap
+fills the card and whose token bar is one line."""
+
+from __future__ import annotations
+
+import urllib.parse
+
+from .browser import ARTIFACTS, chromium, open_page  # noqa: F401 (chromium is a fixture)
+from .test_browser import server  # noqa: F401 (a fixture)
+
+FIRST = "The cat sat on the mat because it was tired"
+SECOND = "When Mary and John went to the store, John gave a drink to"
+
+
+def wait_prompt(page, text: str) -> None:
+    page.wait_for_function("(t) => document.querySelectorAll('[data-testid=token]').length && "
+                           "[...document.querySelectorAll('[data-testid=token] .t')].map(n => n.textContent).join('')"
+                           " === t.replaceAll(' ', '␣')", arg=text)
+
+
+def test_the_url_holds_the_whole_view_and_back_returns_to_the_last_prompt(chromium, server):
+    query = f"?p={urllib.parse.quote(FIRST)}&mode=masked&heads=1&layers=1&mid=1&map=queen&gen=7"
+    context, page, errors = open_page(chromium, server, 1280, 720, query, bypass_csp=True)
+    context.set_default_timeout(20_000)
+    wait_prompt(page, FIRST)
+    state = page.evaluate("() => ({mode: document.querySelector('input[name=attn-mode]:checked').value,"
+                          " heads: document.querySelector('#all-heads').checked, layers: document.querySelector('#all-layers').checked,"
+                          " mid: document.querySelector('#lens-mid').checked, map: document.querySelector('#map-word').value,"
+                          " gen: document.querySelector('#max-new-tokens').value})")
+    assert state == {"mode": "masked", "heads": True, "layers": True, "mid": True, "map": "queen", "gen": "7"}
+    page.locator("input[name=attn-mode][value=scores]").check()
+    page.wait_for_function("location.search.includes('mode=scores')")
+    # A new prompt is a new history entry; Back brings the first one back, with its view.
+    page.get_by_test_id("prompt-input").fill(SECOND)
+    page.get_by_test_id("analyze-button").click()
+    wait_prompt(page, SECOND)
+    page.wait_for_function("(t) => new URLSearchParams(location.search).get('p') === t", arg=SECOND)
+    page.go_back()
+    wait_prompt(page, FIRST)
+    assert page.get_by_test_id("prompt-input").input_value() == FIRST
+    assert page.locator("input[name=attn-mode]:checked").get_attribute("value") == "scores"
+    page.go_forward()
+    wait_prompt(page, SECOND)
+    assert errors == []
+    context.close()
+
+
+def test_an_empty_prompt_is_said_in_plain_words(chromium, server):
+    context, page, errors = open_page(chromium, server, 1280, 720)
+    page.wait_for_selector("[data-testid=token]")
+    for empty in ("", "   "):
+        page.get_by_test_id("prompt-input").fill(empty)
+        page.get_by_test_id("analyze-button").click()
+        page.locator("#prompt-error").wait_for(state="visible")
+        assert page.locator("#prompt-error").text_content() == "The prompt is empty: type some text to analyze."
+    assert all("422" in e for e in errors)
+    context.close()
+
+
+def test_the_prompt_box_grows_with_its_text(chromium, server):
+    context, page, _ = open_page(chromium, server, 1280, 720)
+    box = page.get_by_test_id("prompt-input")
+    one = box.evaluate("b => b.getBoundingClientRect().height")
+    box.fill("line\n" * 5 + "end")
+    five = box.evaluate("b => b.getBoundingClientRect().height")
+    assert five > one * 3
+    box.fill("line\n" * 40)
+    assert box.evaluate("b => b.getBoundingClientRect().height") < five * 2  # it stops growing, then scrolls
+    context.close()
+
+
+def test_probability_bars_are_drawn_against_the_most_likely_token(chromium, server):
+    context, page, _ = open_page(chromium, server, 1280, 720)
+    page.wait_for_selector("[data-testid=prob-bar][data-prob]")
+    bars = page.evaluate("() => [...document.querySelectorAll('[data-testid=prob-bar]')].map(b => "
+                         "[+b.dataset.prob, b.querySelector('.fill').getBoundingClientRect().width, b.querySelector('.track').getBoundingClientRect().width])")
+    top = max(p for p, _, _ in bars)
+    for p, fill, track in bars:
+        assert abs(fill - track * p / top) <= 1.5, (p, fill, track)
+    context.close()
+
+
+def test_stage_keys_never_hide_a_heading_under_the_sticky_bar(chromium, server):
+    for presenter in (False, True):
+        query = f"?p={urllib.parse.quote(SECOND)}" + ("&present=1" if presenter else "")
+        context, page, _ = open_page(chromium, server, 1280, 720, query)
+        page.wait_for_selector("[data-testid=token]")
+        page.locator("h1").click()
+        seen = []
+        for _ in range(6):
+            page.keyboard.press("j")
+            page.wait_for_timeout(150)
+            seen.append(page.evaluate("""() => {  // the heading jumped to has the focus
+                const bar = document.getElementById('stage-tokens').getBoundingClientRect().bottom;
+                return [document.activeElement.getBoundingClientRect().top, bar, document.activeElement.textContent.slice(0, 30)]; }"""))
+        assert len({name for _, _, name in seen}) == 6, seen  # six different stages
+        for top, bar, _ in seen:
+            assert top >= bar - 1, seen
+        page.keyboard.press("k")
+        context.close()
+
+
+def test_axis_titles_clear_the_longest_token_labels(chromium, server):
+    text = "Supercalifragilisticexpialidocious antidisestablishmentarianism internationalization"
+    context, page, _ = open_page(chromium, server, 1280, 720, f"?p={urllib.parse.quote(text)}")
+    page.wait_for_selector("#attention-heatmap .ytitle")
+    page.locator("#stage-attention").scroll_into_view_if_needed()
+    page.wait_for_timeout(300)
+    gap = page.evaluate("""() => {
+        const title = document.querySelector('#attention-heatmap .ytitle').getBoundingClientRect();
+        const ticks = [...document.querySelectorAll('#attention-heatmap .yaxislayer-above .ytick text')].map(t => t.getBoundingClientRect());
+        const xtitle = document.querySelector('#attention-heatmap .xtitle').getBoundingClientRect();
+        const xticks = [...document.querySelectorAll('#attention-heatmap .xaxislayer-above .xtick text')].map(t => t.getBoundingClientRect());
+        return [Math.min(...ticks.map(t => t.left)) - title.right, xtitle.top - Math.max(...xticks.map(t => t.bottom))]; }""")
+    assert gap[0] >= 0 and gap[1] >= 0, gap
+    context.close()
+
+
+def test_presenter_mode_at_1920_fills_the_card(chromium, server):
+    context, page, _ = open_page(chromium, server, 1920, 1080, f"?p={urllib.parse.quote(SECOND)}&present=1")
+    page.wait_for_selector("#attention-heatmap .main-svg")
+    page.locator("#stage-attention").scroll_into_view_if_needed()
+    page.wait_for_timeout(500)
+    share = page.evaluate("() => document.querySelector('#attention-heatmap .main-svg').getBoundingClientRect().width"
+                          " / document.getElementById('stage-attention').getBoundingClientRect().width")
+    assert share >= 0.6, share
+    assert page.evaluate("parseFloat(getComputedStyle(document.body).fontSize)") >= 18
+    tops = page.evaluate("() => new Set([...document.querySelectorAll('[data-testid=token]')].map(c => Math.round(c.getBoundingClientRect().top))).size")
+    assert tops == 1  # the token bar is one line
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "presenter-1920-attention.png"))
+    context.close()
