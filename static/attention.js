@@ -208,6 +208,10 @@ function drawGrid() {
       `Long prompts get their attention one layer at a time: all ${L * H} heads for these ${n} tokens would be ` +
       `${megabytes(L * H * n * n * 2)}, so each layer's (${perLayerBytes}) is fetched only when you select it. Shown: the layers loaded so far.` }));
   }
+  if (all) {  // column labels: which head each column is
+    grid.append(el("span", { class: "grid-label", "aria-hidden": "true" }));
+    for (let head = 0; head < H; head++) grid.append(el("span", { class: "grid-label col", "data-testid": "head-column", text: `H${head}` }));
+  }
   for (const layer of layers) {
     const weights = layer === state.layer ? pattern(layer) : run.patterns[layer];
     if (!weights) {
@@ -235,7 +239,7 @@ function drawGrid() {
         "data-layer": layer,
         "data-head": head,
         "aria-pressed": selected ? "true" : "false",
-        "aria-label": `Layer ${layer}, head ${head}`,
+        "aria-label": all ? `Layer ${layer}, head ${head}` : `H${head}: layer ${layer}, head ${head}`, // the visible name first
         title: `Layer ${layer}, head ${head}`,
       }, canvas, all ? null : el("span", { text: `H${head}` }));
       grid.append(button);

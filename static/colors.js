@@ -44,9 +44,16 @@ export function css([r, g, b]) {
   return `rgb(${r},${g},${b})`;
 }
 
-/** Black or white, whichever reads better on [r, g, b]. */
-export function inkOn([r, g, b]) {
-  return 0.2126 * r + 0.7152 * g + 0.0722 * b > 140 ? "#111" : "#fff";
+function luminance([r, g, b]) {
+  const linear = (c) => (c /= 255) <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4;
+  return 0.2126 * linear(r) + 0.7152 * linear(g) + 0.0722 * linear(b);
+}
+
+/** Black or white, whichever has the higher WCAG contrast on [r, g, b]: at least 4.58:1 on
+ * any colour (white on viridis's teals was 3.1-3.9:1). Pure black: #111 would fall to 4.36:1. */
+export function inkOn(rgb) {
+  const l = luminance(rgb);
+  return (l + 0.05) / 0.05 >= 1.05 / (l + 0.05) ? "#000" : "#fff";
 }
 
 /**

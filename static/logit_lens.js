@@ -113,6 +113,17 @@ function render() {
   table.dataset.positions = String(lens.positions.length);
   paintFocus();
   renderDetail();
+  showPinnedColumn();
+}
+
+/** The window is centred on the pinned token: scroll its column into the middle of the view
+ * (sideways only, never the page), or it sits off-screen on a narrow card. */
+function showPinnedColumn() {
+  const scroller = table.closest(".lens-scroll");
+  const column = state.pinned != null ? table.querySelector(`thead th[data-pos="${state.pinned}"]`) : null;
+  if (!scroller || !column) return;
+  const corner = table.querySelector("th.corner").offsetWidth;
+  scroller.scrollLeft = Math.max(0, column.offsetLeft - corner - (scroller.clientWidth - corner - column.offsetWidth) / 2);
 }
 
 /** Highlight the column of the token in focus (the same token as the chips). */

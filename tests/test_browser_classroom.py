@@ -133,3 +133,57 @@ def test_presenter_mode_at_1920_fills_the_card(chromium, server):
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "presenter-1920-attention.png"))
     context.close()
+
+
+def test_text_on_coloured_cells_has_enough_contrast(chromium, server):
+    """inkOn picks black or white by WCAG contrast: at least 4.5:1 on every viridis colour
+    (white on the teals was 3.1-3.9:1)."""
+    context, page, _ = open_page(chromium, server, 1280, 720)
+    worst = page.evaluate("""async () => {
+        const { VIRIDIS_LUT, inkOn } = await import('/static/colors.js');
+        const lum = ([r, g, b]) => [r, g, b].map(c => (c /= 255) <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4)
+          .reduce((s, c, i) => s + c * [0.2126, 0.7152, 0.0722][i], 0);
+        let worst = 99;
+        for (let i = 0; i < VIRIDIS_LUT.length; i += 3) {
+          const bg = [VIRIDIS_LUT[i], VIRIDIS_LUT[i + 1], VIRIDIS_LUT[i + 2]];
+          const ink = inkOn(bg) === '#fff' ? [255, 255, 255] : [0, 0, 0];
+          const [a, b] = [lum(bg), lum(ink)].sort((x, y) => y - x);
+          worst = Math.min(worst, (a + 0.05) / (b + 0.05));
+        }
+        return worst; }""")
+    assert worst >= 4.5, worst
+    context.close()
+
+
+def test_the_all_layers_grid_labels_its_columns_and_passes_axe(chromium, server):
+    from .test_browser_layout import serious
+
+    context, page, errors = open_page(chromium, server, 1280, 720, f"?p={urllib.parse.quote(SECOND)}&layers=1")
+    page.wait_for_selector("[data-testid=head-column]")
+    labels = page.locator("[data-testid=head-column]").all_text_contents()
+    layers = page.get_by_test_id("layer-select").locator("option").count()
+    heads = page.get_by_test_id("head-select").locator("option").count()
+    assert labels == [f"H{h}" for h in range(heads)]
+    assert page.locator("#head-grid button.head").count() == layers * heads
+    page.locator("#stage-attention").scroll_into_view_if_needed()
+    assert serious(page, context={"include": [["#stage-attention"], ["#stage-tokens"]]}) == []
+    page.locator("#all-layers").uncheck()  # one layer: each button shows H<n>, and its name starts with it
+    names = page.evaluate("() => [...document.querySelectorAll('#head-grid button.head')].map(b => [b.textContent, b.getAttribute('aria-label')])")
+    assert all(label.startswith(text) for text, label in names), names
+    assert serious(page, context={"include": [["#stage-attention"]]}) == []
+    assert errors == []
+    context.close()
+
+
+def test_the_logit_lens_window_shows_the_pinned_column(chromium, server):
+    text = " ".join(["the quick brown fox jumps over the lazy dog"] * 8)  # over 48 tokens: a window
+    context, page, _ = open_page(chromium, server, 800, 900, f"?p={urllib.parse.quote(text)}&pin=50", bypass_csp=True)
+    page.locator("#stage-logit-lens").scroll_into_view_if_needed()
+    page.wait_for_selector("[data-testid=logit-lens][data-rows] thead th[data-pos='50']", state="attached", timeout=30_000)
+    page.wait_for_timeout(300)
+    inside = page.evaluate("""() => {
+        const box = document.querySelector('.lens-scroll').getBoundingClientRect();
+        const col = document.querySelector("[data-testid=logit-lens] thead th[data-pos='50']").getBoundingClientRect();
+        return [col.left >= box.left, col.right <= box.right, col.left, col.right, box.left, box.right]; }""")
+    assert inside[0] and inside[1], inside
+    context.close()
