@@ -49,8 +49,8 @@ async function draw() {
   }], baseLayout({
     height: state.presenter ? 230 : 190,
     margin: { l: 210, r: 10, t: 6, b: 36 },
-    xaxis: { title: { text: `dimension (0 … ${e.length - 1})` }, showgrid: false, zeroline: false },
-    yaxis: { autorange: "reversed", showgrid: false },
+    xaxis: { title: { text: `dimension (0 … ${e.length - 1})` }, showgrid: false, zeroline: false, automargin: true },
+    yaxis: { autorange: "reversed", showgrid: false, automargin: true },
   }), config);
   let diff = 0;
   for (let c = 0; c < e.length; c++) diff = Math.max(diff, Math.abs(e[c] + p[c] - x[c]));

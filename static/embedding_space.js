@@ -105,7 +105,8 @@ function drawMap() {
     showlegend: true,
     legend: { orientation: "h", y: 1.02, x: 0 },
     uirevision: run.runId, // keep the user's rotation while the focus moves
-    scene: { xaxis: axis(0), yaxis: axis(1), zaxis: axis(2), aspectmode: "cube" },
+    // The camera a little further out than Plotly's default, so the axis titles stay inside the box.
+    scene: { xaxis: axis(0), yaxis: axis(1), zaxis: axis(2), aspectmode: "cube", camera: { eye: { x: 1.7, y: 1.7, z: 1.2 } } },
   }), config).then(() => {
     if (!mapBox.dataset.wired) {
       // Clicking one of the prompt's tokens pins it, as a click on its chip does.
@@ -216,15 +217,16 @@ async function drawPositions() {
     const cos = [];
     for (let i = 0; i < n; i++) cos.push(Array.from(t.position_cosine.data.subarray(i * n, (i + 1) * n)));
     const height = Math.max(200, Math.min(520, 60 + n * 16)) * (state.presenter ? 1.3 : 1);
-    const y = { autorange: "reversed", showgrid: false, tickmode: n <= 40 ? "array" : "auto", tickvals: n <= 40 ? labels : undefined };
+    // automargin: the labels and titles push the margins out rather than being cut off.
+    const y = { autorange: "reversed", showgrid: false, automargin: true, tickmode: n <= 40 ? "array" : "auto", tickvals: n <= 40 ? labels : undefined };
     await Plotly.react($("positions-heatmap"), [{
       type: "heatmap", z: rows, y: labels, colorscale: divergingScale, zmin: -limit, zmax: limit,
       colorbar: { thickness: 10 }, hovertemplate: "position %{y} · dimension %{x}: %{z:.4f}<extra></extra>",
-    }], baseLayout({ height, margin: { l: 110, r: 10, t: 6, b: 36 }, xaxis: { title: { text: `dimension (0 … ${d - 1})` } }, yaxis: y }), config);
+    }], baseLayout({ height, margin: { l: 110, r: 10, t: 6, b: 36 }, xaxis: { title: { text: `dimension (0 … ${d - 1})` }, automargin: true }, yaxis: y }), config);
     await Plotly.react($("positions-cosine"), [{
       type: "heatmap", z: cos, x: labels, y: labels, colorscale: divergingScale, zmin: -1, zmax: 1,
       colorbar: { thickness: 10 }, hovertemplate: "cos(W_P[%{y}], W_P[%{x}]) = %{z:.4f}<extra></extra>",
-    }], baseLayout({ height, margin: { l: 110, r: 10, t: 6, b: 90 }, xaxis: { showgrid: false, tickangle: -60, tickmode: y.tickmode, tickvals: y.tickvals }, yaxis: y, shapes: focusShapes(labels) }), config);
+    }], baseLayout({ height, margin: { l: 110, r: 10, t: 6, b: 90 }, xaxis: { showgrid: false, tickangle: -60, automargin: true, tickmode: y.tickmode, tickvals: y.tickvals }, yaxis: y, shapes: focusShapes(labels) }), config);
     positionLabels = labels;
   } catch (error) {
     console.error(error);

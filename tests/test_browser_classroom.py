@@ -187,3 +187,37 @@ def test_the_logit_lens_window_shows_the_pinned_column(chromium, server):
         return [col.left >= box.left, col.right <= box.right, col.left, col.right, box.left, box.right]; }""")
     assert inside[0] and inside[1], inside
     context.close()
+
+
+def test_the_sticky_token_bar_stays_a_short_band(chromium, server):
+    nine = "The cat sat on the mat because it was"  # 9 tokens
+    for width, height in ((1280, 720), (390, 844)):
+        context, page, _ = open_page(chromium, server, width, height, f"?p={urllib.parse.quote(nine)}")
+        page.wait_for_selector("[data-testid=token]")
+        share = page.evaluate("document.getElementById('stage-tokens').getBoundingClientRect().height / innerHeight")
+        assert share <= 0.2, (width, share)
+        context.close()
+
+
+def test_plot_labels_and_titles_are_not_cut_off(chromium, server):
+    """Tick labels and axis titles of the 2D plots lie inside their plot (they were clipped)."""
+    context, page, _ = open_page(chromium, server, 800, 900, f"?p={urllib.parse.quote(SECOND)}")
+    page.wait_for_selector("[data-testid=token]")
+    for box in ("#embedding-plot", "#positions-heatmap", "#positions-cosine"):
+        page.locator(box).scroll_into_view_if_needed()
+        page.wait_for_timeout(300)
+        page.wait_for_selector(f"{box} .main-svg", state="attached", timeout=30_000)
+    page.wait_for_timeout(400)
+    outside = page.evaluate("""() => {
+        const out = [];
+        for (const id of ['embedding-plot', 'positions-heatmap', 'positions-cosine']) {
+          const svg = document.querySelector(`#${id} .main-svg`).getBoundingClientRect();
+          for (const t of document.querySelectorAll(`#${id} .xtick text, #${id} .ytick text, #${id} .xtitle, #${id} .ytitle`)) {
+            const r = t.getBoundingClientRect();
+            if (r.width && (r.left < svg.left - 1 || r.right > svg.right + 1 || r.top < svg.top - 1 || r.bottom > svg.bottom + 1))
+              out.push(`${id}: ${t.textContent}`);
+          }
+        }
+        return out; }""")
+    assert outside == []
+    context.close()
