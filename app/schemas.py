@@ -13,6 +13,10 @@ from pydantic_core import PydanticCustomError
 from model.tokenizer import BLANK, is_blank
 
 MAX_TOP_K = 50257
+MAX_NEW_TOKENS = 256
+MAX_LENS_K = 50
+MAX_LENS_POSITIONS = 64  # with k <= 50 and 2 x 13 rows: a bounded cost per request
+MAX_MAP_WORDS = 20
 MAX_SEED = 2**53 - 1  # exact in a JSON number (a double): the schema states it without rounding
 MAX_PROMPT_CHARS = 100_000
 NOT_BLANK = f"^[\\s\\S]*[^{BLANK}][\\s\\S]*$"  # a JSON Schema pattern (ECMA and Python agree on these escapes)
@@ -80,6 +84,19 @@ class Tensor(BaseModel):
     data: str = Field(description="base64 of the little-endian, C-order bytes")
 
 
+class Limits(BaseModel):
+    """The request limits the page states and enforces in its own inputs (never copied into JS)."""
+    max_prompt_chars: int
+    max_new_tokens: int
+    max_top_k: int
+    max_seed: int
+    max_lens_positions: int
+    max_lens_k: int
+    max_map_words: int
+    max_word_chars: int = Field(description="A word in the embedding-space queries, as typed.")
+    max_expression_chars: int
+
+
 class ModelInfo(BaseModel):
     name: str
     n_layers: int
@@ -99,6 +116,7 @@ class ModelInfo(BaseModel):
     dropout: str
     device: str
     version: str = Field(description="The explainer package's version.")
+    limits: Limits
 
 
 class Health(BaseModel):
@@ -209,7 +227,7 @@ class SampleResponse(BaseModel):
 
 class GenerateRequest(SamplingParams):
     text: str = _prompt("The prompt to continue; at most the model's context in tokens.")
-    max_new_tokens: body_integer(ge=1, le=256) = 32
+    max_new_tokens: body_integer(ge=1, le=MAX_NEW_TOKENS) = 32
 
     @field_validator("text")
     @classmethod

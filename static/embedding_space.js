@@ -259,7 +259,7 @@ function wireForms() {
     event.preventDefault();
     const words = $("map-word").value.split(",").map((w) => w.trim()).filter(Boolean);
     if (!words.length) return;
-    addedWords = [...addedWords, ...words.filter((w) => !addedWords.includes(w))].slice(-20);
+    addedWords = [...addedWords, ...words.filter((w) => !addedWords.includes(w))].slice(-state.model.limits.max_map_words);
     $("map-word").value = "";
     loadMap();
   });

@@ -73,6 +73,18 @@ function jumpStage(direction) {
   stages[index].querySelector("h2, summary")?.focus({ preventScroll: true });
 }
 
+/** The inputs state the server's own limits (/api/model `limits`), never copies of them. */
+function applyLimits(limits) {
+  const set = (selector, attribute, value) => document.querySelector(selector)?.setAttribute(attribute, String(value));
+  set("#prompt-input", "maxlength", limits.max_prompt_chars);
+  set("#top-k", "max", limits.max_top_k);
+  set("#seed", "max", limits.max_seed);
+  set("#max-new-tokens", "max", limits.max_new_tokens);
+  for (const id of ["#neighbours-word", "#dot-a", "#dot-b"]) set(id, "maxlength", limits.max_word_chars);
+  set("#map-word", "maxlength", limits.max_map_words * (limits.max_word_chars + 2));
+  set("#arithmetic-input", "maxlength", limits.max_expression_chars);
+}
+
 /** --sticky-height: the token bar's height, for scroll-padding (it changes with presenter mode and wrapping). */
 function trackStickyBar() {
   const bar = document.getElementById("stage-tokens");
@@ -140,6 +152,7 @@ async function start() {
     modelError.hidden = false;
     document.querySelector('[data-testid="untrained-badge"]').hidden = false;
   }
+  applyLimits(model.limits);
   for (const node of document.querySelectorAll("[data-dim]")) {
     const value = model[node.dataset.dim];
     if (value != null) node.textContent = Number(value).toLocaleString("en");

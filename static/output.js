@@ -125,7 +125,7 @@ async function doGenerate() {
   const pieces = [];
   try {
     const done = await generate(
-      { text: run.text, maxNewTokens: Math.max(1, Math.min(256, Number(maxNew.value) || 20)), ...params() },
+      { text: run.text, maxNewTokens: Math.max(1, Math.min(state.model.limits.max_new_tokens, Number(maxNew.value) || 20)), ...params() },
       {
         signal: controller.signal,
         onToken: (step) => {
@@ -164,7 +164,7 @@ export function init() {
   });
   topK.addEventListener("input", () => {
     const k = Number(topK.value);
-    set({ topK: topK.value !== "" && Number.isInteger(k) && k >= 1 ? Math.min(k, 50257) : null });
+    set({ topK: topK.value !== "" && Number.isInteger(k) && k >= 1 ? Math.min(k, state.model.limits.max_top_k) : null });
   });
   topP.addEventListener("input", () => {
     const p = Number(topP.value);

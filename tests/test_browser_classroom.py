@@ -221,3 +221,21 @@ def test_plot_labels_and_titles_are_not_cut_off(chromium, server):
         return out; }""")
     assert outside == []
     context.close()
+
+
+def test_the_inputs_state_the_servers_limits(chromium, server):
+    import httpx
+
+    limits = httpx.get(f"{server}/api/model", timeout=30).json()["limits"]
+    context, page, _ = open_page(chromium, server, 1280, 720)
+    shown = page.evaluate("""() => ({
+        prompt: +document.querySelector('#prompt-input').getAttribute('maxlength'),
+        topk: +document.querySelector('#top-k').getAttribute('max'),
+        seed: +document.querySelector('#seed').getAttribute('max'),
+        gen: +document.querySelector('#max-new-tokens').getAttribute('max'),
+        word: +document.querySelector('#neighbours-word').getAttribute('maxlength'),
+        expression: +document.querySelector('#arithmetic-input').getAttribute('maxlength') })""")
+    assert shown == {"prompt": limits["max_prompt_chars"], "topk": limits["max_top_k"], "seed": limits["max_seed"],
+                     "gen": limits["max_new_tokens"], "word": limits["max_word_chars"],
+                     "expression": limits["max_expression_chars"]}
+    context.close()

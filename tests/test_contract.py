@@ -110,3 +110,19 @@ def test_every_error_has_the_one_body(client, run_id):
     response = client.delete("/api/analyze")
     _error(response, 405, "method_not_allowed")
     assert response.headers["allow"] == "POST"
+
+
+def test_the_limits_the_page_reads_are_the_schemas_own(schema, client):
+    """/api/model `limits` are what the page puts in its inputs: each equals the schema's bound."""
+    limits = client.get("/api/model").json()["limits"]
+    components = schema["components"]["schemas"]
+    params = lambda path: {p["name"]: p["schema"] for p in schema["paths"][path]["get"]["parameters"]}  # noqa: E731
+    assert limits["max_prompt_chars"] == components["AnalyzeRequest"]["properties"]["text"]["maxLength"]
+    assert limits["max_new_tokens"] == components["GenerateRequest"]["properties"]["max_new_tokens"]["maximum"]
+    assert limits["max_top_k"] == components["SampleRequest"]["properties"]["top_k"]["anyOf"][0]["maximum"]
+    assert limits["max_seed"] == components["SampleRequest"]["properties"]["seed"]["anyOf"][0]["maximum"]
+    assert limits["max_lens_positions"] == params("/api/runs/{run_id}/logit-lens")["position"]["maxItems"]
+    assert limits["max_lens_k"] == params("/api/runs/{run_id}/logit-lens")["k"]["maximum"]
+    assert limits["max_map_words"] == params("/api/runs/{run_id}/embedding-space/map")["word"]["maxItems"]
+    assert limits["max_word_chars"] == params("/api/embedding-space/neighbours")["word"]["maxLength"]
+    assert limits["max_expression_chars"] == params("/api/embedding-space/arithmetic")["expression"]["maxLength"]

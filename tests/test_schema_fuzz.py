@@ -27,7 +27,10 @@ def test_schemathesis_all_checks_over_a_thousand_cases(checkpoint_dir, tmp_path)
         result = subprocess.run(
             [sys.executable, "-m", "schemathesis.cli", "run", f"{url}/openapi.json",
              "--checks", "all", "--exclude-checks", "positive_data_acceptance",
-             "--max-examples", "60", "--seed", "2", "--workers", "2", "--suppress-health-check", "all",
+             # One worker: with two, CPython 3.11.7's ast.parse (which hypothesis calls to describe a
+             # filter) races between threads ("AST constructor recursion depth mismatch", a
+             # SystemError inside schemathesis, seen once in CI).
+             "--max-examples", "60", "--seed", "2", "--workers", "1", "--suppress-health-check", "all",
              "--continue-on-failure", "--report", "json", "--report-json-path", str(report)],
             env=env, cwd=ROOT, capture_output=True, text=True, timeout=1200)
     summary = json.loads(report.read_text())

@@ -21,11 +21,10 @@ from ..answers import cached_answer
 from ..deps import get_explainer, run_of
 from ..errors import documented, field_error
 from ..responses import json_bytes, json_response
-from ..schemas import NOT_BLANK, DotResponse, EmbeddingMapResponse, Index, whole_number, NeighboursResponse, TensorsResponse
+from ..schemas import MAX_MAP_WORDS, NOT_BLANK, DotResponse, EmbeddingMapResponse, Index, whole_number, NeighboursResponse, TensorsResponse
 
 router = APIRouter(prefix="/api", responses=documented(400, 422, 503))
 
-MAX_MAP_WORDS = 20
 
 
 _SPACE_LOCK = threading.Lock()

@@ -17,12 +17,10 @@ from ..answers import cached_answer
 from ..deps import get_explainer, run_of
 from ..errors import documented, field_error
 from ..responses import json_response
-from ..schemas import Index, LogitLensResponse, whole_number
+from ..schemas import MAX_LENS_K, MAX_LENS_POSITIONS, Index, LogitLensResponse, whole_number
 
 router = APIRouter(prefix="/api", responses=documented(400, 404, 422, 503))
 
-MAX_LENS_K = 50
-MAX_LENS_POSITIONS = 64  # with k <= 50 and 2 x 13 rows: a bounded cost per request
 
 
 def lens_body(explainer: Explainer, run: Run, positions: list[int] | None, k: int, stream: str,
