@@ -84,6 +84,7 @@ def analyze_body(explainer: Explainer, run_id: str, run: Run, include_patterns: 
         "model": model_info(explainer),
         "tokens": token_list(run),
         "tensors": {**patterns, "logits": tensors.encode(logits, "float32")},
+        "resid_norms": tensors.encode(run.resid_norms(), "float32"),
         "top": top,
         "patterns": "included" if include_patterns else "per-layer",
     }

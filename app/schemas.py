@@ -181,6 +181,8 @@ class AnalyzeResponse(BaseModel):
         "logits [d_vocab] (float32) for the last position."
     )
     top: list[TopToken] = Field(description="The 10 most likely next tokens at temperature 1.")
+    resid_norms: Tensor = Field(description="The residual stream's length ‖x‖ at each position entering each block "
+                                "(blocks.l.hook_resid_pre), then leaving the last (hook_resid_post). [n_layers + 1, pos]")
     patterns: Literal["included", "per-layer"] = Field(
         description="'per-layer': the patterns were left out (a long prompt with patterns='auto')."
     )

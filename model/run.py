@@ -69,6 +69,15 @@ class Run:
         engine.block(layer, self.model.transformer.h[layer], resid_pre, record)
         return captured
 
+    @torch.inference_mode()
+    def resid_norms(self) -> torch.Tensor:
+        """The residual stream's length at each position, entering each block and leaving the
+        last: ‖blocks.l.hook_resid_pre‖ for l < n_layers, then ‖blocks.{n_layers-1}.hook_resid_post‖.
+        [n_layers + 1, pos]"""
+        names = [engine.layer_hook(l, "hook_resid_pre") for l in range(self.n_layers)]
+        names.append(engine.layer_hook(self.n_layers - 1, "hook_resid_post"))
+        return torch.stack([self[name].norm(dim=-1) for name in names])
+
     @property
     def nbytes(self) -> int:
         """Memory held by this run's stored tensors."""

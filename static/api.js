@@ -241,6 +241,7 @@ export async function analyze(text) {
     patternsMode,
     patterns,
     logits: decodeTensor(raw.tensors.logits).data,
+    residNorms: decodeTensor(raw.resid_norms), // [n_layers + 1, pos]
     top: raw.top,
     raw,
   };

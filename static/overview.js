@@ -9,7 +9,8 @@
  *     of its attention row (1: all weight on one token; 0: spread evenly). Its title gives the
  *     key it attends to most, with the weight. A layer whose pattern has not been fetched yet
  *     (long prompts) is drawn grey: it is never fetched just for this picture.
- *   - Under each block: the logit lens's top guess after that block, for the token in focus
+ *   - Under each block: the residual stream's length ‖x‖ as it leaves the block (from the
+ *     analyze response's resid_norms), and the logit lens's top guess after that block, for the token in focus
  *     (GET /logit-lens?position=i&k=1, fetched once the focus rests).
  *   - At the end: the model's top next token at that position, `overview-prediction`.
  *   - Clicking a head selects its layer and head; clicking a block selects its layer.
@@ -89,6 +90,7 @@ export function mount(root) {
     root.append(embedLens);
 
     const heads = [];
+    const norms = [];
     const blocks = [];
     const lens = [embedLens];
     for (let l = 0; l < L; l++) {
@@ -129,6 +131,10 @@ export function mount(root) {
       mlp.append(svg("title", {}, `layer ${l}: MLP (${m.d_model} → ${m.d_mlp} → ${m.d_model})`));
       g.append(mlp);
       g.append(svg("text", { x: mx - 5, y: SPINE_Y + 29, "text-anchor": "middle", class: "ov-mlp-label" }, "MLP"));
+      const norm = svg("text", { x: x0 + bw / 2, y: SPINE_Y + 56, "text-anchor": "middle", class: "ov-norm",
+        "data-testid": "overview-norm", "data-layer": l }, "");
+      g.append(norm);
+      norms.push(norm);
       const guess = svg("text", { x: x0 + bw / 2, y: SPINE_Y + 76, "text-anchor": "middle", class: "ov-lens" }, "");
       g.append(guess);
       lens.push(guess);
@@ -136,6 +142,7 @@ export function mount(root) {
       root.append(g);
     }
     root.append(svg("text", { x: LEFT - 4, y: SPINE_Y + 76, "text-anchor": "end", class: "ov-note" }, "lens:"));
+    root.append(svg("text", { x: LEFT - 4, y: SPINE_Y + 56, "text-anchor": "end", class: "ov-note" }, "‖x‖:"));
 
     const out = svg("g", { class: "ov-io" });
     out.append(svg("rect", { x: RIGHT + 28, y: SPINE_Y - 26, width: 62, height: 52, rx: 6 }));
@@ -149,7 +156,7 @@ export function mount(root) {
     prediction.append(predText, predProb);
     root.append(prediction);
     box.replaceChildren(root);
-    drawn = { key: `${m.name}/${L}/${nh}`, heads, blocks, lens, prediction, predText, predProb };
+    drawn = { key: `${m.name}/${L}/${nh}`, heads, norms, blocks, lens, prediction, predText, predProb };
   }
 
   function paint() {
@@ -159,6 +166,11 @@ export function mount(root) {
     const i = detailToken();
     for (let l = 0; l < drawn.blocks.length; l++) {
       drawn.blocks[l].classList.toggle("selected", l === state.layer);
+      // The stream's length as it leaves block l (its input is the previous block's output).
+      const norm = run && i != null && run.residNorms ? run.residNorms.data[(l + 1) * run.tokens.length + i] : null;
+      drawn.norms[l].textContent = norm == null ? "" : norm.toFixed(1);
+      if (norm == null) drawn.norms[l].removeAttribute("data-value");
+      else drawn.norms[l].dataset.value = String(norm);
       const weights = run ? run.patterns[l] : null;
       for (let h = 0; h < drawn.heads[l].length; h++) {
         const rect = drawn.heads[l][h];
@@ -180,7 +192,7 @@ export function mount(root) {
       }
     }
     caption.textContent = run && i != null
-      ? `For token ${i} “${visible(run.tokens[i].text)}”: each head's colour is how sharply it attends (yellow: one token, dark: spread evenly); under each block, the logit lens's top guess.`
+      ? `For token ${i} “${visible(run.tokens[i].text)}”: each head's colour is how sharply it attends (yellow: one token, dark: spread evenly); under each block, the residual stream's length ‖x‖ leaving it and the logit lens's top guess.`
       : "Analyze a prompt to see the model's numbers here.";
     paintPrediction(run, i);
     scheduleLens(run, i);

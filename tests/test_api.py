@@ -398,3 +398,22 @@ def test_route_checks_answer_in_the_validation_format(client, analyzed, query, f
     assert response.status_code == 422
     body = response.json()
     assert body["errors"][0]["field"] == field and body["detail"].startswith(f"{field}:")
+
+
+def test_resid_norms_are_the_residual_streams_length_in_transformers(analyzed, hf_eager, explainer):
+    """‖x‖ entering each block and leaving the last, against transformers' own hidden states
+    (hidden_states[l] is block l's input; its last entry has ln_f applied, so the last block's
+    raw output is taken with a forward hook instead)."""
+    ids = torch.tensor([explainer.tokenize(PROMPT)])
+    outputs = {}
+    hook = hf_eager.transformer.h[-1].register_forward_hook(lambda m, i, o: outputs.setdefault("last", o[0] if isinstance(o, tuple) else o))
+    try:
+        with torch.no_grad():
+            hidden = hf_eager(ids, output_hidden_states=True).hidden_states
+    finally:
+        hook.remove()
+    n_layers = explainer.config.n_layer
+    expected = [hidden[l][0].norm(dim=-1) for l in range(n_layers)] + [outputs["last"][0].norm(dim=-1)]
+    norms = decode(analyzed["resid_norms"])
+    assert norms.shape == (n_layers + 1, len(analyzed["tokens"]))
+    np.testing.assert_allclose(norms, torch.stack(expected).numpy(), rtol=1e-4, atol=1e-4)

@@ -128,3 +128,19 @@ def test_clicking_an_overview_head_selects_that_layer_and_head(ui):
     assert "selected" in ui.page.locator("[data-testid=overview-block][data-layer='1']").get_attribute("class")
     ui.page.locator("[data-testid=overview-block][data-layer='2'] .ov-frame").click()
     assert ui.page.get_by_test_id("layer-select").input_value() == "2"
+
+
+def test_each_block_shows_the_streams_length_leaving_it(ui, analyzed):
+    from app.tensors import decode
+
+    norms = decode(analyzed["resid_norms"])
+    n = len(analyzed["tokens"])
+    for focus in (n - 1, 2):
+        if focus != n - 1:
+            ui.chips().nth(focus).click()
+        ui.page.wait_for_timeout(100)
+        shown = ui.page.evaluate("() => [...document.querySelectorAll('[data-testid=overview-norm]')].map(t => [+t.dataset.layer, +t.dataset.value, t.textContent])")
+        assert len(shown) == N_LAYERS
+        for layer, value, text in shown:
+            assert value == pytest.approx(float(norms[layer + 1, focus]), rel=1e-5)
+            assert text == f"{norms[layer + 1, focus]:.1f}"
