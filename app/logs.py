@@ -48,6 +48,12 @@ def configure(level: str = "info") -> None:
         log.warning("Unknown log level %r: using info; choose from %s.", level, ", ".join(LEVELS))
 
 
+def internal_error_body() -> dict:
+    from .errors import ApiError  # here: the CLI imports this module and must not import torch for --help
+
+    return ApiError(500, "internal", "Internal server error; it is in the server's log.").body()
+
+
 class AccessLog:
     """Pure ASGI middleware: the access line, and the last word on an exception no handler took
     (logged with its traceback, answered with a JSON 500, not re-raised into a second traceback)."""
@@ -75,7 +81,7 @@ class AccessLog:
             log.exception("%s %s failed", scope["method"], scope["path"])
             if status is None:
                 status = 500
-                body = json.dumps({"detail": "Internal server error; it is in the server's log.", "code": "internal", "errors": []}).encode()
+                body = json.dumps(internal_error_body()).encode()
                 await send({"type": "http.response.start", "status": 500,
                             "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
                 await send({"type": "http.response.body", "body": body})

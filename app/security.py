@@ -15,6 +15,8 @@ from __future__ import annotations
 import ipaddress
 import json
 
+from .errors import ApiError
+
 LOOPBACK_NAMES = ("localhost",)
 
 
@@ -69,8 +71,7 @@ class Security:
     async def _refuse(self, send, host: str) -> None:
         detail = (f"Host {host!r} is not one this server answers to. Use its IP address or localhost, "
                   "or list the name in EXPLAINER_ALLOWED_HOSTS.")
-        body = json.dumps({"detail": detail, "code": "host_not_allowed",
-                           "errors": [{"field": "host", "message": detail}]}).encode()
+        body = json.dumps(ApiError(400, "host_not_allowed", detail, field="host").body()).encode()
         await send({"type": "http.response.start", "status": 400,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
                                 *self.headers]})
