@@ -15,8 +15,7 @@
  *       Thrown by every call below on a non-2xx answer; .message is a sentence a person can read.
  *       A 503 (server busy) is first retried after its Retry-After, up to 5 times.
  *   busy.onWait = (sentence | null) => {}   set by the page to show "busy, retrying" while waiting.
- *   request(url, fetchOptions) -> Promise<Response>   fetch() with all of the above (errors, 503 retries),
- *       for other clients of the API (vectors_api.js).
+ *   request(url, fetchOptions) -> Promise<Response>   fetch() with all of the above (errors, 503 retries).
  *
  *   timing.responded      performance.now() when the last analyze response arrived.
  *   getModel() -> Promise<{name, n_layers, n_heads, d_model, d_head, d_mlp, n_ctx, d_vocab, random_weights, ...}>
@@ -36,10 +35,16 @@
  *       in run.patterns[layer]. One request per (run, layer) however many views ask; a failed request
  *       is not remembered, so a later call tries again. Resolves at once when the pattern is there.
  *   getEmbeddings(runId) -> Promise<{hook_embed, hook_pos_embed, "blocks.0.hook_resid_pre"}>   Tensors [pos, d_model]
- *   getLayer(runId, layer, fields, dtype="float32") -> Promise<{[suffix]: Tensor}>
- *       fields: suffixes such as ["attn.hook_q", "mlp.hook_pre"]; the result is keyed by the SUFFIX
- *       (not the full "blocks.{l}." name). Answers are memoised per (runId, layer, field, dtype), so
- *       several views asking for the same layer cost one request.
+ *   getLayer(runId, layer, fields, dtype="float32") -> Promise<{[full hook name]: Tensor}>
+ *       fields: the names inside the block, ["attn.hook_q", "mlp.hook_pre"]; the answer is keyed by
+ *       the full hook name ("blocks.3.attn.hook_q"), as everywhere else. Several views asking for
+ *       the same layer cost one request.
+ *   neighbours({word}|{tokenId}, k), arithmetic(expression, k), dot(a, b), anatomy()
+ *       the embedding space's and the parameters' answers (GET /api/embedding-space/..., /api/anatomy)
+ *   embeddingMap(runId, words), positions(runId) -> {hook_pos_embed, position_cosine},
+ *   logitLens(runId, {positions, k, stream})   the run's own answers
+ *   Every answer above is kept in one cache: tensors by run id, full hook name and dtype; the
+ *   rest by run id and URL. It is bounded (300 answers, 256 MB of tensors); a failure is not kept.
  *   sample({runId, temperature, topK, topP, seed}) -> Promise<{distribution, token, entropy}>
  *   generate({text, maxNewTokens, temperature, topK, topP, seed}, {onToken, signal}) -> Promise<{text, run_id, n_tokens}>
  *       Streams server-sent events over fetch(); onToken({step, token: {id, text, prob}, top}) per token.
@@ -256,51 +261,123 @@ export function ensurePattern(run, layer) {
   let promise = pending.get(layer);
   if (!promise) {
     promise = getLayer(run.runId, layer, ["attn.hook_pattern"], "float16")
-      .then((t) => (run.patterns[layer] = t["attn.hook_pattern"]))
+      .then((t) => (run.patterns[layer] = t[`blocks.${layer}.attn.hook_pattern`]))
       .finally(() => pending.delete(layer));
     pending.set(layer, promise);
   }
   return promise;
 }
 
-const memo = new Map(); // key -> Promise
+/* The one cache of answers. Tensors are keyed by run id, full hook name and dtype
+ * ("r1|blocks.3.attn.hook_q|float32"), so views that ask for the same tensor through different
+ * endpoints share it; other answers by run id and URL. Bounded in entries and in tensor bytes:
+ * a 512-token layer is megabytes. A failed answer is forgotten, so asking again retries. */
+const MAX_ENTRIES = 300;
+const MAX_TENSOR_BYTES = 256e6;
+const cache = new Map(); // key -> {promise, bytes}
+let cachedBytes = 0;
+
+function evict() {
+  for (const [key, entry] of cache) {
+    if (cache.size <= MAX_ENTRIES && cachedBytes <= MAX_TENSOR_BYTES) break;
+    cache.delete(key);
+    cachedBytes -= entry.bytes;
+  }
+}
 
 function remember(key, make) {
-  const known = memo.get(key);
-  if (known) return known;
-  const promise = make();
-  memo.set(key, promise);
-  promise.catch(() => memo.delete(key));
-  if (memo.size > 64) memo.delete(memo.keys().next().value); // bounded: layers are megabytes
-  return promise;
-}
-
-export function getEmbeddings(runId) {
-  return remember(`emb|${runId}`, async () => {
-    const body = await (await request(`/api/runs/${encodeURIComponent(runId)}/embeddings`)).json();
-    const out = {};
-    for (const [name, wire] of Object.entries(body.tensors)) out[name] = decodeTensor(wire);
-    return out;
-  });
-}
-
-export async function getLayer(runId, layer, fields, dtype = "float32") {
-  const key = (f) => `layer|${runId}|${layer}|${f}|${dtype}`;
-  const promises = new Map(fields.map((f) => [f, memo.get(key(f))]));
-  const missing = fields.filter((f) => !promises.get(f));
-  if (missing.length) {
-    const url = `/api/runs/${encodeURIComponent(runId)}/layers/${layer}?fields=${missing.join(",")}&dtype=${dtype}`;
-    const all = request(url).then((r) => r.json()).then((body) => {
-      const out = {};
-      for (const f of missing) out[f] = decodeTensor(body.tensors[`blocks.${layer}.${f}`]);
-      return out;
-    });
-    for (const f of missing) promises.set(f, remember(key(f), () => all.then((out) => out[f])));
+  const known = cache.get(key);
+  if (known) {
+    cache.delete(key); // most recently used last
+    cache.set(key, known);
+    return known.promise;
   }
-  const values = await Promise.all(fields.map((f) => promises.get(f)));
-  const result = {};
-  fields.forEach((f, i) => { result[f] = values[i]; });
-  return result;
+  const entry = { promise: make(), bytes: 0 };
+  cache.set(key, entry);
+  entry.promise.then((value) => {
+    if (cache.get(key) !== entry) return;
+    entry.bytes = value && value.data ? value.data.byteLength : 0;
+    cachedBytes += entry.bytes;
+    evict();
+  }, () => {
+    if (cache.get(key) === entry) cache.delete(key);
+  });
+  evict();
+  return entry.promise;
+}
+
+/** Tensors named `names` (full hook names) of one run, from `url` (which answers {tensors: {name:
+ * wire}}); only the ones not cached yet are asked for, in one request, by `urlFor(missing)`. */
+async function tensors(runId, names, dtype, urlFor) {
+  const key = (name) => `${runId}|${name}|${dtype}`;
+  const missing = names.filter((name) => !cache.has(key(name)));
+  if (missing.length) {
+    const all = request(urlFor(missing)).then((r) => r.json());
+    for (const name of missing) {
+      remember(key(name), () => all.then((body) => decodeTensor(body.tensors[name])));
+    }
+  }
+  const values = await Promise.all(names.map((name) => remember(key(name), () => Promise.reject(new Error("evicted")))));
+  return Object.fromEntries(names.map((name, i) => [name, values[i]]));
+}
+
+const runPath = (runId) => `/api/runs/${encodeURIComponent(runId)}`;
+
+export async function getEmbeddings(runId) {
+  return tensors(runId, ["hook_embed", "hook_pos_embed", "blocks.0.hook_resid_pre"], "float32",
+    () => `${runPath(runId)}/embeddings`);
+}
+
+/** Fields of one layer, named inside the block ("attn.hook_q"); the answer keyed by full hook name. */
+export async function getLayer(runId, layer, fields, dtype = "float32") {
+  const prefix = `blocks.${layer}.`;
+  return tensors(runId, fields.map((f) => prefix + f), dtype, (missing) =>
+    `${runPath(runId)}/layers/${layer}?fields=${missing.map((n) => n.slice(prefix.length)).join(",")}&dtype=${dtype}`);
+}
+
+function query(params) {
+  const q = new URLSearchParams();
+  for (const [key, value] of Object.entries(params)) {
+    if (value == null) continue;
+    if (Array.isArray(value)) value.forEach((v) => q.append(key, String(v)));
+    else q.set(key, String(value));
+  }
+  const s = q.toString();
+  return s ? `?${s}` : "";
+}
+
+/** A JSON answer, cached by run id (or "-" for answers of the weights alone) and URL. */
+function getJson(runId, url) {
+  return remember(`${runId ?? "-"}|${url}`, () => request(url).then((response) => response.json()));
+}
+
+export function neighbours({ word = null, tokenId = null }, k = 10) {
+  return getJson(null, `/api/embedding-space/neighbours${query({ word, token_id: tokenId, k })}`);
+}
+
+export function arithmetic(expression, k = 10) {
+  return getJson(null, `/api/embedding-space/arithmetic${query({ expression, k })}`);
+}
+
+export function dot(a, b) {
+  return getJson(null, `/api/embedding-space/dot${query({ a: a.word, a_id: a.tokenId, b: b.word, b_id: b.tokenId })}`);
+}
+
+export function embeddingMap(runId, words = []) {
+  return getJson(runId, `${runPath(runId)}/embedding-space/map${query({ word: words })}`);
+}
+
+export async function positions(runId) {
+  return tensors(runId, ["hook_pos_embed", "position_cosine"], "float32",
+    () => `${runPath(runId)}/embedding-space/positions`);
+}
+
+export function logitLens(runId, { positions: ps = null, k = 10, stream = "resid_post" } = {}) {
+  return getJson(runId, `${runPath(runId)}/logit-lens${query({ position: ps, k, stream })}`);
+}
+
+export function anatomy() {
+  return getJson(null, "/api/anatomy");
 }
 
 function samplingBody({ temperature, topK, topP, seed }) {

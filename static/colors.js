@@ -1,9 +1,7 @@
 /**
- * colors.js — colour scales and text helpers shared by the views.
+ * colors.js — colour scales, and the canvases drawn with them, shared by the views.
  * Sequential data (attention weights) use viridis, signed vectors a blue–white–red diverging
  * scale (ColorBrewer RdBu): both stay readable for the common colour-vision deficiencies.
- * Also imported by the issue-5 views (static/embedding_space.js, logit_lens.js, anatomy.js):
- * keep the exported names stable.
  */
 
 const VIRIDIS = ["#440154", "#482475", "#414487", "#355f8d", "#2a788e", "#21918c", "#22a884", "#44bf70", "#7ad151", "#bddf26", "#fde725"];
@@ -119,47 +117,4 @@ export function drawMatrix(canvas, data, n, offset = 0, max = 128) {
     }
   }
   ctx.putImageData(image, 0, 0);
-}
-
-/** A token's text with its whitespace made visible: ' cat' -> '␣cat', newline -> '↵'. */
-export function visible(text) {
-  if (text === "") return "∅";
-  return text.replace(/ /g, "␣").replace(/\n/g, "↵").replace(/\t/g, "⇥").replace(/\r/g, "␍");
-}
-
-/** Escape text for Plotly labels (Plotly reads a few HTML-like tags; entities keep them text). */
-export function plotlyText(text) {
-  return String(text).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
-}
-
-/** Create an element with attributes and text children (never innerHTML). */
-export function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(attrs)) {
-    if (value == null || value === false) continue;
-    if (key === "class") node.className = value;
-    else if (key === "text") node.textContent = value;
-    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
-    else node.setAttribute(key, value === true ? "" : String(value));
-  }
-  for (const child of children) {
-    if (child == null) continue;
-    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
-  }
-  return node;
-}
-
-export function fmt(x, digits = 3) {
-  if (x === -Infinity) return "−∞";
-  if (x === Infinity) return "∞";
-  if (!Number.isFinite(x)) return "—";
-  return x.toFixed(digits).replace("-", "−");
-}
-
-export function pct(p) {
-  if (p === 0) return "0%";
-  const x = p * 100;
-  if (x >= 10) return `${x.toFixed(1)}%`;
-  if (x >= 1e-4) return `${Number(x.toPrecision(2)).toString()}%`;
-  return `${x.toExponential(1)}%`;
 }

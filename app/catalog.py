@@ -1,0 +1,85 @@
+"""The page's words: one catalog per language, read from static/i18n/<lang>/<namespace>.json and
+merged into one flat dictionary with keys "<namespace>.<key>".
+
+The page is rendered in one language: Jinja's `t(key, **params)` fills the templates, and the
+same catalog is embedded in the page for the scripts (static/i18n.js). A value may hold a little
+inline HTML (<em>, <code>, <sub>, <span class="w">...), written by us and so trusted; parameters
+are escaped. `{name}` is a placeholder.
+
+"en-XA" is the pseudo-language of Android and Chrome: English with every letter accented
+("Ĺàýéŕ"), made from the English catalog. Nothing is lost in reading it, and any English
+left on a page shown in it is a string that does not come from the catalog.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from functools import cache
+from pathlib import Path
+
+from markupsafe import Markup, escape
+
+from .resources import data_dir
+
+DEFAULT = "en"
+PSEUDO = "en-XA"
+PLACEHOLDER = re.compile(r"\{(\w+)\}")
+# What the pseudo-language leaves alone: tags, entities and placeholders.
+UNTOUCHED = re.compile(r"(<[^>]*>|&\w+;|&#\d+;|\{\w+\})")
+ACCENTED = str.maketrans(
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ",
+    "àƀçđéƒĝĥíĵķĺɱñóþǫŕšţúṽŵẋýžÀƁÇĐÉƑĜĤÍĴĶĹṀÑÓƤǪŔŠŢÚṼŴẊÝŽ",
+)
+
+
+def catalog_dir() -> Path:
+    return data_dir("static") / "i18n"
+
+
+@cache
+def languages() -> tuple[str, ...]:
+    """The languages with a catalog, the default first, then the pseudo-language."""
+    found = sorted(p.name for p in catalog_dir().iterdir() if p.is_dir() and p.name != DEFAULT)
+    return (DEFAULT, *found, PSEUDO)
+
+
+def read(lang: str) -> dict[str, str]:
+    """The merged catalog of `lang` as written, "<namespace>.<key>" -> text."""
+    merged: dict[str, str] = {}
+    for path in sorted((catalog_dir() / lang).glob("*.json")):
+        for key, text in json.loads(path.read_text(encoding="utf-8")).items():
+            merged[f"{path.stem}.{key}"] = text
+    return merged
+
+
+def pseudo(text: str) -> str:
+    return "".join(piece if UNTOUCHED.fullmatch(piece) else piece.translate(ACCENTED)
+                   for piece in UNTOUCHED.split(text))
+
+
+@cache
+def catalog(lang: str) -> dict[str, str]:
+    if lang == PSEUDO:
+        return {key: pseudo(text) for key, text in read(DEFAULT).items()}
+    return read(lang)
+
+
+def choose(requested: str | None) -> str:
+    """The language to render: `requested` if there is a catalog for it, else the default."""
+    return requested if requested in languages() else DEFAULT
+
+
+class Translator:
+    """`t` for Jinja in one language: t("attention.title", layer=3) -> Markup."""
+
+    def __init__(self, lang: str):
+        self.lang = lang
+        self.strings = catalog(lang)
+
+    def __call__(self, key: str, **params) -> Markup:
+        text = self.strings.get(key)
+        if text is None:
+            raise KeyError(f"the {self.lang} catalog has no string {key!r}")
+        values = {name: escape(value) for name, value in params.items()}
+        return Markup(PLACEHOLDER.sub(lambda m: str(values.get(m.group(1), m.group(0))), text))

@@ -1,0 +1,47 @@
+/**
+ * dom.js — building and finding the page's elements. A view finds its elements inside its own
+ * root by `data-part`, never by a page-wide id, so it can be mounted twice.
+ */
+
+/** Create an element with attributes and text children (never innerHTML). */
+export function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (value == null || value === false) continue;
+    if (key === "class") node.className = value;
+    else if (key === "text") node.textContent = value;
+    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+    else node.setAttribute(key, value === true ? "" : String(value));
+  }
+  for (const child of children) {
+    if (child == null) continue;
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return node;
+}
+
+/** The element `[data-part=name]` inside root. A missing one is a template error: say which. */
+export function part(root, name) {
+  const node = root.querySelector(`[data-part="${name}"]`);
+  if (!node) throw new Error(`no [data-part="${name}"] inside #${root.id || root.tagName}`);
+  return node;
+}
+
+/** Every `[data-part=name]` inside root (radio groups). */
+export function parts(root, name) {
+  return [...root.querySelectorAll(`[data-part="${name}"]`)];
+}
+
+/** Show an error's message in `box` (an element with role=alert), or hide the box for null. */
+export function showError(box, error) {
+  const message = error == null ? "" : typeof error === "string" ? error : error.message || String(error);
+  box.textContent = message;
+  box.hidden = !message;
+  if (error && typeof error !== "string" && error.name !== "ApiError" && error.name !== "AbortError") console.error(error);
+}
+
+/** Listen, and return the function that stops listening (for a view's unmount). */
+export function listen(target, type, fn, options) {
+  target.addEventListener(type, fn, options);
+  return () => target.removeEventListener(type, fn, options);
+}

@@ -1,0 +1,158 @@
+/**
+ * store.js — the page's one store: the runs by id, which run each run key shows, the selection
+ * and the view options. Views never talk to each other: they read the store through the pure
+ * selectors below, change it with `store.set()` or an action, and re-render when told.
+ *
+ * A view is mounted with a run key ("main" on the page; "a" and "b" side by side on /compare):
+ * `state.shown[runKey]` is the id of the run it shows, `state.runs.get(id)` that run. When a new
+ * prompt is analyzed, the key points at the new run; the view re-renders from it. The selection
+ * (layer, head, hovered and pinned token) and the options are shared, so two runs side by side
+ * are always shown at the same layer, head and token.
+ *
+ *   createStore() -> store
+ *     store.state          the current values (read-only by convention):
+ *       model              /api/model dict, or null before it is known
+ *       runs               Map run id -> run (api.js `analyze`); bounded to the last MAX_RUNS
+ *       shown              {runKey: run id}
+ *       patternsLoaded     bumped when a layer's pattern of a shown run arrives (or fails)
+ *       hovered, pinned    token positions, or null
+ *       layer, head        the selected layer and head
+ *       attnMode           "pattern" | "masked" | "scores"
+ *       temperature, topK, topP, seed   sampling options
+ *       presenter          large-text mode
+ *       busy               null, or a short name while a request runs ("analyze", "generate")
+ *     store.set(patch)               merge; subscribers of changed keys are called once, in order
+ *     store.subscribe(keys, fn)      fn(state, changed: Set) when one of `keys` ("*" = any) changes;
+ *                                    returns the unsubscribe function
+ *     store.show(runKey, run)        add the run and show it under runKey
+ *     store.requestPattern(runKey, layer)  fetch that layer's pattern if the run lacks it (once per
+ *                                    run and layer); patternsLoaded is bumped when it arrives
+ *
+ * Selectors (pure: they read, never fetch or change anything):
+ *   selectRun(state, runKey)              the run, or null
+ *   selectPattern(state, runKey, layer)   Tensor [head, q_pos, k_pos], or null while not loaded
+ *   selectPatternError(state, runKey, layer)  the Error of a failed fetch, or null
+ *   focusToken(state, runKey)             pinned ?? hovered, if that position exists in the run
+ *   detailToken(state, runKey)            focusToken, else the run's last token
+ */
+import { ensurePattern } from "./api.js";
+
+const MAX_RUNS = 16;
+
+export function createStore(initial = {}) {
+  const state = {
+    model: null,
+    runs: new Map(),
+    shown: {},
+    patternsLoaded: 0,
+    hovered: null,
+    pinned: null,
+    layer: 0,
+    head: 0,
+    attnMode: "pattern",
+    temperature: 1,
+    topK: null,
+    topP: null,
+    seed: 42,
+    presenter: false,
+    busy: null,
+    ...initial,
+  };
+  const listeners = [];
+
+  function subscribe(keys, fn) {
+    const entry = { keys: keys === "*" ? "*" : new Set(keys), fn };
+    listeners.push(entry);
+    return () => {
+      const i = listeners.indexOf(entry);
+      if (i >= 0) listeners.splice(i, 1);
+    };
+  }
+
+  function set(patch) {
+    const changed = new Set();
+    for (const [key, value] of Object.entries(patch)) {
+      if (!(key in state)) throw new Error(`the store has no key ${key}`);
+      if (state[key] !== value) {
+        state[key] = value;
+        changed.add(key);
+      }
+    }
+    if (!changed.size) return changed;
+    for (const entry of listeners.slice()) {
+      if (!listeners.includes(entry)) continue; // unsubscribed by an earlier listener
+      if (entry.keys === "*" || [...changed].some((k) => entry.keys.has(k))) {
+        try {
+          entry.fn(state, changed);
+        } catch (error) {
+          console.error(error); // one broken view must not stop the others
+        }
+      }
+    }
+    return changed;
+  }
+
+  function show(runKey, run, patch = {}) {
+    // New objects, so that subscribers of "runs" and "shown" see a change.
+    const runs = new Map(state.runs);
+    runs.delete(run.runId);
+    runs.set(run.runId, run);
+    const shown = { ...state.shown, [runKey]: run.runId };
+    const inUse = new Set(Object.values(shown));
+    for (const id of runs.keys()) {
+      if (runs.size <= MAX_RUNS) break;
+      if (!inUse.has(id)) runs.delete(id);
+    }
+    return set({ ...patch, runs, shown });
+  }
+
+  const fetching = new WeakMap(); // run -> Map(layer -> null while in flight | Error)
+
+  function requestPattern(runKey, layer) {
+    const run = selectRun(state, runKey);
+    if (!run || run.patterns[layer]) return;
+    let asked = fetching.get(run);
+    if (!asked) fetching.set(run, (asked = new Map()));
+    if (asked.has(layer)) return;
+    asked.set(layer, null);
+    run.patternErrors = run.patternErrors || new Map();
+    ensurePattern(run, layer)
+      .then(() => asked.delete(layer), (error) => {
+        asked.set(layer, error);
+        run.patternErrors.set(layer, error);
+      })
+      .then(() => {
+        if (Object.values(state.shown).includes(run.runId)) set({ patternsLoaded: state.patternsLoaded + 1 });
+      });
+  }
+
+  return { state, set, subscribe, show, requestPattern };
+}
+
+export function selectRun(state, runKey) {
+  const id = state.shown[runKey];
+  return (id != null && state.runs.get(id)) || null;
+}
+
+export function selectPattern(state, runKey, layer) {
+  const run = selectRun(state, runKey);
+  return (run && run.patterns[layer]) || null;
+}
+
+export function selectPatternError(state, runKey, layer) {
+  const run = selectRun(state, runKey);
+  return (run && run.patternErrors && run.patternErrors.get(layer)) || null;
+}
+
+export function focusToken(state, runKey) {
+  const run = selectRun(state, runKey);
+  const focus = state.pinned ?? state.hovered ?? null;
+  return run && focus != null && focus < run.tokens.length ? focus : null;
+}
+
+export function detailToken(state, runKey) {
+  const focus = focusToken(state, runKey);
+  if (focus != null) return focus;
+  const run = selectRun(state, runKey);
+  return run ? run.tokens.length - 1 : null;
+}
