@@ -51,6 +51,8 @@
  *       Rejects with ApiError on an `event: error`, or with an AbortError when `signal` aborts.
  */
 
+import { t } from "./i18n.js";
+
 const HALF_TABLE = (() => {
   // Every float16 bit pattern -> float32, computed once (64 K entries).
   const table = new Float32Array(65536);
@@ -109,23 +111,27 @@ export function slice(tensor, ...leading) {
 }
 
 export class ApiError extends Error {
-  constructor(status, detail, errors = [], code = null) {
+  constructor(status, detail, errors = [], code = null, context = {}) {
     super(detail);
     this.name = "ApiError";
     this.status = status;
     this.detail = detail;
     this.errors = errors;
     this.code = code;
+    this.context = context; // the body's other fields: n_tokens and limit for prompt_too_long...
   }
 }
 
 async function failure(response) {
-  let detail = `The server answered ${response.status} ${response.statusText}.`;
+  let detail = t("page.server_answered", { status: response.status, statusText: response.statusText });
   let errors = [];
   let code = null;
+  let context = {};
   try {
     const body = await response.json();
     if (typeof body.code === "string") code = body.code;
+    const { detail: _d, code: _c, errors: _e, ...rest } = body;
+    context = rest;
     if (Array.isArray(body.errors) && body.errors.length) {
       errors = body.errors;
       detail = body.errors.map((e) => e.message).join("; ");
@@ -133,8 +139,8 @@ async function failure(response) {
       detail = body.detail;
     }
   } catch (_) { /* not JSON */ }
-  if (response.status === 503) detail = detail || "The server is busy; try again in a moment.";
-  return new ApiError(response.status, detail, errors, code);
+  if (response.status === 503) detail = detail || t("page.error_busy");
+  return new ApiError(response.status, detail, errors, code, context);
 }
 
 /** Called with a sentence while a busy server is being waited for, and with null when it answers. */
@@ -185,7 +191,7 @@ export async function request(url, options = {}) {
         if (options.signal?.aborted) throw new DOMException("Aborted", "AbortError");
         continue;
       }
-      throw new ApiError(0, "Cannot reach the server. Is it still running?");
+      throw new ApiError(0, t("page.unreachable"));
     }
     if (response.status === 404 && !options.reanalyzed) {
       const text = runTexts.get(runIdOf(url, options));
@@ -198,7 +204,7 @@ export async function request(url, options = {}) {
     if (response.status === 503 && attempt < MAX_BUSY_RETRIES) {
       // Jittered (0.5–1.5 × Retry-After): thirty pages refused together must not all come back together.
       const seconds = Math.min(10, Number(response.headers.get("Retry-After")) || 2) * (0.5 + Math.random());
-      busy.onWait?.(`The server is busy with other requests; trying again in ${seconds.toFixed(1)} s…`);
+      busy.onWait?.(t("page.busy_retry", { seconds: seconds.toFixed(1) }));
       await new Promise((resolve) => setTimeout(resolve, seconds * 1000));
       if (options.signal?.aborted) throw new DOMException("Aborted", "AbortError");
       continue;
@@ -420,9 +426,9 @@ export async function generate({ text, maxNewTokens, ...params }, { onToken = ()
       if (!block.trim()) continue;
       const { event, data } = parseEvent(block);
       if (event === "done") return data;
-      if (event === "error") throw new ApiError(200, (data && data.detail) || "Generation failed.", [], (data && data.code) || null);
+      if (event === "error") throw new ApiError(200, (data && data.detail) || t("page.generation_failed"), [], (data && data.code) || null);
       if (data) onToken(data);
     }
-    if (done) throw new ApiError(0, "The generation stream ended early.");
+    if (done) throw new ApiError(0, t("page.stream_ended"));
   }
 }

@@ -7,10 +7,12 @@
  *
  * Weights under 0.005 are not drawn (they would be invisible): the chips still show every weight.
  *
- * mount(root): draws into the chips box inside `root`; returns an unmount function.
+ * mount(root, store, runKey): draws into the chips box inside `root` (the tokens stage), with
+ * its "all heads" box; returns the unmount function.
  */
 import { slice } from "./api.js";
-import { focusToken, pattern, state, subscribe } from "./state.js";
+import { part } from "./dom.js";
+import { focusToken, selectPattern } from "./store.js";
 
 const SVG = "http://www.w3.org/2000/svg";
 const MIN_WEIGHT = 0.005;
@@ -18,9 +20,10 @@ const MIN_WEIGHT = 0.005;
 const HEAD_COLOURS = ["#0072b2", "#d55e00", "#009e73", "#cc79a7", "#e69f00", "#56b4e9", "#332288", "#882255",
   "#117733", "#aa4499", "#999933", "#44aa99"];
 
-export function mount(root) {
-  const box = root.querySelector("#token-chips");
-  const allHeads = root.querySelector("#all-heads");
+export function mount(root, store, runKey) {
+  const box = part(root, "chips");
+  const allHeads = part(root, "all-heads");
+  const state = store.state;
   const layer = document.createElementNS(SVG, "svg");
   layer.setAttribute("class", "attention-lines");
   layer.setAttribute("aria-hidden", "true");
@@ -49,9 +52,8 @@ export function mount(root) {
     frame = 0;
     if (layer.parentNode !== box) box.append(layer); // tokens.js empties the box for each new run
     layer.replaceChildren();
-    const run = state.run;
-    const i = focusToken();
-    const weights = run && i != null ? pattern(state.layer) : null;
+    const i = focusToken(state, runKey);
+    const weights = i != null ? selectPattern(state, runKey, state.layer) : null;
     const chips = box.querySelectorAll('[data-testid="token"]');
     if (!weights || i >= chips.length) return;
     // Positions inside the (scrolling) chips box, so the arcs scroll with the chips.
@@ -81,12 +83,13 @@ export function mount(root) {
   const schedule = () => {
     if (!frame) frame = requestAnimationFrame(draw);
   };
-  const unsubscribe = subscribe(["run", "hovered", "pinned", "layer", "head", "patternsLoaded", "presenter"], schedule);
-  allHeads?.addEventListener("change", schedule);
+  const unsubscribe = store.subscribe(["runs", "shown", "hovered", "pinned", "layer", "head", "patternsLoaded", "presenter"], schedule);
+  allHeads.addEventListener("change", schedule);
   const resize = new ResizeObserver(schedule);
   resize.observe(box);
   return () => {
     unsubscribe();
+    allHeads.removeEventListener("change", schedule);
     resize.disconnect();
     cancelAnimationFrame(frame);
     layer.remove();

@@ -1,67 +1,77 @@
 /**
- * embedding.js — stage 3: for the token in focus, its row of the token embedding W_E, its
- * position's row of W_P, and their sum x₀ (the residual stream entering layer 0), as three
- * strips of d_model cells with their norms. All three vectors come from the server.
+ * embedding.js — stage 3: for the token in detail (pinned, hovered, else the last), its row of the
+ * token embedding W_E, its position's row of W_P, and their sum x₀ (hook_embed, hook_pos_embed
+ * and blocks.0.hook_resid_pre, each [pos, d_model], from the server), as three strips of d_model
+ * cells, with their norms and a check that the sum adds up.
+ *
+ * mount(root, store, runKey) -> unmount
  */
 import { getEmbeddings, slice } from "./api.js";
-import { divergingScale, plotlyText, visible } from "./colors.js";
-import { baseLayout, config, later, plotly } from "./plots.js";
-import { detailToken, state, subscribe } from "./state.js";
-
-const plot = document.getElementById("embedding-plot");
-const norms = document.getElementById("embedding-norms");
+import { divergingScale } from "./colors.js";
+import { part } from "./dom.js";
+import { fmt, plotlyText, visible } from "./format.js";
+import { t } from "./i18n.js";
+import { later } from "./lazy.js";
+import { baseLayout, config, plotly } from "./plots.js";
+import { detailToken, selectRun } from "./store.js";
 
 const norm = (v) => Math.sqrt(v.reduce((s, x) => s + x * x, 0));
 
-async function draw() {
-  const run = state.run;
-  const Plotly = plotly();
-  const i = detailToken();
-  if (!run || i == null || !Plotly) return;
-  const t = await getEmbeddings(run.runId);
-  if (state.run !== run || detailToken() !== i) return;
-  const e = slice(t.hook_embed, i);
-  const p = slice(t.hook_pos_embed, i);
-  const x = slice(t["blocks.0.hook_resid_pre"], i);
-  let limit = 0;
-  for (const v of [e, p, x]) for (const a of v) limit = Math.max(limit, Math.abs(a));
-  const token = run.tokens[i];
-  const rows = [
-    `token embedding W_E[${token.id}]`,
-    `position embedding W_P[${i}]`,
-    "input vector x₀ = sum",
-  ];
-  const names = [
-    `W_E[${token.id}] (“${plotlyText(visible(token.text))}”)`,
-    `W_P[${i}]`,
-    "x₀",
-  ];
-  await Plotly.react(plot, [{
-    type: "heatmap",
-    z: [Array.from(e), Array.from(p), Array.from(x)],
-    y: rows,
-    customdata: [0, 1, 2].map((r) => Array(e.length).fill(names[r])),
-    colorscale: divergingScale,
-    zmin: -limit,
-    zmax: limit,
-    colorbar: { thickness: 10, len: 1 },
-    hovertemplate: "%{customdata} · dimension %{x}: %{z:.4f}<extra></extra>",
-  }], baseLayout({
-    height: state.presenter ? 230 : 190,
-    margin: { l: 210, r: 10, t: 6, b: 36 },
-    xaxis: { title: { text: `dimension (0 … ${e.length - 1})` }, showgrid: false, zeroline: false, automargin: true },
-    yaxis: { autorange: "reversed", showgrid: false, automargin: true },
-  }), config);
-  let diff = 0;
-  for (let c = 0; c < e.length; c++) diff = Math.max(diff, Math.abs(e[c] + p[c] - x[c]));
-  norms.textContent = `Token ${i} “${visible(token.text)}” (id ${token.id}): ‖W_E[id]‖ = ${norm(e).toFixed(3)}, ‖W_P[${i}]‖ = ${norm(p).toFixed(3)}, ` +
-    `‖x₀‖ = ${norm(x).toFixed(3)} · largest |W_E + W_P − x₀| = ${diff.toExponential(1)} (the sum checks out). Colour: blue negative, red positive.`;
-}
+export function mount(root, store, runKey) {
+  const plot = part(root, "plot");
+  const norms = part(root, "norms");
 
-const soon = later(() => draw().catch((error) => {
-  norms.textContent = `Could not load the embeddings: ${error.message}`;
-}), 40);
+  async function draw() {
+    const s = store.state;
+    const run = selectRun(s, runKey);
+    const Plotly = plotly();
+    const i = detailToken(s, runKey);
+    if (!run || i == null || !Plotly) return;
+    const tensors = await getEmbeddings(run.runId);
+    if (selectRun(store.state, runKey) !== run || detailToken(store.state, runKey) !== i) return;
+    const e = slice(tensors.hook_embed, i);
+    const p = slice(tensors.hook_pos_embed, i);
+    const x = slice(tensors["blocks.0.hook_resid_pre"], i);
+    let limit = 0;
+    for (const v of [e, p, x]) for (const a of v) limit = Math.max(limit, Math.abs(a));
+    const token = run.tokens[i];
+    const WE = `W_E[${token.id}]`;
+    const WP = `W_P[${i}]`;
+    const rows = [t("embedding.row_token", { name: WE }), t("embedding.row_position", { name: WP }), t("embedding.row_sum", { name: "x₀" })];
+    const names = [`${WE} (“${plotlyText(visible(token.text))}”)`, WP, "x₀"];
+    await Plotly.react(plot, [{
+      type: "heatmap",
+      z: [Array.from(e), Array.from(p), Array.from(x)],
+      y: rows,
+      customdata: names.map((name) => Array(e.length).fill(name)),
+      colorscale: divergingScale,
+      zmin: -limit,
+      zmax: limit,
+      colorbar: { thickness: 10, len: 1 },
+      hovertemplate: `${t("embedding.hover", { name: "%{customdata}", dimension: "%{x}", value: "%{z:.4f}" })}<extra></extra>`,
+    }], baseLayout(s.presenter, {
+      height: s.presenter ? 230 : 190,
+      margin: { l: 210, r: 10, t: 6, b: 36 },
+      xaxis: { title: { text: t("embedding.x_title", { last: e.length - 1 }) }, showgrid: false, zeroline: false, automargin: true },
+      yaxis: { autorange: "reversed", showgrid: false, automargin: true },
+    }), config);
+    let diff = 0;
+    for (let c = 0; c < e.length; c++) diff = Math.max(diff, Math.abs(e[c] + p[c] - x[c]));
+    norms.textContent = t("embedding.norms", {
+      position: i, text: visible(token.text), id: token.id,
+      norms: `‖${WE}‖ = ${fmt(norm(e))}, ‖${WP}‖ = ${fmt(norm(p))}, ‖x₀‖ = ${fmt(norm(x))}`,
+      check: "|W_E + W_P − x₀|", diff: diff.toExponential(1),
+    });
+  }
 
-export function init() {
-  subscribe(["run", "hovered", "pinned", "presenter"], soon);
+  const soon = later(() => draw().catch((error) => {
+    norms.textContent = t("embedding.failed", { error: error.message });
+  }), 40);
+  const unsubscribe = store.subscribe(["runs", "shown", "hovered", "pinned", "presenter"], soon);
+  soon();
+  return () => {
+    unsubscribe();
+    soon.cancel();
+    plotly()?.purge(plot);
+  };
 }

@@ -1,33 +1,35 @@
 /**
- * main.js — wires the stages to the shared state, restores the view from the URL, and handles
- * the page-wide keys (/ prompt, [ ] layer, - = head, P presenter mode, J K next and previous stage, Esc unpin).
+ * main.js — the explainer page: one store, every stage mounted on its own section with the run
+ * key "main", the view restored from the URL, and the page-wide keys (/ prompt, [ ] layer, - =
+ * head, P presenter mode, J K next and previous stage, Esc unpin).
+ *
+ * window.explainer = {store} for the browser tests and the console.
  */
-import { getLayer, getModel } from "./api.js";
-import * as attention from "./attention.js";
+import { getModel } from "./api.js";
+import { t } from "./i18n.js";
+import { analyzeText } from "./prompt.js";
+import { createStore, selectRun } from "./store.js";
+import { VIEWS, mountSelects, startup } from "./views.js";
+import { readUrl, restoreControls, startUrlSync } from "./url.js";
 import * as attentionLines from "./attention_lines.js";
-import * as embedding from "./embedding.js";
-import * as mlp from "./mlp.js";
-import * as output from "./output.js";
-import * as overview from "./overview.js";
-import * as prompt from "./prompt.js";
-import * as qk from "./qk.js";
-import { pattern, readUrl, restoreControls, set, startUrlSync, state, subscribe } from "./state.js";
-import * as tokens from "./tokens.js";
 
+const RUN = "main";
 const DEFAULT_PROMPT = "The cat sat on the mat because it was";
 const presenterButton = document.getElementById("presenter-toggle");
 const modelError = document.getElementById("model-error");
+const store = createStore();
+window.explainer = { store };
 
 function clamp(value, n) {
   return Number.isInteger(value) && value >= 0 && value < n ? value : 0;
 }
 
 function wirePresenter() {
-  subscribe(["presenter"], () => {
-    document.documentElement.classList.toggle("presenter", state.presenter);
-    presenterButton.setAttribute("aria-pressed", state.presenter ? "true" : "false");
+  store.subscribe(["presenter"], (s) => {
+    document.documentElement.classList.toggle("presenter", s.presenter);
+    presenterButton.setAttribute("aria-pressed", s.presenter ? "true" : "false");
   });
-  presenterButton.addEventListener("click", () => set({ presenter: !state.presenter }));
+  presenterButton.addEventListener("click", () => store.set({ presenter: !store.state.presenter }));
 }
 
 function typing(target) {
@@ -37,20 +39,21 @@ function typing(target) {
 function wireKeys() {
   document.addEventListener("keydown", (event) => {
     if (event.ctrlKey || event.metaKey || event.altKey) return;
+    const s = store.state;
     if (event.key === "Escape") {
-      if (state.pinned != null) set({ pinned: null });
+      if (s.pinned != null) store.set({ pinned: null });
       return;
     }
-    if (typing(event.target) || !state.model) return;
-    const { n_layers: L, n_heads: H } = state.model;
+    if (typing(event.target) || !s.model) return;
+    const { n_layers: L, n_heads: H } = s.model;
     const actions = {
       "/": () => document.getElementById("prompt-input").focus(),
-      "[": () => set({ layer: (state.layer + L - 1) % L }),
-      "]": () => set({ layer: (state.layer + 1) % L }),
-      "-": () => set({ head: (state.head + H - 1) % H }),
-      "=": () => set({ head: (state.head + 1) % H }),
-      p: () => set({ presenter: !state.presenter }),
-      P: () => set({ presenter: !state.presenter }),
+      "[": () => store.set({ layer: (s.layer + L - 1) % L }),
+      "]": () => store.set({ layer: (s.layer + 1) % L }),
+      "-": () => store.set({ head: (s.head + H - 1) % H }),
+      "=": () => store.set({ head: (s.head + 1) % H }),
+      p: () => store.set({ presenter: !s.presenter }),
+      P: () => store.set({ presenter: !s.presenter }),
       j: () => jumpStage(1),
       k: () => jumpStage(-1),
     };
@@ -73,18 +76,6 @@ function jumpStage(direction) {
   stages[index].querySelector("h2, summary")?.focus({ preventScroll: true });
 }
 
-/** The inputs state the server's own limits (/api/model `limits`), never copies of them. */
-function applyLimits(limits) {
-  const set = (selector, attribute, value) => document.querySelector(selector)?.setAttribute(attribute, String(value));
-  set("#prompt-input", "maxlength", limits.max_prompt_chars);
-  set("#top-k", "max", limits.max_top_k);
-  set("#seed", "max", limits.max_seed);
-  set("#max-new-tokens", "max", limits.max_new_tokens);
-  for (const id of ["#neighbours-word", "#dot-a", "#dot-b"]) set(id, "maxlength", limits.max_word_chars);
-  set("#map-word", "maxlength", limits.max_map_words * (limits.max_word_chars + 2));
-  set("#arithmetic-input", "maxlength", limits.max_expression_chars);
-}
-
 /** --sticky-height: the token bar's height, for scroll-padding (it changes with presenter mode and wrapping). */
 function trackStickyBar() {
   const bar = document.getElementById("stage-tokens");
@@ -96,11 +87,12 @@ function trackStickyBar() {
 /** Back and Forward: the view of that history entry, and its prompt analyzed again (from the cache). */
 function followHistory() {
   const url = readUrl();
-  const { n_layers: L, n_heads: H } = state.model;
-  set({ layer: clamp(url.layer, L), head: clamp(url.head, H), pinned: null });
+  const { n_layers: L, n_heads: H } = store.state.model;
+  store.set({ layer: clamp(url.layer, L), head: clamp(url.head, H), pinned: null });
   restoreControls();
-  if (url.prompt && (!state.run || url.prompt !== state.run.text)) prompt.analyzeText(url.prompt, { pinned: url.pinned });
-  else if (url.pinned != null && state.run && url.pinned < state.run.tokens.length) set({ pinned: url.pinned });
+  const run = selectRun(store.state, RUN);
+  if (url.prompt && (!run || url.prompt !== run.text)) analyzeText(store, RUN, url.prompt, { pinned: url.pinned });
+  else if (url.pinned != null && run && url.pinned < run.tokens.length) store.set({ pinned: url.pinned });
 }
 
 async function loadModel() {
@@ -110,33 +102,18 @@ async function loadModel() {
     try {
       return await getModel();
     } catch (error) {
-      modelError.textContent = `The model is not ready yet (${error.message}). Retrying…`;
+      modelError.textContent = t("page.not_ready", { error: error.message });
       modelError.hidden = false;
       await new Promise((r) => setTimeout(r, Math.min(5000, 1000 * (attempt + 1))));
     }
   }
 }
 
-/** The fields the attention and Q·K views read, asked for in one request per layer (api.js
- * memoises them per field). The MLP's two [pos, 3072] tensors, twice the bytes of these four,
- * are fetched by mlp.js only when its stage is on screen. */
-const LAYER_FIELDS = ["attn.hook_q", "attn.hook_k", "attn.hook_v", "attn.hook_z"];
-
 async function start() {
-  subscribe(["run", "layer"], () => {
-    if (!state.run) return;
-    pattern(state.layer); // a long prompt's pattern for this layer first: the chips and heatmap wait for it
-    getLayer(state.run.runId, state.layer, LAYER_FIELDS).catch(() => {}); // the views report errors
-  });
-  prompt.init();
-  tokens.init();
-  embedding.init();
-  attention.init();
-  qk.init();
-  mlp.init();
-  output.init();
-  overview.mount(document.getElementById("stage-overview"));
-  attentionLines.mount(document.getElementById("stage-tokens"));
+  for (const [name, view] of Object.entries(VIEWS)) view.mount(document.getElementById(`stage-${name}`), store, RUN);
+  const tokens = document.getElementById("stage-tokens");
+  mountSelects(tokens, store);
+  attentionLines.mount(tokens, store, RUN);
   wirePresenter();
   wireKeys();
   trackStickyBar();
@@ -147,33 +124,26 @@ async function start() {
     // The page was rendered before the model had loaded: say it now.
     modelError.id = "untrained";
     modelError.dataset.testid = "random-weights-banner";
-    modelError.textContent = "Untrained model. This server runs GPT-2's shapes with random weights: every number is " +
-      `really computed, but the predictions and attention patterns mean nothing. ${model.reason || ""}`;
+    modelError.textContent = t("page.untrained_late", { reason: model.reason || "" });
     modelError.hidden = false;
     document.querySelector('[data-testid="untrained-badge"]').hidden = false;
   }
-  applyLimits(model.limits);
-  for (const node of document.querySelectorAll("[data-dim]")) {
-    const value = model[node.dataset.dim];
-    if (value != null) node.textContent = Number(value).toLocaleString("en");
-  }
   const url = readUrl();
-  set({
-    model,
+  startup(store, model, {
     layer: clamp(url.layer, model.n_layers),
     head: clamp(url.head, model.n_heads),
     temperature: url.temperature != null && url.temperature >= 0 && url.temperature <= 10 ? url.temperature : 1,
     topK: url.topK != null && url.topK >= 1 ? Math.min(url.topK, model.d_vocab) : null,
     topP: url.topP != null && url.topP > 0 && url.topP <= 1 ? url.topP : null,
-    seed: Number.isSafeInteger(url.seed) && url.seed >= 0 ? url.seed : state.seed,
+    seed: Number.isSafeInteger(url.seed) && url.seed >= 0 ? url.seed : store.state.seed,
     presenter: !!url.presenter,
   });
   restoreControls();
-  startUrlSync();
+  startUrlSync(store, RUN);
   window.addEventListener("popstate", followHistory);
   document.body.dataset.loaded = "1";
   // The first screen is alive: the URL's prompt, or the example, is analyzed at once.
-  await prompt.analyzeText(url.prompt || DEFAULT_PROMPT, { pinned: url.pinned });
+  await analyzeText(store, RUN, url.prompt || DEFAULT_PROMPT, { pinned: url.pinned });
 }
 
 start().catch((error) => console.error(error));

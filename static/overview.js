@@ -15,12 +15,14 @@
  *   - At the end: the model's top next token at that position, `overview-prediction`.
  *   - Clicking a head selects its layer and head; clicking a block selects its layer.
  *
- * mount(root): finds its elements inside `root`; returns an unmount function.
+ * mount(root, store, runKey) -> unmount
  */
-import { slice } from "./api.js";
-import { css, viridis, visible } from "./colors.js";
-import { detailToken, set, state, subscribe } from "./state.js";
-import { logitLens } from "./vectors_api.js";
+import { logitLens, slice } from "./api.js";
+import { css, viridis } from "./colors.js";
+import { part } from "./dom.js";
+import { clip, pct, visible } from "./format.js";
+import { t } from "./i18n.js";
+import { detailToken, selectRun } from "./store.js";
 
 const SVG = "http://www.w3.org/2000/svg";
 const W = 1200;
@@ -37,11 +39,6 @@ function svg(tag, attrs = {}, text = null) {
   return node;
 }
 
-function short(text, n = 9) {
-  const shown = visible(text);
-  return shown.length > n ? `${shown.slice(0, n - 1)}…` : shown;
-}
-
 /** 1 − entropy / log(i + 1) of attention row i, and the key with the largest weight. */
 export function sharpness(row, i) {
   let entropy = 0;
@@ -54,9 +51,11 @@ export function sharpness(row, i) {
   return { value: i === 0 ? 1 : Math.max(0, Math.min(1, 1 - entropy / Math.log(i + 1))), best, weight: row[best] };
 }
 
-export function mount(root) {
-  const box = root.querySelector("[data-overview]");
-  const caption = root.querySelector("[data-overview-caption]");
+export function mount(root, store, runKey) {
+  const box = part(root, "overview");
+  const caption = part(root, "caption");
+  const state = store.state;
+  const set = (patch) => store.set(patch);
   let drawn = null; // {model key, heads[l][h], blocks[l], lens[l + 1], prediction}
   let lensTimer = null;
   let lensKey = null;
@@ -70,7 +69,7 @@ export function mount(root) {
     const rows = Math.ceil(nh / cols);
     const cell = Math.min(15, (bw - 16) / cols);
     const root = svg("svg", { viewBox: `0 0 ${W} ${H}`, "data-testid": "model-overview", role: "img",
-      "aria-label": `GPT-2 as a whole: the embedding, ${L} blocks of ${nh} attention heads and an MLP on the residual stream, then the prediction` });
+      "aria-label": t("overview.label", { n_layers: L, n_heads: nh }) });
     const defs = svg("defs");
     const marker = svg("marker", { id: "ov-arrow", viewBox: "0 0 10 10", refX: 9, refY: 5, markerWidth: 12, markerHeight: 12,
       markerUnits: "userSpaceOnUse", orient: "auto-start-reverse" });
@@ -83,8 +82,8 @@ export function mount(root) {
 
     const embed = svg("g", { class: "ov-io" });
     embed.append(svg("rect", { x: 6, y: SPINE_Y - 26, width: 88, height: 52, rx: 6 }));
-    embed.append(svg("text", { x: 50, y: SPINE_Y - 6, "text-anchor": "middle" }, "tokens →"));
-    embed.append(svg("text", { x: 50, y: SPINE_Y + 12, "text-anchor": "middle" }, "W_E + W_P"));
+    embed.append(svg("text", { x: 50, y: SPINE_Y - 6, "text-anchor": "middle" }, t("overview.tokens")));
+    embed.append(svg("text", { x: 50, y: SPINE_Y + 12, "text-anchor": "middle", translate: "no" }, "W_E + W_P"));
     root.append(embed);
     const embedLens = svg("text", { x: 50, y: SPINE_Y + 44, "text-anchor": "middle", class: "ov-lens" }, "");
     root.append(embedLens);
@@ -99,7 +98,7 @@ export function mount(root) {
       const frame = svg("rect", { x: x0 + 2, y: 4, width: bw - 4, height: H - 8, rx: 6, class: "ov-frame" });
       frame.addEventListener("click", () => set({ layer: l }));
       g.append(frame);
-      g.append(svg("text", { x: x0 + bw / 2, y: 20, "text-anchor": "middle", class: "ov-label" }, `block ${l}`));
+      g.append(svg("text", { x: x0 + bw / 2, y: 20, "text-anchor": "middle", class: "ov-label" }, t("overview.block", { layer: l })));
       // Attention: the heads in a small grid above the spine, branching off it and adding back.
       const gridW = cols * cell;
       const gx = x0 + (bw - gridW) / 2;
@@ -114,11 +113,13 @@ export function mount(root) {
           x: gx + (h % cols) * cell, y: gy + Math.floor(h / cols) * cell, width: cell - 1.5, height: cell - 1.5, rx: 2,
           "data-testid": "overview-head", "data-layer": l, "data-head": h, class: "ov-head",
         });
-        rect.append(svg("title", {}, `layer ${l}, head ${h}`));
+        rect.append(svg("title", {}, t("overview.head", { layer: l, head: h })));
         rect.addEventListener("click", (event) => {
           event.stopPropagation();
           set({ layer: l, head: h });
-          document.getElementById("stage-attention")?.scrollIntoView({ behavior: "smooth", block: "start" });
+          // The attention stage showing this run (on /compare, the one in this run's column).
+          const scope = root.closest("[data-run-key]") || document;
+          scope.querySelector('[data-stage="attention"]')?.scrollIntoView({ behavior: "smooth", block: "start" });
         });
         row.push(rect);
         g.append(rect);
@@ -128,9 +129,9 @@ export function mount(root) {
       const mx = x0 + bw / 2 + 10;
       g.append(svg("path", { d: `M${x0 + bw / 2 + 6},${SPINE_Y + 6} L${mx - 10},${SPINE_Y + 18}`, class: "ov-branch" }));
       const mlp = svg("rect", { x: mx - 22, y: SPINE_Y + 16, width: 34, height: 18, rx: 4, class: "ov-mlp" });
-      mlp.append(svg("title", {}, `layer ${l}: MLP (${m.d_model} → ${m.d_mlp} → ${m.d_model})`));
+      mlp.append(svg("title", {}, t("overview.mlp", { layer: l, d_model: m.d_model, d_mlp: m.d_mlp })));
       g.append(mlp);
-      g.append(svg("text", { x: mx - 5, y: SPINE_Y + 29, "text-anchor": "middle", class: "ov-mlp-label" }, "MLP"));
+      g.append(svg("text", { x: mx - 5, y: SPINE_Y + 29, "text-anchor": "middle", class: "ov-mlp-label", translate: "no" }, "MLP"));
       const norm = svg("text", { x: x0 + bw / 2, y: SPINE_Y + 56, "text-anchor": "middle", class: "ov-norm",
         "data-testid": "overview-norm", "data-layer": l }, "");
       g.append(norm);
@@ -141,13 +142,13 @@ export function mount(root) {
       blocks.push(g);
       root.append(g);
     }
-    root.append(svg("text", { x: LEFT - 4, y: SPINE_Y + 76, "text-anchor": "end", class: "ov-note" }, "lens:"));
-    root.append(svg("text", { x: LEFT - 4, y: SPINE_Y + 56, "text-anchor": "end", class: "ov-note" }, "‖x‖:"));
+    root.append(svg("text", { x: LEFT - 4, y: SPINE_Y + 76, "text-anchor": "end", class: "ov-note" }, t("overview.lens_row")));
+    root.append(svg("text", { x: LEFT - 4, y: SPINE_Y + 56, "text-anchor": "end", class: "ov-note" }, t("overview.norm_row")));
 
     const out = svg("g", { class: "ov-io" });
     out.append(svg("rect", { x: RIGHT + 28, y: SPINE_Y - 26, width: 62, height: 52, rx: 6 }));
-    out.append(svg("text", { x: RIGHT + 59, y: SPINE_Y - 6, "text-anchor": "middle" }, "LN_f"));
-    out.append(svg("text", { x: RIGHT + 59, y: SPINE_Y + 12, "text-anchor": "middle" }, "· W_Eᵀ"));
+    out.append(svg("text", { x: RIGHT + 59, y: SPINE_Y - 6, "text-anchor": "middle", translate: "no" }, "LN_f"));
+    out.append(svg("text", { x: RIGHT + 59, y: SPINE_Y + 12, "text-anchor": "middle", translate: "no" }, "· W_Eᵀ"));
     root.append(out);
     root.append(svg("line", { x1: RIGHT + 90, y1: SPINE_Y, x2: RIGHT + 106, y2: SPINE_Y, class: "ov-out", "marker-end": "url(#ov-arrow)" }));
     const prediction = svg("g", { "data-testid": "overview-prediction", class: "ov-prediction" });
@@ -162,8 +163,8 @@ export function mount(root) {
   function paint() {
     if (!state.model) return;
     if (!drawn) build();
-    const run = state.run;
-    const i = detailToken();
+    const run = selectRun(state, runKey);
+    const i = detailToken(state, runKey);
     for (let l = 0; l < drawn.blocks.length; l++) {
       drawn.blocks[l].classList.toggle("selected", l === state.layer);
       // The stream's length as it leaves block l (its input is the previous block's output).
@@ -180,20 +181,20 @@ export function mount(root) {
           rect.style.fill = "";
           rect.classList.add("unknown");
           rect.removeAttribute("data-value");
-          title.textContent = run ? `layer ${l}, head ${h}: select layer ${l} to load its attention` : `layer ${l}, head ${h}`;
+          title.textContent = t(run ? "overview.head_unloaded" : "overview.head", { layer: l, head: h });
           continue;
         }
         const { value, best, weight } = sharpness(slice(weights, h, i), i);
         rect.classList.remove("unknown");
         rect.style.fill = css(viridis(value));
         rect.dataset.value = String(value);
-        title.textContent = `layer ${l}, head ${h}: “${visible(run.tokens[i].text)}” looks most at “${visible(run.tokens[best].text)}” ` +
-          `(token ${best}, weight ${weight.toFixed(3)}); sharpness ${value.toFixed(2)}. Click to select.`;
+        title.textContent = t("overview.head_detail", { layer: l, head: h, from: visible(run.tokens[i].text),
+          to: visible(run.tokens[best].text), best, weight: weight.toFixed(3), sharpness: value.toFixed(2) });
       }
     }
     caption.textContent = run && i != null
-      ? `For token ${i} “${visible(run.tokens[i].text)}”: each head's colour is how sharply it attends (yellow: one token, dark: spread evenly); under each block, the residual stream's length ‖x‖ leaving it and the logit lens's top guess.`
-      : "Analyze a prompt to see the model's numbers here.";
+      ? t("overview.caption", { position: i, text: visible(run.tokens[i].text) })
+      : t("overview.caption_empty");
     paintPrediction(run, i);
     scheduleLens(run, i);
   }
@@ -214,8 +215,9 @@ export function mount(root) {
 
   function showPrediction(id, text, prob) {
     drawn.prediction.dataset.tokenId = String(id);
-    drawn.predProb.textContent = `next: ${(prob * 100).toFixed(1)}%`;
-    drawn.predText.replaceChildren(document.createTextNode(`“${short(text, 8)}”`), svg("title", {}, `${visible(text)} (id ${id})`));
+    drawn.predProb.textContent = t("overview.next", { prob: pct(prob) });
+    drawn.predText.setAttribute("translate", "no");
+    drawn.predText.replaceChildren(document.createTextNode(`“${clip(text, 8)}”`), svg("title", {}, `${visible(text)} (id ${id})`));
   }
 
   function scheduleLens(run, i) {
@@ -232,13 +234,15 @@ export function mount(root) {
         lens.cells.forEach((row, r) => {
           const top = row[0].top[0];
           if (drawn.lens[r]) {
-            drawn.lens[r].replaceChildren(document.createTextNode(short(top.text, 8)),
-              svg("title", {}, `${lens.rows[r].label}: top guess “${visible(top.text)}” (${(top.prob * 100).toFixed(1)}%)`));
+            drawn.lens[r].setAttribute("translate", "no");
+            drawn.lens[r].replaceChildren(document.createTextNode(clip(top.text, 8)),
+              svg("title", {}, t("overview.lens_title", { row: r === 0 ? t("overview.row_embed") : t("overview.block", { layer: r - 1 }),
+                token: visible(top.text), prob: pct(top.prob) })));
           }
         });
         if (i !== run.tokens.length - 1) showPrediction(lens.final[0].id, lens.final[0].text, lens.final[0].prob);
       } catch (error) {
-        if (lensKey === key) drawn.lens[0].textContent = "lens unavailable";
+        if (lensKey === key) drawn.lens[0].textContent = t("overview.lens_unavailable");
       }
     }, LENS_DELAY_MS);
   }
@@ -247,12 +251,12 @@ export function mount(root) {
   let onScreen = false;
   const watcher = new IntersectionObserver((entries) => {
     onScreen = entries.some((e) => e.isIntersecting);
-    if (onScreen && drawn) scheduleLens(state.run, detailToken());
+    if (onScreen && drawn) scheduleLens(selectRun(state, runKey), detailToken(state, runKey));
   });
   watcher.observe(root);
   const unsubscribe = [
-    subscribe(["model"], () => { drawn = null; paint(); }),
-    subscribe(["run", "hovered", "pinned", "layer", "head", "patternsLoaded"], paint),
+    store.subscribe(["model"], () => { drawn = null; paint(); }),
+    store.subscribe(["runs", "shown", "hovered", "pinned", "layer", "head", "patternsLoaded"], paint),
   ];
   paint();
   return () => {

@@ -1,106 +1,128 @@
 /**
  * prompt.js — stage 1: the text box, Analyze (button or Enter), example prompts, and the API's
- * errors in plain words next to the box. `analyzeText(text)` is the one way a new run arrives.
+ * errors in the page's own words next to the box.
+ *
+ *   analyzeText(store, runKey, text, after)  the one way a new run arrives: analyze `text` and
+ *       show the run under `runKey`. `after.pinned` pins a token; `after.fresh` = the number of
+ *       leading tokens that are old (Generate): the chips after them are highlighted. Progress and
+ *       errors go to store.state.analysis[runKey], which the prompt view shows.
+ *   explain(error)   the page's sentence for an API error, by its stable `code`
+ *   mount(root, store, runKey) -> unmount
  */
 import { analyze, busy, timing } from "./api.js";
-import { set, state, subscribe } from "./state.js";
-
-const form = document.getElementById("prompt-form");
-const input = document.getElementById("prompt-input");
-const button = document.getElementById("analyze-button");
-const errorBox = document.getElementById("prompt-error");
-const status = document.getElementById("prompt-status");
+import { part, parts } from "./dom.js";
+import { t, tn } from "./i18n.js";
 
 /** Timings the browser tests read: analyzeReturned / interactive (performance.now() ms). */
 export const timings = (window.explainerTimings = window.explainerTimings || {});
 
 /** The page's own words for the API's errors a person meets here, keyed by the stable `code`. */
-function explain(error) {
-  if (error && error.code === "empty_prompt") return "The prompt is empty: type some text to analyze.";
-  return error.message || String(error);
+export function explain(error) {
+  const code = error && error.code;
+  if (code === "empty_prompt") return t("page.error_empty_prompt");
+  if (code === "busy") return t("page.error_busy");
+  if (code === "unknown_run") return t("page.error_unknown_run");
+  if (code === "prompt_too_long" && error.context && error.context.n_tokens != null) {
+    return t("page.error_prompt_too_long", error.context);
+  }
+  return (error && error.message) || String(error);
 }
 
-/** The box grows with its text, up to 8 lines (then it scrolls). */
-export function fit() {
-  input.style.height = "auto";
-  const line = parseFloat(getComputedStyle(input).lineHeight) || 24;
-  input.style.height = `${Math.min(input.scrollHeight + 4, line * 8 + 16)}px`;
+const serials = new Map(); // runKey -> the serial of its newest analysis: older answers are dropped
+
+function report(store, runKey, patch) {
+  store.set({ analysis: { ...store.state.analysis, [runKey]: { ...store.state.analysis[runKey], ...patch } } });
 }
 
-export function showError(message) {
-  errorBox.textContent = message || "";
-  errorBox.hidden = !message;
-  input.setAttribute("aria-invalid", message ? "true" : "false");
-}
-
-let serial = 0;
-
-// While the server is busy (a whole class pressed Analyze at once), say so instead of freezing.
-busy.onWait = (sentence) => {
-  if (sentence) status.textContent = sentence;
-};
-
-/**
- * Analyze `text` and make it the current run. `after.pinned` pins a token; `after.fresh` = the
- * number of leading tokens that are old: the chips after them get a short highlight (Generate).
- */
-export async function analyzeText(text, after = {}) {
-  const mine = ++serial;
-  showError("");
-  input.value = text;
-  fit();
-  status.textContent = "Running the model…";
-  set({ busy: "analyze" });
+export async function analyzeText(store, runKey, text, after = {}) {
+  const mine = (serials.get(runKey) || 0) + 1;
+  serials.set(runKey, mine);
+  report(store, runKey, { text, status: "running", error: null, fresh: null });
+  store.set({ busy: "analyze" });
   const started = performance.now();
   try {
     const run = await analyze(text);
-    if (mine !== serial) return null;
+    if (serials.get(runKey) !== mine) return null;
     timings.analyzeReturned = timing.responded;
     const n = run.tokens.length;
     const pinned = after.pinned != null && after.pinned < n ? after.pinned : null;
-    set({ run, hovered: null, pinned, busy: null });
+    report(store, runKey, { status: "done", seconds: (timings.analyzeReturned - started) / 1000, n, fresh: after.fresh ?? null });
+    store.show(runKey, run, { hovered: null, pinned, busy: null });
     await new Promise((resolve) => requestAnimationFrame(() => setTimeout(resolve, 0)));
     timings.interactive = performance.now();
     timings.timeToInteractive = timings.interactive - timings.analyzeReturned;
     timings.nTokens = n;
     timings.runs = (timings.runs || 0) + 1;
-    status.textContent = `${n} token${n === 1 ? "" : "s"}, answered in ${((timings.analyzeReturned - started) / 1000).toFixed(2)} s. `;
     document.body.dataset.ready = "1";
-    if (after.fresh != null) {
-      for (const chip of document.querySelectorAll('[data-testid="token"]')) {
-        if (Number(chip.dataset.index) >= after.fresh) chip.classList.add("fresh");
-      }
-    }
     return run;
   } catch (error) {
-    if (mine !== serial) return null;
-    set({ busy: null });
-    status.textContent = "";
-    showError(explain(error));
+    if (serials.get(runKey) !== mine) return null;
+    store.set({ busy: null });
+    report(store, runKey, { status: "failed", error });
     if (!(error && error.name === "ApiError")) console.error(error);
     return null;
   }
 }
 
-export function init() {
+export function mount(root, store, runKey) {
+  const form = part(root, "form");
+  const input = part(root, "input");
+  const button = part(root, "analyze");
+  const errorBox = part(root, "error");
+  const status = part(root, "status");
+  const off = new AbortController();
+  const { signal } = off;
+
+  /** The box grows with its text, up to 8 lines (then it scrolls). */
+  function fit() {
+    input.style.height = "auto";
+    const line = parseFloat(getComputedStyle(input).lineHeight) || 24;
+    input.style.height = `${Math.min(input.scrollHeight + 4, line * 8 + 16)}px`;
+  }
+
+  let shown = null;
+  function render() {
+    const a = store.state.analysis[runKey];
+    if (a !== shown) {
+      const textChanged = !shown || shown.text !== a?.text;
+      shown = a;
+      if (a && textChanged) {
+        input.value = a.text;
+        fit();
+      }
+      const message = a && a.status === "failed" ? explain(a.error) : "";
+      errorBox.textContent = message;
+      errorBox.hidden = !message;
+      input.setAttribute("aria-invalid", message ? "true" : "false");
+      status.textContent = !a ? "" : a.status === "running" ? t("prompt.running")
+        : a.status === "done" ? `${tn("prompt.answered", a.n, { seconds: a.seconds.toFixed(2) })} ` : "";
+    }
+    button.disabled = store.state.busy != null;
+    button.textContent = store.state.busy === "analyze" ? t("prompt.analyzing") : t("prompt.analyze");
+  }
+
   form.addEventListener("submit", (event) => {
     event.preventDefault();
-    analyzeText(input.value);
-  });
-  input.addEventListener("input", fit);
+    analyzeText(store, runKey, input.value);
+  }, { signal });
+  input.addEventListener("input", fit, { signal });
   input.addEventListener("keydown", (event) => {
     if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
       event.preventDefault();
       form.requestSubmit();
     }
-  });
-  for (const b of document.querySelectorAll("[data-example]")) {
-    b.addEventListener("click", () => analyzeText(b.dataset.example));
+  }, { signal });
+  for (const b of parts(root, "example")) {
+    b.addEventListener("click", () => analyzeText(store, runKey, b.dataset.example), { signal });
   }
-  const sync = () => {
-    const busy = state.busy != null;
-    button.disabled = busy;
-    button.textContent = state.busy === "analyze" ? "Analyzing…" : "Analyze";
+  // While the server is busy (a whole class pressed Analyze at once), say so instead of freezing.
+  busy.onWait = (sentence) => {
+    if (sentence) status.textContent = sentence;
   };
-  subscribe(["busy"], sync);
+  const unsubscribe = store.subscribe(["analysis", "busy"], render);
+  render();
+  return () => {
+    off.abort();
+    unsubscribe();
+  };
 }

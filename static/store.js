@@ -21,6 +21,8 @@
  *       temperature, topK, topP, seed   sampling options
  *       presenter          large-text mode
  *       busy               null, or a short name while a request runs ("analyze", "generate")
+ *       analysis           {runKey: {text, status: "running" | "done" | "failed", error, seconds, fresh}}:
+ *                          the last analysis asked for under each key (prompt.js analyzeText)
  *     store.set(patch)               merge; subscribers of changed keys are called once, in order
  *     store.subscribe(keys, fn)      fn(state, changed: Set) when one of `keys` ("*" = any) changes;
  *                                    returns the unsubscribe function
@@ -56,6 +58,7 @@ export function createStore(initial = {}) {
     seed: 42,
     presenter: false,
     busy: null,
+    analysis: {},
     ...initial,
   };
   const listeners = [];

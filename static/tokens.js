@@ -1,150 +1,160 @@
 /**
  * tokens.js — stage 2: one chip per token (text with visible spaces, and its id). The chips are
- * the hover targets for every stage (a third line shows the weight while a token is in focus): hovering or focusing chip i sets state.hovered; a click (or
+ * the hover targets for every stage: hovering or focusing chip i sets `hovered`; a click (or
  * Enter/Space) pins it, a second click releases it. While a token is in focus, every chip is
  * coloured by the weight the focus token gives it in the selected layer and head, and carries
- * that weight in data-weight (0 for future tokens) and in its tooltip. While the selected layer's
- * pattern is still on its way (long prompts), no chip has a data-weight and the hint says
- * "Loading layer N…".
+ * that weight in data-weight (0 for future tokens), in a third line and in its tooltip. While the
+ * selected layer's pattern is still on its way (long prompts), no chip has a data-weight and the
+ * hint says "Loading layer N…". Chips after `analysis[runKey].fresh` (the tokens Generate added)
+ * get a short highlight.
+ *
+ * mount(root, store, runKey) -> unmount
  */
+import { css, inkOn, viridis } from "./colors.js";
+import { el, part } from "./dom.js";
+import { visible } from "./format.js";
+import { t } from "./i18n.js";
+import { focusToken, selectPattern, selectPatternError, selectRun } from "./store.js";
 import { slice } from "./api.js";
-import { css, el, inkOn, viridis, visible } from "./colors.js";
-import { focusToken, pattern, patternError, set, state, subscribe } from "./state.js";
 
-const box = document.getElementById("token-chips");
-const hint = document.getElementById("token-hint");
-const HINT = hint.textContent;
-let chips = [];
+export function mount(root, store, runKey) {
+  const box = part(root, "chips");
+  const hint = part(root, "hint");
+  const HINT = hint.textContent;
+  const s = store.state;
+  let chips = [];
+  let shownRun = null;
 
-function render() {
-  box.replaceChildren();
-  chips = [];
-  const run = state.run;
-  if (!run) return;
-  const fragment = document.createDocumentFragment();
-  for (const token of run.tokens) {
-    const chip = el("button", {
-      type: "button",
-      class: token.partial ? "chip partial" : "chip",
-      "data-testid": "token",
-      "data-index": token.position,
-      tabindex: token.position === 0 ? "0" : "-1",
-      "aria-pressed": "false",
-    },
-    el("span", { class: "t", text: visible(token.text) }),
-    el("span", { class: "id", text: String(token.id) }),
-    el("span", { class: "wt", "aria-hidden": "true" }));
-    chip.title = `token ${token.position}: ${JSON.stringify(token.text)} (id ${token.id})${token.partial ? ", part of a character" : ""}`;
-    chips.push(chip);
-    fragment.append(chip);
+  function chipTitle(token) {
+    return t(token.partial ? "tokens.chip_title_partial" : "tokens.chip_title",
+      { position: token.position, text: JSON.stringify(token.text), id: token.id });
   }
-  box.append(fragment);
-}
 
-/** Say in the hint line while the selected layer's pattern is on its way (long prompts). */
-function showLoading(weights) {
-  const error = weights ? null : patternError(state.layer);
-  hint.textContent = weights ? HINT : error ? `Could not load layer ${state.layer}: ${error.message}` : `Loading layer ${state.layer}…`;
-  hint.classList.toggle("error", !!error);
-  box.setAttribute("aria-busy", weights || error ? "false" : "true");
-}
-
-function paint() {
-  const run = state.run;
-  if (!run) return;
-  const weights = pattern(state.layer);
-  showLoading(weights);
-  const focus = focusToken();
-  box.classList.toggle("focused", focus != null && focus < chips.length);
-  if (!weights && focus != null && focus < chips.length) {
-    // No weights yet for this layer: none shown (never the previous layer's), only the source.
-    for (const chip of chips) {
-      const j = Number(chip.dataset.index);
-      chip.removeAttribute("data-weight");
-      chip.style.background = "";
-      chip.style.color = "";
-      chip.lastChild.textContent = j === focus ? "…" : "";
-      chip.classList.remove("future");
-      chip.classList.toggle("source", j === focus);
-      chip.classList.toggle("pinned", j === state.pinned);
-      chip.setAttribute("aria-pressed", j === state.pinned ? "true" : "false");
-      chip.title = `${chip.title.split("\n")[0]}\nloading layer ${state.layer}…`;
+  function render() {
+    const run = selectRun(s, runKey);
+    if (run === shownRun) return;
+    shownRun = run;
+    box.querySelectorAll('[data-testid="token"]').forEach((chip) => chip.remove());
+    chips = [];
+    if (!run) return;
+    const fragment = document.createDocumentFragment();
+    const fresh = s.analysis[runKey]?.fresh;
+    for (const token of run.tokens) {
+      const chip = el("button", {
+        type: "button",
+        class: `chip${token.partial ? " partial" : ""}${fresh != null && token.position >= fresh ? " fresh" : ""}`,
+        "data-testid": "token",
+        "data-index": token.position,
+        tabindex: token.position === 0 ? "0" : "-1",
+        "aria-pressed": "false",
+        translate: "no",
+        title: chipTitle(token),
+      },
+      el("span", { class: "t", text: visible(token.text) }),
+      el("span", { class: "id", text: String(token.id) }),
+      el("span", { class: "wt", "aria-hidden": "true" }));
+      chips.push(chip);
+      fragment.append(chip);
     }
-    return;
+    box.prepend(fragment);
   }
-  if (focus == null || focus >= chips.length) {
-    for (const chip of chips) {
-      chip.removeAttribute("data-weight");
-      chip.style.background = "";
-      chip.style.color = "";
-      chip.classList.remove("source", "future", "pinned");
-      chip.setAttribute("aria-pressed", "false");
-      chip.title = chip.title.split("\n")[0];
-    }
-    return;
+
+  function showLoading(weights) {
+    const error = weights ? null : selectPatternError(s, runKey, s.layer);
+    hint.textContent = weights ? HINT
+      : error ? t("page.layer_failed", { layer: s.layer, error: error.message }) : t("page.loading_layer", { layer: s.layer });
+    hint.classList.toggle("error", !!error);
+    box.setAttribute("aria-busy", weights || error ? "false" : "true");
   }
-  const row = slice(weights, state.head, focus);
-  const from = visible(run.tokens[focus].text);
-  for (let j = 0; j < chips.length; j++) {
-    const chip = chips[j];
-    const w = j <= focus ? row[j] : 0;
-    chip.dataset.weight = String(w);
-    const future = j > focus;
-    chip.lastChild.textContent = future ? "–" : w >= 0.995 ? "1.00" : w.toFixed(2).replace(/^0/, "");
-    chip.classList.toggle("future", future);
+
+  function clear(chip, focus) {
+    const j = Number(chip.dataset.index);
+    chip.removeAttribute("data-weight");
+    chip.style.background = "";
+    chip.style.color = "";
+    chip.classList.remove("future");
     chip.classList.toggle("source", j === focus);
-    chip.classList.toggle("pinned", j === state.pinned);
-    chip.setAttribute("aria-pressed", j === state.pinned ? "true" : "false");
-    if (future) {
-      chip.style.background = "";
-      chip.style.color = "";
-    } else {
-      const rgb = viridis(w);
-      chip.style.background = css(rgb);
-      chip.style.color = inkOn(rgb);
-    }
-    const head = chip.title.split("\n")[0];
-    chip.title = `${head}\n${future ? "future token: masked, weight 0" : `“${from}” gives it weight ${w.toFixed(6)} (layer ${state.layer}, head ${state.head})`}`;
+    chip.classList.toggle("pinned", j === s.pinned);
+    chip.setAttribute("aria-pressed", j === s.pinned ? "true" : "false");
   }
-}
 
-function indexOf(target) {
-  const chip = target instanceof Element ? target.closest('[data-testid="token"]') : null;
-  return chip && box.contains(chip) ? Number(chip.dataset.index) : null;
-}
+  function paint() {
+    render();
+    const run = selectRun(s, runKey);
+    if (!run) return;
+    const weights = selectPattern(s, runKey, s.layer);
+    if (!weights) store.requestPattern(runKey, s.layer);
+    showLoading(weights);
+    const focus = focusToken(s, runKey);
+    box.classList.toggle("focused", focus != null);
+    if (focus == null || !weights) {
+      // No focus, or no weights yet for this layer: none shown (never the previous layer's).
+      for (const chip of chips) {
+        clear(chip, focus);
+        const j = Number(chip.dataset.index);
+        chip.lastChild.textContent = focus != null && j === focus ? "…" : "";
+        chip.title = chipTitle(run.tokens[j]) + (focus != null ? `\n${t("tokens.chip_loading", { layer: s.layer })}` : "");
+      }
+      return;
+    }
+    const row = slice(weights, s.head, focus);
+    const from = visible(run.tokens[focus].text);
+    for (let j = 0; j < chips.length; j++) {
+      const chip = chips[j];
+      const w = j <= focus ? row[j] : 0;
+      const future = j > focus;
+      clear(chip, focus);
+      chip.dataset.weight = String(w);
+      chip.lastChild.textContent = future ? "–" : w >= 0.995 ? "1.00" : w.toFixed(2).replace(/^0/, "");
+      chip.classList.toggle("future", future);
+      if (!future) {
+        const rgb = viridis(w);
+        chip.style.background = css(rgb);
+        chip.style.color = inkOn(rgb);
+      }
+      chip.title = `${chipTitle(run.tokens[j])}\n${future ? t("tokens.chip_future")
+        : t("tokens.chip_weight", { from, weight: w.toFixed(6), layer: s.layer, head: s.head })}`;
+    }
+  }
 
-function moveFocus(i) {
-  if (!chips.length) return;
-  const j = Math.max(0, Math.min(chips.length - 1, i));
-  for (const chip of chips) chip.tabIndex = -1;
-  chips[j].tabIndex = 0;
-  chips[j].focus();
-}
+  function indexOf(target) {
+    const chip = target instanceof Element ? target.closest('[data-testid="token"]') : null;
+    return chip && box.contains(chip) ? Number(chip.dataset.index) : null;
+  }
 
-export function init() {
+  function moveFocus(i) {
+    if (!chips.length) return;
+    const j = Math.max(0, Math.min(chips.length - 1, i));
+    for (const chip of chips) chip.tabIndex = -1;
+    chips[j].tabIndex = 0;
+    chips[j].focus();
+  }
+
+  // Every listener goes with the view: unmounting and mounting again on the same root adds none twice.
+  const off = new AbortController();
+  const { signal } = off;
   box.addEventListener("mouseover", (event) => {
     const i = indexOf(event.target);
-    if (i != null && i !== state.hovered) set({ hovered: i });
-  });
+    if (i != null && i !== s.hovered) store.set({ hovered: i });
+  }, { signal });
   box.addEventListener("mouseleave", () => {
-    if (!box.contains(document.activeElement)) set({ hovered: null });
-  });
+    if (!box.contains(document.activeElement)) store.set({ hovered: null });
+  }, { signal });
   box.addEventListener("focusin", (event) => {
     const i = indexOf(event.target);
     if (i != null) {
       for (const chip of chips) chip.tabIndex = -1;
       chips[i].tabIndex = 0;
-      set({ hovered: i });
+      store.set({ hovered: i });
     }
-  });
+  }, { signal });
   box.addEventListener("focusout", (event) => {
-    if (!box.contains(event.relatedTarget)) set({ hovered: null });
-  });
+    if (!box.contains(event.relatedTarget)) store.set({ hovered: null });
+  }, { signal });
   box.addEventListener("click", (event) => {
     const i = indexOf(event.target);
-    if (i == null) return;
-    set({ pinned: state.pinned === i ? null : i });
-  });
+    if (i != null) store.set({ pinned: s.pinned === i ? null : i });
+  }, { signal });
   box.addEventListener("keydown", (event) => {
     const i = indexOf(event.target);
     if (i == null) return;
@@ -153,12 +163,12 @@ export function init() {
       event.preventDefault();
       moveFocus(moves[event.key]);
     }
-  });
-  subscribe(["run"], render);
-  subscribe(["run", "hovered", "pinned", "layer", "head", "patternsLoaded"], paint);
-}
-
-/** Chip element for position i (for other views that want to scroll to it). */
-export function chip(i) {
-  return chips[i] || null;
+  }, { signal });
+  const unsubscribe = store.subscribe(["runs", "shown", "hovered", "pinned", "layer", "head", "patternsLoaded"], paint);
+  paint();
+  return () => {
+    off.abort();
+    unsubscribe();
+    box.querySelectorAll('[data-testid="token"]').forEach((chip) => chip.remove());
+  };
 }

@@ -1,0 +1,45 @@
+/**
+ * selects.js — the layer and head <select>s of the token bar. They are not the attention view's:
+ * they sit in the tokens stage, so that the selection stays in view while the stages scroll by,
+ * and every view follows the store's `layer` and `head` they set.
+ *
+ * mountSelects(root, store): wires the selects `[data-part=layer]` and `[data-part=head]` inside
+ * `root` (the tokens stage); returns the unmount function. A root without them (a page rendered
+ * with `selects` off) is left alone.
+ */
+import { el, parts } from "./dom.js";
+import { t } from "./i18n.js";
+
+export function mountSelects(root, store) {
+  const [layerSelect] = parts(root, "layer");
+  const [headSelect] = parts(root, "head");
+  if (!layerSelect || !headSelect) return () => {};
+  const state = store.state;
+
+  function follow() {
+    layerSelect.value = String(state.layer);
+    headSelect.value = String(state.head);
+  }
+
+  function fill() {
+    const m = state.model;
+    if (!m) return;
+    const options = (n, key, name) => Array.from({ length: n }, (_, i) => el("option", { value: i, text: t(key, { [name]: i }) }));
+    layerSelect.replaceChildren(...options(m.n_layers, "tokens.layer_option", "layer"));
+    headSelect.replaceChildren(...options(m.n_heads, "tokens.head_option", "head"));
+    follow();
+  }
+
+  const onLayer = () => store.set({ layer: Number(layerSelect.value) });
+  const onHead = () => store.set({ head: Number(headSelect.value) });
+  layerSelect.addEventListener("change", onLayer);
+  headSelect.addEventListener("change", onHead);
+  const unsubscribe = [store.subscribe(["model"], fill), store.subscribe(["layer", "head"], follow)];
+  fill();
+
+  return () => {
+    unsubscribe.forEach((u) => u());
+    layerSelect.removeEventListener("change", onLayer);
+    headSelect.removeEventListener("change", onHead);
+  };
+}
