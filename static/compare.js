@@ -19,7 +19,9 @@ const DEFAULTS = {
 };
 const STAGES = ["prompt", "tokens", "overview", "embedding", "attention", "qk", "mlp", "output", "logit-lens"];
 const store = createStore();
-window.explainer = { store };
+const unmounts = [];
+// unmountViews(): every view of both columns unmounted, for the test that none leaves anything behind.
+window.explainer = { store, unmountViews: () => unmounts.splice(0).forEach((unmount) => unmount()) };
 
 function writeUrl() {
   const q = new URLSearchParams(location.search);
@@ -32,10 +34,10 @@ function writeUrl() {
 
 async function start() {
   for (const key of Object.keys(DEFAULTS)) {
-    for (const name of STAGES) VIEWS[name].mount(document.getElementById(`${key}-stage-${name}`), store, key);
-    attentionLines.mount(document.getElementById(`${key}-stage-tokens`), store, key);
+    for (const name of STAGES) unmounts.push(VIEWS[name].mount(document.getElementById(`${key}-stage-${name}`), store, key));
+    unmounts.push(attentionLines.mount(document.getElementById(`${key}-stage-tokens`), store, key));
   }
-  mountSelects(document.getElementById("compare-bar"), store);
+  unmounts.push(mountSelects(document.getElementById("compare-bar"), store));
   const button = document.getElementById("presenter-toggle");
   button.addEventListener("click", () => store.set({ presenter: !store.state.presenter }));
   store.subscribe(["presenter"], (s) => {

@@ -45,3 +45,13 @@ export function listen(target, type, fn, options) {
   target.addEventListener(type, fn, options);
   return () => target.removeEventListener(type, fn, options);
 }
+
+/**
+ * A sentence as nodes: each {name} left in `text` (a t() result without that parameter) becomes
+ * data[name] in a <span translate="no">. Token texts and hook names are the model's data, not the
+ * page's language: marked so, a translation (or the pseudo-language test) leaves them alone.
+ *   caption.replaceChildren(...withData(t("overview.caption", { position: i }), { text: visible(token.text) }))
+ */
+export function withData(text, data) {
+  return text.split(/\{(\w+)\}/).map((piece, i) => (i % 2 ? el("span", { translate: "no", text: data[piece] ?? `{${piece}}` }) : piece));
+}

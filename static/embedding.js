@@ -13,7 +13,7 @@ import { fmt, plotlyText, visible } from "./format.js";
 import { t } from "./i18n.js";
 import { later } from "./lazy.js";
 import { baseLayout, config, plotly } from "./plots.js";
-import { detailToken, selectRun } from "./store.js";
+import { detailToken, selectDetail, selectRun } from "./store.js";
 
 const norm = (v) => Math.sqrt(v.reduce((s, x) => s + x * x, 0));
 
@@ -23,10 +23,10 @@ export function mount(root, store, runKey) {
 
   async function draw() {
     const s = store.state;
-    const run = selectRun(s, runKey);
+    const detail = selectDetail(s, runKey);
     const Plotly = plotly();
-    const i = detailToken(s, runKey);
-    if (!run || i == null || !Plotly) return;
+    if (!detail || !Plotly) return;
+    const { run, i } = detail;
     const tensors = await getEmbeddings(run.runId);
     if (selectRun(store.state, runKey) !== run || detailToken(store.state, runKey) !== i) return;
     const e = slice(tensors.hook_embed, i);

@@ -1,6 +1,7 @@
 /**
  * format.js — how numbers and token texts are written on the page, in one place.
  */
+import { t } from "./i18n.js";
 
 /** A token's text with its whitespace made visible: ' cat' -> '␣cat', newline -> '↵'. */
 export function visible(text) {
@@ -45,7 +46,7 @@ export function short(n) {
 
 /** A size in bytes: "1.2 MB", "840 kB". */
 export function megabytes(bytes) {
-  return bytes >= 1e6 ? `${(bytes / 1e6).toFixed(1)} MB` : `${Math.ceil(bytes / 1e3)} kB`;
+  return bytes >= 1e6 ? t("page.megabytes", { n: (bytes / 1e6).toFixed(1) }) : t("page.kilobytes", { n: Math.ceil(bytes / 1e3) });
 }
 
 /** The first `n` characters of a token's visible text, with … when cut. */

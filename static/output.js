@@ -1,197 +1,255 @@
 /**
- * output.js — stage 8: the next-token probabilities as bars, redrawn in the browser from the
+ * output.js — stage 7: the next-token probabilities as bars, redrawn in the browser from the
  * logits already received (temperature, top-k, top-p: the semantics of model/sampling.py, in
  * sampling.js), the entropy, a seeded Sample, and Generate that streams tokens in.
+ *
+ * The controls set the shared store keys temperature, topK, topP and seed (so two runs side by
+ * side sample alike), bounded by the server's limits (store.state.model.limits). Generated
+ * tokens go to store.state.generation[runKey] as they stream in (the tokens view shows them under
+ * the chips); when the stream ends, or Stop is pressed, the longer text is analyzed as the new run.
+ *
+ * mount(root, store, runKey) -> unmount
  */
 import { generate, sample } from "./api.js";
-import { el, pct, visible } from "./colors.js";
-import { analyzeText, timings } from "./prompt.js";
+import { el, listen, part, showError } from "./dom.js";
+import { count, pct, visible } from "./format.js";
+import { t, tn } from "./i18n.js";
+import { analyzeText, explain, timings } from "./prompt.js";
 import { distribution, sortedIds } from "./sampling.js";
-import { set, state, subscribe } from "./state.js";
+import { selectRun } from "./store.js";
 
-const slider = document.getElementById("temperature-slider");
-const number = document.getElementById("temperature-number");
-const wide = document.getElementById("temperature-wide");
-const topK = document.getElementById("top-k");
-const topP = document.getElementById("top-p");
-const seed = document.getElementById("seed");
-const bars = document.getElementById("prob-bars");
-const stats = document.getElementById("output-stats");
-const sampleButton = document.getElementById("sample-button");
-const generateButton = document.getElementById("generate-button");
-const stopButton = document.getElementById("stop-button");
-const maxNew = document.getElementById("max-new-tokens");
-const result = document.getElementById("sample-result");
-const errorBox = document.getElementById("output-error");
-const generated = document.getElementById("generated");
+const DEFAULT_NEW_TOKENS = 20;
 
-let order = null; // token ids by logit, for the current run
-let rows = []; // [{id, node, fill, value}]
-let controller = null;
+export function mount(root, store, runKey) {
+  const slider = part(root, "temperature");
+  const number = part(root, "temperature-number");
+  const wide = part(root, "wide");
+  const topK = part(root, "top-k");
+  const topP = part(root, "top-p");
+  const seed = part(root, "seed");
+  const bars = part(root, "bars");
+  const stats = part(root, "stats");
+  const sampleButton = part(root, "sample");
+  const generateButton = part(root, "generate");
+  const stopButton = part(root, "stop");
+  const maxNew = part(root, "max-new");
+  const result = part(root, "result");
+  const errorBox = part(root, "error");
+  // The tokens stream in under the chips: the tokens view draws store.state.generation[runKey].
+  const showGeneration = (tokens) => store.set({ generation: { ...store.state.generation, [runKey]: tokens } });
 
-function showError(message) {
-  errorBox.textContent = message || "";
-  errorBox.hidden = !message;
-}
+  let shownRun = null; // the run the bars are drawn for
+  let order = null; // its token ids by logit
+  let rows = []; // [{id, node, fill, value}], one per bar
+  let controller = null; // aborts the generation in flight
 
-function renderBars() {
-  bars.replaceChildren();
-  rows = [];
-  const run = state.run;
-  order = run ? sortedIds(run.logits) : null;
-  if (!run) return;
-  for (const t of run.top) {
-    const fill = el("span", { class: "fill" });
-    const value = el("span", { class: "value" });
-    const node = el("div", { class: "bar", role: "listitem", "data-testid": "prob-bar", "data-token-id": t.id },
-      el("span", { class: "label", title: `id ${t.id}, logit ${t.logit.toFixed(4)}`, text: visible(t.text) }),
-      el("span", { class: "track" }, fill),
-      value);
-    rows.push({ id: t.id, logit: t.logit, node, fill, value });
-    bars.append(node);
+  const limits = () => store.state.model?.limits ?? null;
+
+  function fail(error) {
+    if (!error || error.name !== "ApiError") console.error(error);
+    showError(errorBox, explain(error));
   }
-  redraw();
-}
 
-/** Recompute the distribution from the logits and update the bars in place. */
-function redraw() {
-  const run = state.run;
-  if (!run || !order) return;
-  const t0 = performance.now();
-  const dist = distribution(run.logits, order, { temperature: state.temperature, topK: state.topK, topP: state.topP });
-  const probs = rows.map((r) => dist.prob(r.id));
-  // Bars are drawn against the most likely shown token, so a flat distribution is not hairlines;
-  // the numbers beside them stay absolute.
-  const top = Math.max(...probs) || 1;
-  rows.forEach((r, i) => {
-    const p = probs[i];
-    r.node.dataset.prob = String(p);
-    r.node.classList.toggle("cut", p === 0);
-    r.fill.style.width = `${((p / top) * 100).toFixed(3)}%`;
-    r.value.textContent = p === 0 ? "cut" : pct(p);
-    r.node.setAttribute("aria-label", `${visible(run.top[i].text)}: ${pct(p)}`);
-  });
-  const T = state.temperature;
-  const filters = [state.topK != null ? `top-k ${state.topK}` : null, state.topP != null ? `top-p ${state.topP}` : null].filter(Boolean);
-  stats.textContent = `T = ${T === 0 ? "0 (always the most likely token)" : T.toFixed(2)} · entropy ${dist.entropy.toFixed(2)} bits · ` +
-    `${dist.kept.toLocaleString("en")} of ${run.logits.length.toLocaleString("en")} tokens kept${filters.length ? ` (${filters.join(", ")})` : ""}` +
-    ` · the ${rows.length} most likely tokens shown`;
-  timings.lastRedraw = performance.now() - t0;
-}
-
-function syncControls() {
-  const T = state.temperature;
-  if (T > Number(slider.max)) {
-    wide.checked = true;
-    slider.max = "10";
-  }
-  if (Number(slider.value) !== T) slider.value = String(T);
-  if (document.activeElement !== number) number.value = String(T);
-  if (document.activeElement !== topK) topK.value = state.topK == null ? "" : String(state.topK);
-  if (document.activeElement !== topP) topP.value = state.topP == null ? "" : String(state.topP);
-  if (document.activeElement !== seed) seed.value = String(state.seed);
-}
-
-function params() {
-  return { temperature: state.temperature, topK: state.topK, topP: state.topP, seed: state.seed };
-}
-
-async function doSample() {
-  const run = state.run;
-  if (!run) return;
-  showError("");
-  try {
-    const answer = await sample({ runId: run.runId, ...params() });
-    const token = answer.token;
-    const bytes = /^(<0x[0-9A-F]{2}>)+$/.test(token.text);
-    result.replaceChildren(
-      `Drew “${visible(token.text)}” (id ${token.id}, probability ${pct(token.prob)}) with seed ${state.seed}. `,
-      bytes ? "" : el("button", { type: "button", class: "ghost", onclick: () => analyzeText(run.text + token.text) }, "Append it to the prompt"),
-    );
-    for (const r of rows) r.node.classList.toggle("drawn", r.id === token.id);
-  } catch (error) {
-    showError(error.message);
-  }
-}
-
-async function doGenerate() {
-  const run = state.run;
-  if (!run) return;
-  showError("");
-  controller = new AbortController();
-  set({ busy: "generate" });
-  generated.hidden = false;
-  generated.replaceChildren(el("span", { class: "muted", text: "Generating: " }));
-  const pieces = [];
-  try {
-    const done = await generate(
-      { text: run.text, maxNewTokens: Math.max(1, Math.min(state.model.limits.max_new_tokens, Number(maxNew.value) || 20)), ...params() },
-      {
-        signal: controller.signal,
-        onToken: (step) => {
-          pieces.push(step.token.text);
-          const span = el("span", { class: "new-token", "data-testid": "generated-token", title: `p = ${pct(step.token.prob)}`, text: visible(step.token.text) });
-          generated.append(span);
-        },
-      },
-    );
-    set({ busy: null });
-    generated.hidden = true;
-    await analyzeText(done.text, { fresh: run.tokens.length });
-  } catch (error) {
-    set({ busy: null });
-    if (error.name === "AbortError") {
-      generated.hidden = true;
-      if (pieces.length) await analyzeText(run.text + pieces.join(""), { fresh: run.tokens.length });
-    } else {
-      showError(error.message);
+  function renderBars(run) {
+    bars.replaceChildren();
+    rows = [];
+    order = run ? sortedIds(run.logits) : null;
+    if (!run) return;
+    for (const top of run.top) {
+      const fill = el("span", { class: "fill" });
+      const value = el("span", { class: "value" });
+      const node = el("div", { class: "bar", role: "listitem", "data-testid": "prob-bar", "data-token-id": top.id },
+        el("span", { class: "label", translate: "no", title: t("output.bar_title", { id: top.id, logit: top.logit.toFixed(4) }), text: visible(top.text) }),
+        el("span", { class: "track" }, fill),
+        value);
+      rows.push({ id: top.id, node, fill, value });
+      bars.append(node);
     }
-  } finally {
-    controller = null;
+    redraw();
   }
-}
 
-export function init() {
-  slider.addEventListener("input", () => set({ temperature: Number(slider.value) }));
-  number.addEventListener("input", () => {
-    const T = Number(number.value);
-    if (number.value !== "" && Number.isFinite(T) && T >= 0 && T <= 10) set({ temperature: T });
-  });
-  wide.addEventListener("change", () => {
-    slider.max = wide.checked ? "10" : "2";
-    if (!wide.checked && state.temperature > 2) set({ temperature: 2 });
-    syncControls();
-  });
-  topK.addEventListener("input", () => {
+  /** Recompute the distribution from the logits and update the bars in place. */
+  function redraw() {
+    const s = store.state;
+    const run = shownRun;
+    if (!run || !order) return;
+    const t0 = performance.now();
+    const dist = distribution(run.logits, order, { temperature: s.temperature, topK: s.topK, topP: s.topP });
+    const probs = rows.map((r) => dist.prob(r.id));
+    // Bars are drawn against the most likely shown token, so a flat distribution is not hairlines;
+    // the numbers beside them stay absolute.
+    const most = Math.max(...probs) || 1;
+    rows.forEach((r, i) => {
+      const p = probs[i];
+      r.node.dataset.prob = String(p);
+      r.node.classList.toggle("cut", p === 0);
+      r.fill.style.width = `${((p / most) * 100).toFixed(3)}%`;
+      r.value.textContent = p === 0 ? t("output.cut") : pct(p);
+      r.node.setAttribute("aria-label", t("output.bar_label", { token: visible(run.top[i].text), prob: p === 0 ? t("output.cut") : pct(p) }));
+    });
+    const T = s.temperature;
+    const filters = [s.topK != null ? t("output.filter_top_k", { k: s.topK }) : null,
+      s.topP != null ? t("output.filter_top_p", { p: s.topP }) : null].filter(Boolean);
+    const kept = { kept: count(dist.kept), total: count(run.logits.length), filters: filters.join(", ") };
+    stats.textContent = [
+      t("output.stats_temperature", { t: T === 0 ? t("output.greedy", { t: 0 }) : T.toFixed(2) }),
+      t("output.stats_entropy", { entropy: dist.entropy.toFixed(2) }),
+      filters.length ? t("output.stats_kept_filtered", kept) : t("output.stats_kept", kept),
+      tn("output.stats_shown", rows.length),
+    ].join(" · ");
+    timings.lastRedraw = performance.now() - t0;
+  }
+
+  function syncControls() {
+    const s = store.state;
+    const T = s.temperature;
+    if (T > Number(slider.max)) {
+      wide.checked = true;
+      slider.max = "10";
+    }
+    if (Number(slider.value) !== T) slider.value = String(T);
+    const focused = root.ownerDocument.activeElement;
+    if (focused !== number) number.value = String(T);
+    if (focused !== topK) topK.value = s.topK == null ? "" : String(s.topK);
+    if (focused !== topP) topP.value = s.topP == null ? "" : String(s.topP);
+    if (focused !== seed) seed.value = String(s.seed);
+  }
+
+  function syncButtons() {
+    const s = store.state;
+    const busy = s.busy != null;
+    const run = selectRun(s, runKey);
+    sampleButton.disabled = busy || !run;
+    generateButton.disabled = busy || !run;
+    stopButton.hidden = s.busy !== "generate";
+  }
+
+  function showRun() {
+    const run = selectRun(store.state, runKey);
+    if (run === shownRun) return; // another key's run changed
+    shownRun = run;
+    result.replaceChildren();
+    showError(errorBox, null);
+    renderBars(run);
+  }
+
+  function params() {
+    const s = store.state;
+    return { temperature: s.temperature, topK: s.topK, topP: s.topP, seed: s.seed };
+  }
+
+  async function doSample() {
+    const run = selectRun(store.state, runKey);
+    if (!run) return;
+    showError(errorBox, null);
+    const asked = params();
+    try {
+      const answer = await sample({ runId: run.runId, ...asked });
+      if (selectRun(store.state, runKey) !== run) return;
+      const token = answer.token;
+      // A byte token (half a character) cannot be appended as text on its own.
+      const bytes = /^(<0x[0-9A-F]{2}>)+$/.test(token.text);
+      result.replaceChildren(
+        `${t("output.drew", { token: visible(token.text), id: token.id, prob: pct(token.prob), seed: asked.seed })} `,
+        bytes ? "" : el("button", { type: "button", class: "ghost", onclick: () => analyzeText(store, runKey, run.text + token.text) },
+          t("output.append")),
+      );
+      for (const r of rows) r.node.classList.toggle("drawn", r.id === token.id);
+    } catch (error) {
+      fail(error);
+    }
+  }
+
+  async function doGenerate() {
+    const run = selectRun(store.state, runKey);
+    if (!run) return;
+    showError(errorBox, null);
+    const mine = (controller = new AbortController());
+    store.set({ busy: "generate" });
+    showGeneration([]);
+    const pieces = [];
+    const arrived = [];
+    const most = limits()?.max_new_tokens ?? DEFAULT_NEW_TOKENS;
+    try {
+      const done = await generate(
+        { text: run.text, maxNewTokens: Math.max(1, Math.min(most, Number(maxNew.value) || DEFAULT_NEW_TOKENS)), ...params() },
+        {
+          signal: mine.signal,
+          onToken: (step) => {
+            pieces.push(step.token.text);
+            arrived.push(step.token);
+            showGeneration(arrived.slice());
+          },
+        },
+      );
+      store.set({ busy: null });
+      showGeneration(null);
+      await analyzeText(store, runKey, done.text, { fresh: run.tokens.length });
+    } catch (error) {
+      store.set({ busy: null });
+      if (error.name === "AbortError") {
+        showGeneration(null);
+        // Stopped part-way: the tokens that did arrive become the new prompt (not after an unmount,
+        // which has let go of the controller).
+        if (pieces.length && mine === controller) await analyzeText(store, runKey, run.text + pieces.join(""), { fresh: run.tokens.length });
+      } else {
+        fail(error);
+      }
+    } finally {
+      if (controller === mine) controller = null;
+    }
+  }
+
+  function setTopK() {
     const k = Number(topK.value);
-    set({ topK: topK.value !== "" && Number.isInteger(k) && k >= 1 ? Math.min(k, state.model.limits.max_top_k) : null });
-  });
-  topP.addEventListener("input", () => {
+    const max = limits()?.max_top_k ?? Infinity;
+    store.set({ topK: topK.value !== "" && Number.isInteger(k) && k >= 1 ? Math.min(k, max) : null });
+  }
+
+  function setTopP() {
     const p = Number(topP.value);
-    set({ topP: topP.value !== "" && p > 0 && p <= 1 ? p : null });
-  });
-  seed.addEventListener("input", () => {
+    store.set({ topP: topP.value !== "" && p > 0 && p <= 1 ? p : null });
+  }
+
+  function setSeed() {
     const s = Number(seed.value);
     // Beyond 2^53 a JS number no longer holds the exact integer: a shared link would draw differently.
-    if (Number.isSafeInteger(s) && s >= 0) set({ seed: s });
-  });
-  sampleButton.addEventListener("click", doSample);
-  generateButton.addEventListener("click", doGenerate);
-  stopButton.addEventListener("click", () => controller && controller.abort());
-  subscribe(["run"], () => {
-    result.replaceChildren();
-    showError("");
-    renderBars();
-  });
-  subscribe(["temperature", "topK", "topP"], redraw);
-  subscribe(["temperature", "topK", "topP", "seed"], syncControls);
-  subscribe(["busy", "run"], () => {
-    const busy = state.busy != null;
-    sampleButton.disabled = busy || !state.run;
-    generateButton.disabled = busy || !state.run;
-    stopButton.hidden = state.busy !== "generate";
-  });
+    if (seed.value !== "" && Number.isSafeInteger(s) && s >= 0) store.set({ seed: s });
+  }
+
+  function setTemperature() {
+    const T = Number(number.value);
+    if (number.value !== "" && Number.isFinite(T) && T >= 0 && T <= 10) store.set({ temperature: T });
+  }
+
+  function setWide() {
+    slider.max = wide.checked ? "10" : "2";
+    if (!wide.checked && store.state.temperature > 2) store.set({ temperature: 2 });
+    syncControls();
+  }
+
+  const stops = [
+    listen(slider, "input", () => store.set({ temperature: Number(slider.value) })),
+    listen(number, "input", setTemperature),
+    listen(wide, "change", setWide),
+    listen(topK, "input", setTopK),
+    listen(topP, "input", setTopP),
+    listen(seed, "input", setSeed),
+    listen(sampleButton, "click", doSample),
+    listen(generateButton, "click", doGenerate),
+    listen(stopButton, "click", () => controller?.abort()),
+    store.subscribe(["runs", "shown"], showRun),
+    store.subscribe(["temperature", "topK", "topP"], redraw),
+    store.subscribe(["temperature", "topK", "topP", "seed"], syncControls),
+    store.subscribe(["busy", "runs", "shown"], syncButtons),
+  ];
   syncControls();
-  sampleButton.disabled = true;
-  generateButton.disabled = true;
+  showRun();
+  syncButtons();
+  return () => {
+    for (const stop of stops) stop();
+    const running = controller;
+    controller = null; // an unmounted view analyzes nothing when its generation stops
+    running?.abort();
+  };
 }

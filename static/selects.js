@@ -7,7 +7,7 @@
  * `root` (the tokens stage); returns the unmount function. A root without them (a page rendered
  * with `selects` off) is left alone.
  */
-import { el, parts } from "./dom.js";
+import { el, listen, parts } from "./dom.js";
 import { t } from "./i18n.js";
 
 export function mountSelects(root, store) {
@@ -24,22 +24,18 @@ export function mountSelects(root, store) {
   function fill() {
     const m = state.model;
     if (!m) return;
-    const options = (n, key, name) => Array.from({ length: n }, (_, i) => el("option", { value: i, text: t(key, { [name]: i }) }));
-    layerSelect.replaceChildren(...options(m.n_layers, "tokens.layer_option", "layer"));
-    headSelect.replaceChildren(...options(m.n_heads, "tokens.head_option", "head"));
+    const options = (n, name) => Array.from({ length: n }, (_, i) => el("option", { value: i, text: name(i) }));
+    layerSelect.replaceChildren(...options(m.n_layers, (layer) => t("tokens.layer_option", { layer })));
+    headSelect.replaceChildren(...options(m.n_heads, (head) => t("tokens.head_option", { head })));
     follow();
   }
 
-  const onLayer = () => store.set({ layer: Number(layerSelect.value) });
-  const onHead = () => store.set({ head: Number(headSelect.value) });
-  layerSelect.addEventListener("change", onLayer);
-  headSelect.addEventListener("change", onHead);
-  const unsubscribe = [store.subscribe(["model"], fill), store.subscribe(["layer", "head"], follow)];
+  const stop = [
+    listen(layerSelect, "change", () => store.set({ layer: Number(layerSelect.value) })),
+    listen(headSelect, "change", () => store.set({ head: Number(headSelect.value) })),
+    store.subscribe(["model"], fill),
+    store.subscribe(["layer", "head"], follow),
+  ];
   fill();
-
-  return () => {
-    unsubscribe.forEach((u) => u());
-    layerSelect.removeEventListener("change", onLayer);
-    headSelect.removeEventListener("change", onHead);
-  };
+  return () => stop.forEach((s) => s());
 }

@@ -23,10 +23,12 @@
  *       busy               null, or a short name while a request runs ("analyze", "generate")
  *       analysis           {runKey: {text, status: "running" | "done" | "failed", error, seconds, fresh}}:
  *                          the last analysis asked for under each key (prompt.js analyzeText)
+ *       generation         {runKey: [{id, text, prob}] while tokens stream in, or null}
  *     store.set(patch)               merge; subscribers of changed keys are called once, in order
  *     store.subscribe(keys, fn)      fn(state, changed: Set) when one of `keys` ("*" = any) changes;
  *                                    returns the unsubscribe function
  *     store.show(runKey, run)        add the run and show it under runKey
+ *     store.subscriptions()         the number of live subscriptions
  *     store.requestPattern(runKey, layer)  fetch that layer's pattern if the run lacks it (once per
  *                                    run and layer); patternsLoaded is bumped when it arrives
  *
@@ -36,6 +38,7 @@
  *   selectPatternError(state, runKey, layer)  the Error of a failed fetch, or null
  *   focusToken(state, runKey)             pinned ?? hovered, if that position exists in the run
  *   detailToken(state, runKey)            focusToken, else the run's last token
+ *   selectDetail(state, runKey)           {run, i: detailToken} for views that show one token, or null
  */
 import { ensurePattern } from "./api.js";
 
@@ -59,6 +62,7 @@ export function createStore(initial = {}) {
     presenter: false,
     busy: null,
     analysis: {},
+    generation: {},
     ...initial,
   };
   const listeners = [];
@@ -129,7 +133,10 @@ export function createStore(initial = {}) {
       });
   }
 
-  return { state, set, subscribe, show, requestPattern };
+  /** How many subscriptions are live (a view that unmounts must leave none behind). */
+  const subscriptions = () => listeners.length;
+
+  return { state, set, subscribe, show, requestPattern, subscriptions };
 }
 
 export function selectRun(state, runKey) {
@@ -158,4 +165,10 @@ export function detailToken(state, runKey) {
   if (focus != null) return focus;
   const run = selectRun(state, runKey);
   return run ? run.tokens.length - 1 : null;
+}
+
+export function selectDetail(state, runKey) {
+  const run = selectRun(state, runKey);
+  const i = detailToken(state, runKey);
+  return run && i != null ? { run, i } : null;
 }

@@ -6,13 +6,14 @@
  * that weight in data-weight (0 for future tokens), in a third line and in its tooltip. While the
  * selected layer's pattern is still on its way (long prompts), no chip has a data-weight and the
  * hint says "Loading layer N…". Chips after `analysis[runKey].fresh` (the tokens Generate added)
- * get a short highlight.
+ * get a short highlight. While Generate streams, its tokens (store.state.generation[runKey])
+ * are shown under the chips.
  *
  * mount(root, store, runKey) -> unmount
  */
 import { css, inkOn, viridis } from "./colors.js";
 import { el, part } from "./dom.js";
-import { visible } from "./format.js";
+import { pct, visible } from "./format.js";
 import { t } from "./i18n.js";
 import { focusToken, selectPattern, selectPatternError, selectRun } from "./store.js";
 import { slice } from "./api.js";
@@ -20,6 +21,7 @@ import { slice } from "./api.js";
 export function mount(root, store, runKey) {
   const box = part(root, "chips");
   const hint = part(root, "hint");
+  const generated = part(root, "generated");
   const HINT = hint.textContent;
   const s = store.state;
   let chips = [];
@@ -27,7 +29,7 @@ export function mount(root, store, runKey) {
 
   function chipTitle(token) {
     return t(token.partial ? "tokens.chip_title_partial" : "tokens.chip_title",
-      { position: token.position, text: JSON.stringify(token.text), id: token.id });
+      { position: token.position, text: visible(token.text), id: token.id });
   }
 
   function render() {
@@ -47,10 +49,9 @@ export function mount(root, store, runKey) {
         "data-index": token.position,
         tabindex: token.position === 0 ? "0" : "-1",
         "aria-pressed": "false",
-        translate: "no",
         title: chipTitle(token),
       },
-      el("span", { class: "t", text: visible(token.text) }),
+      el("span", { class: "t", translate: "no", text: visible(token.text) }),
       el("span", { class: "id", text: String(token.id) }),
       el("span", { class: "wt", "aria-hidden": "true" }));
       chips.push(chip);
@@ -117,6 +118,15 @@ export function mount(root, store, runKey) {
     }
   }
 
+  function showGeneration() {
+    const tokens = s.generation[runKey];
+    generated.hidden = !tokens;
+    if (!tokens) return;
+    generated.replaceChildren(el("span", { class: "muted", text: t("tokens.generating") }),
+      ...tokens.map((token) => el("span", { class: "new-token", "data-testid": "generated-token", translate: "no",
+        title: t("tokens.generated_title", { prob: pct(token.prob) }), text: visible(token.text) })));
+  }
+
   function indexOf(target) {
     const chip = target instanceof Element ? target.closest('[data-testid="token"]') : null;
     return chip && box.contains(chip) ? Number(chip.dataset.index) : null;
@@ -164,11 +174,14 @@ export function mount(root, store, runKey) {
       moveFocus(moves[event.key]);
     }
   }, { signal });
-  const unsubscribe = store.subscribe(["runs", "shown", "hovered", "pinned", "layer", "head", "patternsLoaded"], paint);
+  const unsubscribe = [
+    store.subscribe(["runs", "shown", "hovered", "pinned", "layer", "head", "patternsLoaded"], paint),
+    store.subscribe(["generation"], showGeneration),
+  ];
   paint();
   return () => {
     off.abort();
-    unsubscribe();
+    unsubscribe.forEach((u) => u());
     box.querySelectorAll('[data-testid="token"]').forEach((chip) => chip.remove());
   };
 }

@@ -64,7 +64,7 @@ def api(server: str, path: str, **params) -> dict:
 
 
 def run_id(page) -> str:
-    return page.evaluate("async () => (await import('/static/state.js')).state.run.runId")
+    return page.evaluate("() => { const s = window.explainer.store.state; return s.shown.main; }")
 
 
 def shot(page, name: str, selector: str) -> None:
