@@ -118,13 +118,18 @@ export function mount(root, store, runKey) {
     }
   }
 
+  let streamed = 0; // generated tokens on screen: each arrival adds one node, never redraws the rest
   function showGeneration() {
     const tokens = s.generation[runKey];
     generated.hidden = !tokens;
     if (!tokens) return;
-    generated.replaceChildren(el("span", { class: "muted", text: t("tokens.generating") }),
-      ...tokens.map((token) => el("span", { class: "new-token", "data-testid": "generated-token", translate: "no",
-        title: t("tokens.generated_title", { prob: pct(token.prob) }), text: visible(token.text) })));
+    if (tokens.length < streamed || !generated.firstChild) {
+      generated.replaceChildren(el("span", { class: "muted", text: t("tokens.generating") }));
+      streamed = 0;
+    }
+    generated.append(...tokens.slice(streamed).map((token) => el("span", { class: "new-token", "data-testid": "generated-token",
+      translate: "no", title: t("tokens.generated_title", { prob: pct(token.prob) }), text: visible(token.text) })));
+    streamed = tokens.length;
   }
 
   function indexOf(target) {
