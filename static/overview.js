@@ -20,6 +20,7 @@
 import { logitLens, slice } from "./api.js";
 import { css, viridis } from "./colors.js";
 import { part } from "./dom.js";
+import { onScreen } from "./lazy.js";
 import { clip, pct, visible } from "./format.js";
 import { t } from "./i18n.js";
 import { detailToken, selectRun } from "./store.js";
@@ -216,13 +217,14 @@ export function mount(root, store, runKey) {
   function showPrediction(id, text, prob) {
     drawn.prediction.dataset.tokenId = String(id);
     drawn.predProb.textContent = t("overview.next", { prob: pct(prob) });
-    drawn.predText.setAttribute("translate", "no");
-    drawn.predText.replaceChildren(document.createTextNode(`“${clip(text, 8)}”`), svg("title", {}, `${visible(text)} (id ${id})`));
+    drawn.predText.replaceChildren(svg("tspan", { translate: "no" }, `“${clip(text, 8)}”`), svg("title", {}, t("overview.prediction_title", { token: visible(text), id })));
   }
 
   function scheduleLens(run, i) {
     clearTimeout(lensTimer);
-    const key = run && i != null && onScreen ? `${run.runId}/${i}` : null;
+    // The lens row costs a request: only while the overview is on screen (else once it is).
+    if (run && i != null && !screen.visible) screen.whenVisible(() => scheduleLens(selectRun(state, runKey), detailToken(state, runKey)));
+    const key = run && i != null && screen.visible ? `${run.runId}/${i}` : null;
     if (key === lensKey) return;
     for (const t of drawn.lens) t.textContent = "";
     lensKey = key;
@@ -234,8 +236,7 @@ export function mount(root, store, runKey) {
         lens.cells.forEach((row, r) => {
           const top = row[0].top[0];
           if (drawn.lens[r]) {
-            drawn.lens[r].setAttribute("translate", "no");
-            drawn.lens[r].replaceChildren(document.createTextNode(clip(top.text, 8)),
+            drawn.lens[r].replaceChildren(svg("tspan", { translate: "no" }, clip(top.text, 8)),
               svg("title", {}, t("overview.lens_title", { row: r === 0 ? t("overview.row_embed") : t("overview.block", { layer: r - 1 }),
                 token: visible(top.text), prob: pct(top.prob) })));
           }
@@ -247,13 +248,7 @@ export function mount(root, store, runKey) {
     }, LENS_DELAY_MS);
   }
 
-  // The lens row costs a request: only while the overview is on screen.
-  let onScreen = false;
-  const watcher = new IntersectionObserver((entries) => {
-    onScreen = entries.some((e) => e.isIntersecting);
-    if (onScreen && drawn) scheduleLens(selectRun(state, runKey), detailToken(state, runKey));
-  });
-  watcher.observe(root);
+  const screen = onScreen(root, "0px");
   const unsubscribe = [
     store.subscribe(["model"], () => { drawn = null; paint(); }),
     store.subscribe(["runs", "shown", "hovered", "pinned", "layer", "head", "patternsLoaded"], paint),
@@ -261,7 +256,7 @@ export function mount(root, store, runKey) {
   paint();
   return () => {
     clearTimeout(lensTimer);
-    watcher.disconnect();
+    screen.stop();
     unsubscribe.forEach((u) => u());
   };
 }
