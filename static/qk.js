@@ -159,12 +159,21 @@ export function mount(root, store, runKey) {
     if (mounted) view.replaceChildren(el("p", { class: "error", text: t("page.layer_failed", { layer: state.layer, error: error.message }) }));
   }), 60);
 
-  const unsubscribe = store.subscribe(["runs", "shown", "hovered", "pinned", "layer", "head", "patternsLoaded"], soon);
+  // The layer's q, k, v and z are asked for at once, not after the debounce: sent together with
+  // the pattern's request (tokens view), the server computes the layer once for both.
+  const prefetch = () => {
+    const run = selectRun(state, runKey);
+    if (run) getLayer(run.runId, state.layer, FIELDS).catch(() => {}); // draw() reports errors
+  };
+  const unsubscribe = [
+    store.subscribe(["runs", "shown", "layer"], prefetch),
+    store.subscribe(["runs", "shown", "hovered", "pinned", "layer", "head", "patternsLoaded"], soon),
+  ];
   if (selectRun(state, runKey)) soon();
 
   return () => {
     mounted = false;
-    unsubscribe();
+    unsubscribe.forEach((u) => u());
     soon.cancel();
   };
 }
