@@ -32,6 +32,7 @@ const SPINE_Y = 128;
 const LEFT = 116; // the blocks start here
 const RIGHT = 992; // and end here
 const LENS_DELAY_MS = 180;
+let mounts = 0; // SVG ids are page-wide: each mounted overview names its arrowhead apart
 
 function svg(tag, attrs = {}, text = null) {
   const node = document.createElementNS(SVG, tag);
@@ -57,6 +58,7 @@ export function mount(root, store, runKey) {
   const caption = part(root, "caption");
   const state = store.state;
   const set = (patch) => store.set(patch);
+  const arrow = `ov-arrow-${++mounts}`;
   let drawn = null; // {model key, heads[l][h], blocks[l], lens[l + 1], prediction}
   let lensTimer = null;
   let lensKey = null;
@@ -72,14 +74,14 @@ export function mount(root, store, runKey) {
     const root = svg("svg", { viewBox: `0 0 ${W} ${H}`, "data-testid": "model-overview", role: "img",
       "aria-label": t("overview.label", { n_layers: L, n_heads: nh }) });
     const defs = svg("defs");
-    const marker = svg("marker", { id: "ov-arrow", viewBox: "0 0 10 10", refX: 9, refY: 5, markerWidth: 12, markerHeight: 12,
+    const marker = svg("marker", { id: arrow, viewBox: "0 0 10 10", refX: 9, refY: 5, markerWidth: 12, markerHeight: 12,
       markerUnits: "userSpaceOnUse", orient: "auto-start-reverse" });
     marker.append(svg("path", { d: "M0,0 L10,5 L0,10 z", class: "ov-arrowhead" }));
     defs.append(marker);
     root.append(defs);
 
     // The residual stream: one spine from the embedding to the final LayerNorm.
-    root.append(svg("line", { x1: 96, y1: SPINE_Y, x2: RIGHT + 24, y2: SPINE_Y, class: "ov-spine", "marker-end": "url(#ov-arrow)" }));
+    root.append(svg("line", { x1: 96, y1: SPINE_Y, x2: RIGHT + 24, y2: SPINE_Y, class: "ov-spine", "marker-end": `url(#${arrow})` }));
 
     const embed = svg("g", { class: "ov-io" });
     embed.append(svg("rect", { x: 6, y: SPINE_Y - 26, width: 88, height: 52, rx: 6 }));
@@ -151,7 +153,7 @@ export function mount(root, store, runKey) {
     out.append(svg("text", { x: RIGHT + 59, y: SPINE_Y - 6, "text-anchor": "middle", translate: "no" }, "LN_f"));
     out.append(svg("text", { x: RIGHT + 59, y: SPINE_Y + 12, "text-anchor": "middle", translate: "no" }, "· W_Eᵀ"));
     root.append(out);
-    root.append(svg("line", { x1: RIGHT + 90, y1: SPINE_Y, x2: RIGHT + 106, y2: SPINE_Y, class: "ov-out", "marker-end": "url(#ov-arrow)" }));
+    root.append(svg("line", { x1: RIGHT + 90, y1: SPINE_Y, x2: RIGHT + 106, y2: SPINE_Y, class: "ov-out", "marker-end": `url(#${arrow})` }));
     const prediction = svg("g", { "data-testid": "overview-prediction", class: "ov-prediction" });
     const predText = svg("text", { x: RIGHT + 110, y: SPINE_Y + 4, class: "ov-pred" }, "");
     const predProb = svg("text", { x: RIGHT + 110, y: SPINE_Y + 22, class: "ov-note" }, "");

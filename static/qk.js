@@ -151,7 +151,7 @@ export function mount(root, store, runKey) {
       el("div", {}, el("span", { class: "qk-label" }, ...withData(t("qk.z_model"), { z: "z" })), strip(modelZ, vLimit, t("qk.z_model_label"))),
       el("p", { class: "numbers" }, ...withData(differences, { z: "z", dtype: "float16", tolerance: "1e-3" }), " ", t("qk.strips")));
 
-    view.replaceChildren(query, el("div", { class: "qk-scroll" }, table), note ? el("p", { class: "muted", text: note }) : "", result);
+    view.replaceChildren(query, el("div", { class: "qk-scroll", tabindex: "0", role: "region", "aria-label": t("qk.table_label") }, table), note ? el("p", { class: "muted", text: note }) : "", result);
   }
 
   const soon = later(() => draw().catch((error) => {

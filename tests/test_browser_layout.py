@@ -102,3 +102,34 @@ def test_axe_finds_nothing_serious_before_after_and_in_presenter_mode(chromium, 
     assert (before, after, presenter) == ([], [], []), json.dumps({"before": before, "after": after, "presenter": presenter}, indent=1)
     assert errors == [] and csp_violations(page) == []
     context.close()
+
+
+COMPARE_LAYOUTS = [(390, 844), (1280, 720), (1920, 1080)]
+
+
+@pytest.mark.parametrize("width, height", COMPARE_LAYOUTS, ids=[str(w) for w, _ in COMPARE_LAYOUTS])
+def test_the_compare_page_fits_and_passes_axe(chromium, server, width, height):
+    """/compare: each view twice, in two columns (one on a phone), nothing out of its card, no
+    duplicate ids (each partial's ids are prefixed per run key), and axe finds nothing serious."""
+    context, page, errors = open_page(chromium, server, width, height, f"compare?b={urllib.parse.quote(PROMPT)}")
+    for key in "ab":
+        page.wait_for_selector(f"[data-run-key={key}] [data-testid=prob-bar]")
+    page.locator("[data-run-key=a] [data-testid=token]").nth(3).click()
+    for stage in page.locator(".stage").all():
+        stage.scroll_into_view_if_needed()
+        page.wait_for_timeout(100)
+    page.wait_for_selector("[data-run-key=b] [data-testid=logit-lens][data-rows]", state="attached", timeout=30_000)
+    page.wait_for_timeout(600)
+    spilled = page.evaluate(OVERFLOW)
+    duplicated = page.evaluate("""() => { const ids = [...document.querySelectorAll('[id]')].map(e => e.id);
+        return ids.filter((id, i) => ids.indexOf(id) !== i); }""")
+    page.evaluate("scrollTo(0, 0)")
+    page.wait_for_timeout(200)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"compare-{width}.png"))
+    assert spilled == [], json.dumps(spilled[:20], indent=1)
+    assert duplicated == []
+    assert page.evaluate("document.documentElement.scrollWidth <= innerWidth"), "the page scrolls sideways"
+    assert serious(page) == []
+    assert errors == [] and csp_violations(page) == []
+    context.close()
