@@ -6,6 +6,7 @@ Knows nothing about HTTP; usable from a notebook:
     explainer = Explainer.load()            # or Explainer.load("path/to/checkpoint")
     run = explainer.analyze("The cat sat")
     run["blocks.3.attn.hook_pattern"]       # [head, q_pos, k_pos]
+    ablated = explainer.analyze("The cat sat", interventions=[Intervention("blocks.3.attn.hook_z", "zero", head=5)])
 
 The names below are imported on first use: `explainer download` and `explainer --help` must
 not wait seconds for torch and transformers before they can say anything.
@@ -22,6 +23,7 @@ _HOMES = {
     "ModelLoadError": "loading", "load_model": "loading",
     "Run": "run",
     "Cancelled": "cancellation", "CancelToken": "cancellation",
+    "Intervention": "interventions", "InterventionError": "interventions",
 }
 __all__ = sorted(_HOMES)
 

@@ -3,6 +3,9 @@ weights of `transformers`' own modules, naming every intermediate with its Trans
 name. Tests prove each step equal to `transformers`' forward.
 
 Shapes are written without the batch dimension: one prompt at a time.
+
+`record(name, tensor)` sees every intermediate. It may return a replacement, which the rest of
+the pass uses instead (an intervention, model/interventions.py), or None to leave it as it is.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ LAYER_HOOKS = (
 )
 GLOBAL_HOOKS = ("hook_embed", "hook_pos_embed", "ln_final.hook_out", "logits")
 
-Record = Callable[[str, torch.Tensor], None]
+Record = Callable[[str, torch.Tensor], "torch.Tensor | None"]
 
 
 def layer_hook(layer: int, suffix: str) -> str:
@@ -54,6 +57,12 @@ def parse_hook(name: str) -> tuple[int | None, str]:
     raise KeyError(f"Unknown hook name {name!r}")
 
 
+def _rec(record: Record, name: str, tensor: torch.Tensor) -> torch.Tensor:
+    """Record `tensor` under `name`; the tensor the pass goes on with (a replacement, if any)."""
+    out = record(name, tensor)
+    return tensor if out is None else out
+
+
 def _conv1d(x: torch.Tensor, module: torch.nn.Module) -> torch.Tensor:
     """GPT-2's Conv1D is a linear layer stored as [d_in, d_out]: x @ W + b."""
     return torch.addmm(module.bias, x, module.weight)
@@ -62,10 +71,8 @@ def _conv1d(x: torch.Tensor, module: torch.nn.Module) -> torch.Tensor:
 def embed(model: GPT2LMHeadModel, ids: torch.Tensor, record: Record) -> torch.Tensor:
     """Token plus position embedding. ids [pos] -> resid_pre of block 0 [pos, d_model]."""
     wte, wpe = model.transformer.wte.weight, model.transformer.wpe.weight
-    token = wte[ids]  # [pos, d_model]
-    position = wpe[: ids.shape[0]]  # [pos, d_model]
-    record("hook_embed", token)
-    record("hook_pos_embed", position)
+    token = _rec(record, "hook_embed", wte[ids])  # [pos, d_model]
+    position = _rec(record, "hook_pos_embed", wpe[: ids.shape[0]])  # [pos, d_model]
     return token + position
 
 
@@ -75,57 +82,44 @@ def block(layer: int, module: GPT2Block, resid_pre: torch.Tensor, record: Record
     n_pos, d_model = resid_pre.shape
     n_heads, d_head = attn.num_heads, attn.head_dim
 
-    def rec(suffix: str, tensor: torch.Tensor) -> None:
-        record(layer_hook(layer, suffix), tensor)
+    def rec(suffix: str, tensor: torch.Tensor) -> torch.Tensor:
+        return _rec(record, layer_hook(layer, suffix), tensor)
 
-    rec("hook_resid_pre", resid_pre)
-    ln1 = F.layer_norm(resid_pre, (d_model,), module.ln_1.weight, module.ln_1.bias, module.ln_1.eps)
-    rec("ln1.hook_out", ln1)
+    resid_pre = rec("hook_resid_pre", resid_pre)
+    ln1 = rec("ln1.hook_out", F.layer_norm(resid_pre, (d_model,), module.ln_1.weight, module.ln_1.bias, module.ln_1.eps))
 
     q, k, v = _conv1d(ln1, attn.c_attn).split(d_model, dim=-1)
     q = q.view(n_pos, n_heads, d_head)  # [pos, head, d_head]
     k = k.view(n_pos, n_heads, d_head)
     v = v.view(n_pos, n_heads, d_head)
-    rec("attn.hook_q", q)
-    rec("attn.hook_k", k)
-    rec("attn.hook_v", v)
+    q = rec("attn.hook_q", q)
+    k = rec("attn.hook_k", k)
+    v = rec("attn.hook_v", v)
 
     # attn.scaling is 1/sqrt(d_head), adjusted by the config's layer-index scaling if set.
     scores = torch.matmul(q.transpose(0, 1), k.permute(1, 2, 0)) * attn.scaling  # [head, q_pos, k_pos]
     future = torch.ones(n_pos, n_pos, dtype=torch.bool, device=q.device).triu_(1)
     scores = scores.masked_fill_(future, float("-inf"))
-    rec("attn.hook_attn_scores", scores)
-    pattern = torch.softmax(scores, dim=-1)  # [head, q_pos, k_pos]; exactly 0 where masked
-    rec("attn.hook_pattern", pattern)
+    scores = rec("attn.hook_attn_scores", scores)
+    pattern = rec("attn.hook_pattern", torch.softmax(scores, dim=-1))  # [head, q_pos, k_pos]; exactly 0 where masked
 
-    z = torch.matmul(pattern, v.transpose(0, 1)).transpose(0, 1)  # [pos, head, d_head]
-    rec("attn.hook_z", z)
-    attn_out = _conv1d(z.reshape(n_pos, d_model), attn.c_proj)
-    rec("hook_attn_out", attn_out)
-    resid_mid = resid_pre + attn_out
-    rec("hook_resid_mid", resid_mid)
+    z = rec("attn.hook_z", torch.matmul(pattern, v.transpose(0, 1)).transpose(0, 1))  # [pos, head, d_head]
+    attn_out = rec("hook_attn_out", _conv1d(z.reshape(n_pos, d_model), attn.c_proj))
+    resid_mid = rec("hook_resid_mid", resid_pre + attn_out)
 
-    ln2 = F.layer_norm(resid_mid, (d_model,), module.ln_2.weight, module.ln_2.bias, module.ln_2.eps)
-    rec("ln2.hook_out", ln2)
-    pre = _conv1d(ln2, mlp.c_fc)  # [pos, d_mlp]
-    rec("mlp.hook_pre", pre)
-    post = mlp.act(pre)  # gelu_new for GPT-2
-    rec("mlp.hook_post", post)
-    mlp_out = _conv1d(post, mlp.c_proj)
-    rec("hook_mlp_out", mlp_out)
-    resid_post = resid_mid + mlp_out
-    rec("hook_resid_post", resid_post)
-    return resid_post
+    ln2 = rec("ln2.hook_out", F.layer_norm(resid_mid, (d_model,), module.ln_2.weight, module.ln_2.bias, module.ln_2.eps))
+    pre = rec("mlp.hook_pre", _conv1d(ln2, mlp.c_fc))  # [pos, d_mlp]
+    post = rec("mlp.hook_post", mlp.act(pre))  # gelu_new for GPT-2
+    mlp_out = rec("hook_mlp_out", _conv1d(post, mlp.c_proj))
+    return rec("hook_resid_post", resid_mid + mlp_out)
 
 
 def unembed(model: GPT2LMHeadModel, resid_final: torch.Tensor, record: Record) -> torch.Tensor:
     """Final LayerNorm over every position, then logits for the last position only. -> [d_vocab]"""
     ln_f = model.transformer.ln_f
-    normalized = F.layer_norm(resid_final, (resid_final.shape[-1],), ln_f.weight, ln_f.bias, ln_f.eps)
-    record("ln_final.hook_out", normalized)
-    logits = model.lm_head(normalized[-1])  # tied to the token embedding in GPT-2
-    record("logits", logits)
-    return logits
+    normalized = _rec(record, "ln_final.hook_out",
+                      F.layer_norm(resid_final, (resid_final.shape[-1],), ln_f.weight, ln_f.bias, ln_f.eps))
+    return _rec(record, "logits", model.lm_head(normalized[-1]))  # tied to the token embedding in GPT-2
 
 
 def forward(model: GPT2LMHeadModel, ids: torch.Tensor, record: Record, cancel: CancelToken = NEVER) -> torch.Tensor:

@@ -10,6 +10,7 @@ import torch
 
 from . import engine
 from .cancellation import NEVER, CancelToken
+from .interventions import Editor, Intervention
 from .loading import DEFAULT_MODEL, RANDOM_WEIGHTS_SEED, LoadedModel, load_model
 from .run import Run
 from .tokenizer import Tokenizer, get_tokenizer, is_blank
@@ -94,14 +95,20 @@ class Explainer:
             raise PromptTooLongError(len(ids), self.n_ctx)
         return ids
 
-    def analyze(self, text: str, keep: Iterable[str] = ()) -> Run:
-        return self.analyze_ids(self.tokenize(text), keep)
+    def analyze(self, text: str, keep: Iterable[str] = (), interventions: Iterable[Intervention] = (),
+                sources: dict[str, Run] | None = None) -> Run:
+        """The run of `text`; with `interventions` (model/interventions.py), the run with those
+        experiments applied. A patch reads its source run from `sources` (run id -> Run)."""
+        return self.analyze_ids(self.tokenize(text), keep, editor=Editor(tuple(interventions), sources))
 
     @torch.inference_mode()
-    def analyze_ids(self, ids: list[int], keep: Iterable[str] = (), cancel: CancelToken = NEVER) -> Run:
+    def analyze_ids(self, ids: list[int], keep: Iterable[str] = (), cancel: CancelToken = NEVER,
+                    editor: Editor | None = None) -> Run:
         """One forward pass. Keeps the residual stream and final outputs, plus the hooks in
         `keep`: full names ('blocks.3.attn.hook_q'), per-layer suffixes ('attn.hook_pattern'
-        keeps it for every layer) or '*' for everything."""
+        keeps it for every layer) or '*' for everything. `editor` applies interventions (checked
+        beforehand: interventions.check)."""
+        editor = editor or Editor(())
         keep = set(keep)
         keep_all = "*" in keep
         n_layers = self.config.n_layer
@@ -109,12 +116,14 @@ class Explainer:
                   engine.layer_hook(n_layers - 1, "hook_resid_post")}
         stored: dict[str, torch.Tensor] = {}
 
-        def record(name: str, tensor: torch.Tensor) -> None:
-            if keep_all or name in always or name in keep or name.endswith(".hook_resid_pre"):
-                stored[name] = tensor
-            elif name.startswith("blocks.") and name.split(".", 2)[2] in keep:
-                stored[name] = tensor
+        def record(name: str, tensor: torch.Tensor) -> torch.Tensor | None:
+            out = editor(name, tensor)
+            if name.endswith(".hook_resid_pre"):
+                stored[name] = tensor  # the block's input before any edit there: a recompute applies it
+            elif keep_all or name in always or name in keep or (name.startswith("blocks.") and name.split(".", 2)[2] in keep):
+                stored[name] = tensor if out is None else out
+            return out
 
         tensor_ids = torch.tensor(ids, dtype=torch.long, device=self.loaded.device)
         engine.forward(self.model, tensor_ids, record, cancel)
-        return Run(self.model, ids, self.tokenizer.token_texts(ids), stored)
+        return Run(self.model, ids, self.tokenizer.token_texts(ids), stored, editor)

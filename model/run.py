@@ -4,6 +4,10 @@ To bound memory, a Run keeps only the residual stream at the start of every bloc
 embeddings, the final LayerNorm and the logits, and whatever extra hooks were asked to be
 kept). Any other hook is recomputed on demand from that block's `hook_resid_pre`, with the
 same code on the same input, so the numbers are bitwise the ones of the original pass.
+
+A run made with interventions keeps them (`editor`): a recomputed layer applies them again, so
+every number read from the run is that run's own. The stored block inputs are the ones before
+any edit at hook_resid_pre, which the recompute applies.
 """
 
 from __future__ import annotations
@@ -14,27 +18,34 @@ import torch
 from transformers import GPT2LMHeadModel
 
 from . import engine
+from .interventions import Editor
 from .tokenizer import TokenPiece
 
 
 class Run:
-    def __init__(self, model: GPT2LMHeadModel, ids: list[int], tokens: list[TokenPiece], stored: dict[str, torch.Tensor]):
+    def __init__(self, model: GPT2LMHeadModel, ids: list[int], tokens: list[TokenPiece], stored: dict[str, torch.Tensor],
+                 editor: Editor | None = None):
         self.model = model
         self.ids = ids
         self.tokens = tokens
         self.stored = stored
+        self.editor = editor or Editor(())
         self.n_layers = len(model.transformer.h)
+
+    @property
+    def interventions(self) -> tuple:
+        return self.editor.interventions
 
     def __len__(self) -> int:
         return len(self.ids)
 
     def __getitem__(self, name: str) -> torch.Tensor:
-        if name in self.stored:
+        if name in self.stored and name not in self.editor.hooks:
             return self.stored[name]
         layer, suffix = engine.parse_hook(name)
         if layer is None or layer >= self.n_layers:
             raise KeyError(f"Unknown hook name {name!r}")
-        if suffix == "hook_resid_post" and layer + 1 < self.n_layers:
+        if suffix == "hook_resid_post" and layer + 1 < self.n_layers and name not in self.editor.hooks:
             return self.stored[engine.layer_hook(layer + 1, "hook_resid_pre")]
         return self.layer(layer)[suffix]
 
@@ -62,8 +73,10 @@ class Run:
         captured: dict[str, torch.Tensor] = {}
         prefix = len(engine.layer_hook(layer, ""))
 
-        def record(name: str, tensor: torch.Tensor) -> None:
-            captured[name[prefix:]] = tensor
+        def record(name: str, tensor: torch.Tensor) -> torch.Tensor | None:
+            out = self.editor(name, tensor)
+            captured[name[prefix:]] = tensor if out is None else out
+            return out
 
         resid_pre = self.stored[engine.layer_hook(layer, "hook_resid_pre")]
         engine.block(layer, self.model.transformer.h[layer], resid_pre, record)

@@ -1,0 +1,161 @@
+"""Interventions: experiments on the model, applied where a hook records, as TransformerLens's
+`run_with_hooks` does with a hook that edits its activation.
+
+    Intervention(hook="blocks.9.attn.hook_z", op="zero", head=9)
+
+- `hook`: a full hook name; the ones an experiment can edit are EDITABLE below.
+- selection: `head` (q, k, v, z, pattern), `neuron` (mlp.hook_post), `position` (any; for the
+  pattern, the query position). Omitted means all.
+- `op`: "zero" sets the selection to 0; "mean" to its mean over this run's positions, computed on
+  the values the hook would have had before any replacement at that hook; "patch" to the same
+  selection in another run (`source_run_id`), computed with that run's own interventions.
+  The pattern takes "patch" only (a zeroed or averaged row would no longer sum to 1).
+- Several apply in the order given.
+
+`check` says what is wrong with a list, field by field (InterventionError); `Editor` applies a
+checked list inside the forward pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
+
+import torch
+
+from . import engine
+
+if TYPE_CHECKING:
+    from .run import Run
+
+OPS = ("zero", "mean", "patch")
+# suffix -> the axes of its tensor that a selection can name, in order (None: not selectable).
+EDITABLE: dict[str, tuple[str, ...]] = {
+    "hook_resid_pre": ("position", "d_model"),
+    "hook_resid_mid": ("position", "d_model"),
+    "hook_resid_post": ("position", "d_model"),
+    "attn.hook_q": ("position", "head", "d_head"),
+    "attn.hook_k": ("position", "head", "d_head"),
+    "attn.hook_v": ("position", "head", "d_head"),
+    "attn.hook_z": ("position", "head", "d_head"),
+    "attn.hook_pattern": ("head", "position", "k_pos"),
+    "hook_attn_out": ("position", "d_model"),
+    "mlp.hook_post": ("position", "neuron"),
+    "hook_mlp_out": ("position", "d_model"),
+}
+
+
+@dataclass(frozen=True)
+class Intervention:
+    hook: str
+    op: str
+    head: int | None = None
+    neuron: int | None = None
+    position: int | None = None
+    source_run_id: str | None = None
+
+    def as_dict(self) -> dict:
+        """The JSON form, without the fields left out (so equal interventions serialize equally)."""
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+class InterventionError(ValueError):
+    """What is wrong with one field of one intervention: `field` is e.g. 'interventions.0.head'."""
+
+    def __init__(self, field: str, message: str, code: str = "out_of_range"):
+        self.field = field
+        self.code = code
+        super().__init__(message)
+
+
+def check(interventions: Sequence[Intervention], n_layers: int, n_heads: int, d_mlp: int, n_tokens: int,
+          source_lengths: Mapping[str, int | None]) -> None:
+    """Raise InterventionError for the first wrong field. `source_lengths`: the number of tokens
+    of each source run this server can find (None: unknown run)."""
+    for i, it in enumerate(interventions):
+        def fail(field: str, message: str, code: str = "out_of_range") -> None:
+            raise InterventionError(f"interventions.{i}.{field}", message, code)
+
+        try:
+            layer, suffix = engine.parse_hook(it.hook)
+        except KeyError:
+            layer, suffix = None, None
+        if layer is None or suffix not in EDITABLE:
+            fail("hook", f"{it.hook!r} cannot be edited; use blocks.L.<{'|'.join(EDITABLE)}> with L from 0 to {n_layers - 1}",
+                 code="one_of")
+        if layer >= n_layers:
+            fail("hook", f"layer {layer} does not exist: the model has layers 0 to {n_layers - 1}")
+        if it.op not in OPS:
+            fail("op", f"must be one of {', '.join(OPS)}", code="one_of")
+        axes = EDITABLE[suffix]
+        if it.head is not None:
+            if "head" not in axes:
+                fail("head", f"{suffix} has no head axis: a head can be chosen on q, k, v, z and the pattern", code="invalid")
+            if not 0 <= it.head < n_heads:
+                fail("head", f"must be from 0 to {n_heads - 1}, got {it.head}")
+        if it.neuron is not None:
+            if "neuron" not in axes:
+                fail("neuron", f"{suffix} has no neuron axis: a neuron is chosen on mlp.hook_post", code="invalid")
+            if not 0 <= it.neuron < d_mlp:
+                fail("neuron", f"must be from 0 to {d_mlp - 1}, got {it.neuron}")
+        if it.position is not None and not 0 <= it.position < n_tokens:
+            fail("position", f"must be from 0 to {n_tokens - 1} (the prompt has {n_tokens} tokens), got {it.position}")
+        if suffix == "attn.hook_pattern" and it.op != "patch":
+            fail("op", "the attention pattern takes 'patch' only: a zeroed or averaged row would not sum to 1", code="invalid")
+        if it.op == "patch":
+            if it.source_run_id is None:
+                fail("source_run_id", "a patch needs the run to copy from: analyze the source prompt first and give its run_id",
+                     code="invalid")
+            length = source_lengths.get(it.source_run_id)
+            if length is None:
+                fail("source_run_id", f"unknown run {it.source_run_id!r}: analyze the source prompt again and use its run_id",
+                     code="unknown_run")
+            if length != n_tokens:
+                fail("source_run_id", f"the source run has {length} tokens and this prompt {n_tokens}: "
+                                      "a patch copies position by position, so both must have the same number", code="invalid")
+        elif it.source_run_id is not None:
+            fail("source_run_id", f"only a patch reads another run; {it.op!r} does not", code="invalid")
+
+
+def _index(suffix: str, it: Intervention) -> tuple:
+    """The selection as an index into the hook's tensor (no batch dimension)."""
+    names = {"position": it.position, "head": it.head, "neuron": it.neuron}
+    return tuple(slice(None) if names.get(axis) is None else names[axis] for axis in EDITABLE[suffix])
+
+
+class Editor:
+    """Applies checked interventions where the hooks record: `editor(name, tensor)` returns the
+    replacement, or None where nothing is edited. `sources` maps a run id to its Run."""
+
+    def __init__(self, interventions: Sequence[Intervention], sources: Mapping[str, Run] | None = None):
+        self.interventions = tuple(interventions)
+        self.sources = dict(sources or {})
+        self.by_hook: dict[str, list[Intervention]] = {}
+        for it in self.interventions:
+            self.by_hook.setdefault(it.hook, []).append(it)
+
+    @property
+    def hooks(self) -> frozenset[str]:
+        return frozenset(self.by_hook)
+
+    def __bool__(self) -> bool:
+        return bool(self.interventions)
+
+    def __call__(self, name: str, tensor: torch.Tensor) -> torch.Tensor | None:
+        edits = self.by_hook.get(name)
+        if not edits:
+            return None
+        suffix = engine.parse_hook(name)[1]
+        out = tensor.clone()
+        for it in edits:
+            index = _index(suffix, it)
+            if it.op == "zero":
+                out[index] = 0
+            elif it.op == "mean":
+                # Over the positions (axis 0), of the values before any edit at this hook.
+                mean = tensor.mean(dim=0)
+                out[index] = mean[index[1:]]
+            else:
+                out[index] = self.sources[it.source_run_id][name][index]
+        return out
