@@ -10,9 +10,11 @@ from __future__ import annotations
 import gzip
 import json
 import zlib
+from functools import partial
 
 from model import Explainer, Run
 from model.cancellation import NEVER, CancelToken
+from model.interventions import Editor, Intervention
 from model.sampling import distribution
 
 from . import tensors
@@ -24,8 +26,9 @@ from .model_info import model_info
 N_TOP = 10
 
 
-def run_id_for(explainer: Explainer, text: str) -> str:
-    return RunCache.id_for(explainer.identity, text)
+def run_id_for(explainer: Explainer, text: str, interventions: str = "") -> str:
+    """The id of a run: its content (the model, the text, the interventions' canonical JSON)."""
+    return RunCache.id_for(explainer.identity, text, interventions)
 
 
 def gzipped(data: bytes) -> bytes:
@@ -87,6 +90,7 @@ def analyze_body(explainer: Explainer, run_id: str, run: Run, include_patterns: 
         "resid_norms": tensors.encode(run.resid_norms(), "float32"),
         "top": top,
         "patterns": "included" if include_patterns else "per-layer",
+        "interventions": [it.as_dict() for it in run.interventions],
     }
     return json.dumps(body, separators=(",", ":")).encode()
 
@@ -97,19 +101,21 @@ def analyze_and_cache(explainer: Explainer, cache: RunCache, text: str, include:
 
 
 def analyze_into_cache(explainer: Explainer, cache: RunCache, text: str, include: bool,
-                       cancel: CancelToken = NEVER) -> tuple[CachedRun, bytes]:
+                       cancel: CancelToken = NEVER, editor: Editor | None = None) -> tuple[CachedRun, bytes]:
     """The cached run, and its body as plain JSON for a client that does not accept gzip.
-    `cancel` stops the forward pass between blocks when nobody waits for it any more."""
+    `cancel` stops the forward pass between blocks when nobody waits for it any more; `editor`
+    applies the run's interventions (checked already)."""
     ids = explainer.tokenize(text)
-    run = explainer.analyze_ids(ids, keep=["attn.hook_pattern"] if include else (), cancel=cancel)
-    run_id = run_id_for(explainer, text)
+    run = explainer.analyze_ids(ids, keep=["attn.hook_pattern"] if include else (), cancel=cancel, editor=editor)
+    interventions = canonical(run.interventions)
+    run_id = run_id_for(explainer, text, interventions)
     plain = analyze_body(explainer, run_id, run, include)
     # Gzipped once, here, and kept so in the cache: a repeated prompt is served without
     # compressing 1.8 MB again, and a run holds 0.8 MB of body instead of 1.8 MB.
     body = gzipped(plain)
     # Patterns are in the body already; the Run keeps only the residual stream.
     run.stored = {k: v for k, v in run.stored.items() if not k.endswith("attn.hook_pattern")}
-    entry = CachedRun(run_id=run_id, text=text, run=run, bodies={include: body})
+    entry = CachedRun(run_id=run_id, text=text, run=run, bodies={include: body}, interventions=interventions)
     cache.put(entry)
     return entry, plain
 
@@ -122,11 +128,19 @@ def add_body(explainer: Explainer, cache: RunCache, entry: CachedRun, include: b
     return body, plain
 
 
-def recompute(explainer: Explainer, cache: RunCache, run_id: str, text: str, cancel: CancelToken = NEVER) -> CachedRun:
-    """The run of `text` again, from the same forward pass code: bitwise the run that was evicted.
-    Its analyze bodies are rebuilt only if asked for."""
-    run = explainer.analyze_ids(explainer.tokenize(text), cancel=cancel)
-    entry = CachedRun(run_id=run_id, text=text, run=run, bodies={})
+def canonical(interventions) -> str:
+    """The interventions as the JSON that identifies them: "" for none."""
+    if not interventions:
+        return ""
+    return json.dumps([it.as_dict() for it in interventions], separators=(",", ":"), sort_keys=True)
+
+
+def recompute(explainer: Explainer, cache: RunCache, run_id: str, text: str, cancel: CancelToken = NEVER,
+              editor: Editor | None = None) -> CachedRun:
+    """The run of `text` again (with its interventions), from the same forward pass code: bitwise
+    the run that was evicted. Its analyze bodies are rebuilt only if asked for."""
+    run = explainer.analyze_ids(explainer.tokenize(text), cancel=cancel, editor=editor)
+    entry = CachedRun(run_id=run_id, text=text, run=run, bodies={}, interventions=canonical(run.interventions))
     cache.put(entry)
     return entry
 
@@ -137,9 +151,17 @@ async def resolve(run_id: str, explainer: Explainer, cache: RunCache, limiter: F
     entry = cache.get(run_id)
     if entry is not None:
         return entry
-    text = cache.text_of(run_id)
-    if text is None:
+    recipe = cache.recipe_of(run_id)
+    if recipe is None:
         raise ApiError(404, "unknown_run", f"Unknown run_id {run_id!r}: this server never issued it, or forgot it long ago. "
                                            "Analyze the prompt again to get a run.", field="run_id")
+    text, interventions = recipe
+    editor = None
+    if interventions:
+        # Its source runs are found the same way (recomputed too if they were let go).
+        parsed = tuple(Intervention(**it) for it in json.loads(interventions))
+        sources = {it.source_run_id: (await resolve(it.source_run_id, explainer, cache, limiter, coalescer)).run
+                   for it in parsed if it.source_run_id}
+        editor = Editor(parsed, sources)
     return await coalescer.run(("recompute", run_id),
-                               lambda: limiter.run(recompute, explainer, cache, run_id, text, cancellable=True))
+                               lambda: limiter.run(partial(recompute, editor=editor), explainer, cache, run_id, text, cancellable=True))

@@ -3,9 +3,9 @@ evicted first. Each entry holds the Run (its residual stream, from which any lay
 recomputed) and the serialized analyze response, so a repeated prompt costs no forward pass
 and no encoding.
 
-A run id is derived from the content (the model's identity and the text), and the cache keeps
-an index from id to text far larger than itself (bounded in bytes of text), so that a run it
-evicted can be recomputed rather than lost."""
+A run id is derived from the content (the model's identity, the text and the interventions),
+and the cache keeps an index from id to that recipe far larger than itself (bounded in bytes),
+so that a run it evicted can be recomputed rather than lost."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ class CachedRun:
     # Analyze responses, gzipped JSON, keyed by whether they carry every layer's pattern (a
     # long prompt may be asked for with patterns left to the layer endpoint, and without).
     bodies: dict[bool, bytes]
+    interventions: str = ""  # canonical JSON of the run's interventions; "" for none
 
     @property
     def nbytes(self) -> int:
@@ -54,19 +55,26 @@ class RunCache:
         self._runs = 0
         self._answers_of: dict[str, set[tuple]] = {}  # run id -> keys of the answers about it
         self._run_of: dict[tuple, str] = {}  # and back
-        self._texts: OrderedDict[str, str] = OrderedDict()  # every id issued -> its text, LRU
+        self._texts: OrderedDict[str, tuple[str, str]] = OrderedDict()  # every id issued -> its recipe, LRU
         self._text_bytes = 0
         self._bytes = 0
         self._lock = threading.Lock()
 
     @staticmethod
-    def id_for(identity: str, text: str) -> str:
-        """22 URL-safe characters (128 bits of SHA-256) of the model's identity and the text."""
-        digest = hashlib.sha256(f"{identity}\0{text}".encode("utf-8", "surrogatepass")).digest()[:16]
+    def id_for(identity: str, text: str, interventions: str = "") -> str:
+        """22 URL-safe characters (128 bits of SHA-256) of the model's identity, the text and the
+        interventions' canonical JSON (a run without any keeps the id it always had)."""
+        content = f"{identity}\0{text}" + (f"\0{interventions}" if interventions else "")
+        digest = hashlib.sha256(content.encode("utf-8", "surrogatepass")).digest()[:16]
         return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
     def text_of(self, run_id: str) -> str | None:
         """The text of a run this cache ever held (while the index remembers it)."""
+        recipe = self.recipe_of(run_id)
+        return recipe[0] if recipe else None
+
+    def recipe_of(self, run_id: str) -> tuple[str, str] | None:
+        """(text, interventions JSON) of a run this cache ever held, while the index remembers it."""
         with self._lock:
             return _touch(self._texts, run_id)
 
@@ -77,7 +85,7 @@ class RunCache:
     def put(self, entry: CachedRun) -> None:
         with self._lock:
             self._store(("run", entry.run_id), entry, entry.nbytes)
-            self._remember(entry.run_id, entry.text)
+            self._remember(entry.run_id, (entry.text, entry.interventions))
 
     def add_body(self, entry: CachedRun, with_patterns: bool, body: bytes) -> None:
         """Attach another form of the analyze response to a cached run, within the budget."""
@@ -131,14 +139,14 @@ class RunCache:
         elif key in self._run_of:
             self._answers_of.get(self._run_of.pop(key), set()).discard(key)
 
-    def _remember(self, run_id: str, text: str) -> None:
+    def _remember(self, run_id: str, recipe: tuple[str, str]) -> None:
         if run_id in self._texts:
             self._texts.move_to_end(run_id)
             return
-        self._texts[run_id] = text
-        self._text_bytes += sys.getsizeof(text)
+        self._texts[run_id] = recipe
+        self._text_bytes += _size(recipe)
         while self._text_bytes > self.index_bytes and len(self._texts) > 1:
-            self._text_bytes -= sys.getsizeof(self._texts.popitem(last=False)[1])
+            self._text_bytes -= _size(self._texts.popitem(last=False)[1])
 
     @property
     def stats(self) -> dict:
@@ -146,6 +154,10 @@ class RunCache:
             return {"entries": self._runs, "answers": len(self._items) - self._runs, "bytes": self._bytes,
                     "max_entries": self.max_entries, "max_bytes": self.max_bytes,
                     "known_runs": len(self._texts), "index_bytes": self._text_bytes}
+
+
+def _size(recipe: tuple[str, str]) -> int:
+    return sys.getsizeof(recipe[0]) + (sys.getsizeof(recipe[1]) if recipe[1] else 0)
 
 
 def _touch(mapping: OrderedDict, key: str):

@@ -104,7 +104,10 @@ _DESCRIPTIONS = {
          "long prompt, the logit lens over more than 64 positions), out_of_range (a position beyond this run's "
          "tokens, a hook of another layer), one_of (give exactly one of two parameters), bad_words (a word or "
          "expression the tokenizer or the arithmetic cannot take: over 16 tokens a word, over 12 words, "
-         "two operators in a row, an unclosed quote, a zero vector). `errors` names each field at fault.",
+         "two operators in a row, an unclosed quote, a zero vector), not_applicable (an intervention's field its hook or op "
+         "does not take: a head on the residual stream, a pattern zeroed, a patch between prompts of different "
+         "lengths), unknown_source (a patch's source_run_id this server cannot find: analyze that prompt again). "
+         "`errors` names each field at fault.",
     503: "loading (the model is not loaded yet), busy (the forward queue is full, or this client has 8 requests "
          "waiting), timeout (no slot, or no answer, within EXPLAINER_REQUEST_TIMEOUT), stopping (the server is "
          "shutting down). Retry-After says when to try again.",

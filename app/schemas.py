@@ -27,7 +27,7 @@ ErrorCode = Literal[
     # the request does not fit this schema
     "invalid", "invalid_json", "empty_prompt", "body_too_large", "host_not_allowed",
     # it fits the schema, but the prompt, the run or the model cannot take it (see the 422 description)
-    "prompt_too_long", "too_costly", "out_of_range", "one_of", "bad_words",
+    "prompt_too_long", "too_costly", "out_of_range", "one_of", "bad_words", "not_applicable", "unknown_source",
     # addresses
     "unknown_run", "not_found", "method_not_allowed",
     # the server
@@ -36,7 +36,7 @@ ErrorCode = Literal[
 # 422s for requests that fit the schema but not the prompt, the run or the model: no JSON Schema
 # can state them (a prompt's length in tokens, a position beyond a run's tokens, one of two
 # parameters...). The 422 description in the OpenAPI document lists them.
-CONTEXT_CODES = ("prompt_too_long", "too_costly", "out_of_range", "one_of", "bad_words")
+CONTEXT_CODES = ("prompt_too_long", "too_costly", "out_of_range", "one_of", "bad_words", "not_applicable", "unknown_source")
 
 
 class FieldProblem(BaseModel):
@@ -153,6 +153,25 @@ def _prompt(description: str):
     return Field(max_length=MAX_PROMPT_CHARS, description=description, json_schema_extra={"pattern": NOT_BLANK})
 
 
+MAX_INTERVENTIONS = 32
+
+
+class InterventionSpec(BaseModel):
+    """An experiment on the model, applied where `hook` records (model/interventions.py)."""
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    hook: str = Field(min_length=1, max_length=64, description=(
+        "A full hook name: blocks.L.hook_resid_pre, hook_resid_mid, hook_resid_post, attn.hook_q, attn.hook_k, "
+        "attn.hook_v, attn.hook_z, hook_attn_out, mlp.hook_post, hook_mlp_out; or attn.hook_pattern (op patch only)."))
+    op: Literal["zero", "mean", "patch"] = Field(description=(
+        "zero: the selection set to 0. mean: to its mean over this run's positions (of the values before any edit "
+        "at this hook). patch: to the same selection in the run source_run_id (same number of tokens)."))
+    head: body_integer(ge=0, le=1023) | None = Field(None, description="Index on the head axis (q, k, v, z, pattern); all when omitted.")
+    neuron: body_integer(ge=0, le=65535) | None = Field(None, description="Index of mlp.hook_post's neuron axis; all when omitted.")
+    position: body_integer(ge=0, le=65535) | None = Field(None, description="One position (the query position for the pattern); all when omitted.")
+    source_run_id: str | None = Field(None, min_length=1, max_length=64, description="patch only: the run to copy from.")
+
+
 class AnalyzeRequest(BaseModel):
     model_config = ConfigDict(strict=True)  # wrong types are a 422, not coerced ("1", true)
 
@@ -165,6 +184,11 @@ class AnalyzeRequest(BaseModel):
         "take at most 16 MB (float16; 241 tokens in GPT-2 small); otherwise the response says "
         "\"patterns\": \"per-layer\" and GET /api/runs/{run_id}/layers/{l}?fields=attn.hook_pattern serves them.",
     )
+
+    interventions: list[InterventionSpec] = Field(
+        default_factory=list, max_length=MAX_INTERVENTIONS,
+        description="Experiments applied in this order during the pass: the response is the intervened run's, with "
+        "its own run_id (a run is identified by its text and its interventions).")
 
     @field_validator("text")
     @classmethod
@@ -186,6 +210,7 @@ class AnalyzeResponse(BaseModel):
     patterns: Literal["included", "per-layer"] = Field(
         description="'per-layer': the patterns were left out (a long prompt with patterns='auto')."
     )
+    interventions: list[InterventionSpec] = Field(description="The run's interventions, as applied; [] for a plain run.")
 
 
 class TensorsResponse(BaseModel):
@@ -335,3 +360,23 @@ class AnatomyModel(BaseModel):
 class AnatomyResponse(BaseModel):
     models: list[AnatomyModel] = Field(description="The loaded model, counted from its tensors; then GPT-3 175B by the same formulas.")
     n_params: int = Field(description="sum(p.numel() for p in model.parameters()) of the loaded model.")
+
+
+class ComparedToken(BaseModel):
+    id: int
+    text: str
+    prob_a: float
+    prob_b: float
+    logprob_a: float
+    logprob_b: float
+    change: float = Field(description="logprob_b − logprob_a (natural log).")
+
+
+class CompareResponse(BaseModel):
+    a: str
+    b: str
+    top_a: list[ComparedToken] = Field(description="The 10 most likely next tokens of run a, with their probability in both.")
+    top_b: list[ComparedToken] = Field(description="The same for run b.")
+    biggest_changes: list[ComparedToken] = Field(
+        description="The 10 largest changes of log-probability, among the 200 tokens most likely in either run.")
+    kl_a_b: float | None = Field(description="KL(a‖b) of the two next-token distributions, in nats (null if infinite).")

@@ -91,31 +91,31 @@ def check(interventions: Sequence[Intervention], n_layers: int, n_heads: int, d_
         axes = EDITABLE[suffix]
         if it.head is not None:
             if "head" not in axes:
-                fail("head", f"{suffix} has no head axis: a head can be chosen on q, k, v, z and the pattern", code="invalid")
+                fail("head", f"{suffix} has no head axis: a head can be chosen on q, k, v, z and the pattern", code="not_applicable")
             if not 0 <= it.head < n_heads:
                 fail("head", f"must be from 0 to {n_heads - 1}, got {it.head}")
         if it.neuron is not None:
             if "neuron" not in axes:
-                fail("neuron", f"{suffix} has no neuron axis: a neuron is chosen on mlp.hook_post", code="invalid")
+                fail("neuron", f"{suffix} has no neuron axis: a neuron is chosen on mlp.hook_post", code="not_applicable")
             if not 0 <= it.neuron < d_mlp:
                 fail("neuron", f"must be from 0 to {d_mlp - 1}, got {it.neuron}")
         if it.position is not None and not 0 <= it.position < n_tokens:
             fail("position", f"must be from 0 to {n_tokens - 1} (the prompt has {n_tokens} tokens), got {it.position}")
         if suffix == "attn.hook_pattern" and it.op != "patch":
-            fail("op", "the attention pattern takes 'patch' only: a zeroed or averaged row would not sum to 1", code="invalid")
+            fail("op", "the attention pattern takes 'patch' only: a zeroed or averaged row would not sum to 1", code="not_applicable")
         if it.op == "patch":
             if it.source_run_id is None:
                 fail("source_run_id", "a patch needs the run to copy from: analyze the source prompt first and give its run_id",
-                     code="invalid")
+                     code="not_applicable")
             length = source_lengths.get(it.source_run_id)
             if length is None:
                 fail("source_run_id", f"unknown run {it.source_run_id!r}: analyze the source prompt again and use its run_id",
-                     code="unknown_run")
+                     code="unknown_source")
             if length != n_tokens:
                 fail("source_run_id", f"the source run has {length} tokens and this prompt {n_tokens}: "
-                                      "a patch copies position by position, so both must have the same number", code="invalid")
+                                      "a patch copies position by position, so both must have the same number", code="not_applicable")
         elif it.source_run_id is not None:
-            fail("source_run_id", f"only a patch reads another run; {it.op!r} does not", code="invalid")
+            fail("source_run_id", f"only a patch reads another run; {it.op!r} does not", code="not_applicable")
 
 
 def _index(suffix: str, it: Intervention) -> tuple:

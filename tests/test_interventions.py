@@ -172,15 +172,15 @@ def test_patching_a_run_with_itself_changes_nothing(explainer):
     (Intervention("hook_embed", "zero"), "hook", "one_of"),
     (Intervention("blocks.0.attn.hook_z", "double"), "op", "one_of"),
     (Intervention("blocks.0.attn.hook_z", "zero", head=99), "head", "out_of_range"),
-    (Intervention("blocks.0.hook_resid_pre", "zero", head=0), "head", "invalid"),
-    (Intervention("blocks.0.attn.hook_z", "zero", neuron=1), "neuron", "invalid"),
+    (Intervention("blocks.0.hook_resid_pre", "zero", head=0), "head", "not_applicable"),
+    (Intervention("blocks.0.attn.hook_z", "zero", neuron=1), "neuron", "not_applicable"),
     (Intervention("blocks.0.mlp.hook_post", "zero", neuron=10**6), "neuron", "out_of_range"),
     (Intervention("blocks.0.hook_mlp_out", "zero", position=50), "position", "out_of_range"),
-    (Intervention("blocks.0.attn.hook_pattern", "zero"), "op", "invalid"),
-    (Intervention("blocks.0.hook_attn_out", "patch"), "source_run_id", "invalid"),
-    (Intervention("blocks.0.hook_attn_out", "patch", source_run_id="nope"), "source_run_id", "unknown_run"),
-    (Intervention("blocks.0.hook_attn_out", "patch", source_run_id="short"), "source_run_id", "invalid"),
-    (Intervention("blocks.0.hook_attn_out", "zero", source_run_id="short"), "source_run_id", "invalid"),
+    (Intervention("blocks.0.attn.hook_pattern", "zero"), "op", "not_applicable"),
+    (Intervention("blocks.0.hook_attn_out", "patch"), "source_run_id", "not_applicable"),
+    (Intervention("blocks.0.hook_attn_out", "patch", source_run_id="nope"), "source_run_id", "unknown_source"),
+    (Intervention("blocks.0.hook_attn_out", "patch", source_run_id="short"), "source_run_id", "not_applicable"),
+    (Intervention("blocks.0.hook_attn_out", "zero", source_run_id="short"), "source_run_id", "not_applicable"),
 ])
 def test_each_wrong_field_is_named(explainer, intervention, field, code):
     c = explainer.config

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request
@@ -13,7 +14,8 @@ from model import Explainer
 from model.engine import LAYER_HOOKS
 
 from .. import tensors
-from ..analysis import add_body, analyze_into_cache, check_pattern_budget, run_id_for, with_patterns
+from .. import experiments
+from ..analysis import add_body, analyze_into_cache, canonical, check_pattern_budget, run_id_for, with_patterns
 from ..cache import RunCache
 from ..concurrency import ForwardLimiter
 from ..deps import get_cache, get_explainer, get_limiter, run_of
@@ -37,13 +39,20 @@ async def analyze(
     limiter: ForwardLimiter = Depends(get_limiter),
 ) -> Response:
     budget = http.app.state.settings.auto_pattern_bytes
-    entry, plain = cache.get(run_id_for(explainer, request.text)), None
+    state = http.app.state
+    editor, interventions = None, ""
+    if request.interventions:
+        # Checked, and their source runs found, before anything is queued.
+        _, editor = await experiments.editor_for(request.interventions, request.text, explainer, cache, limiter, state.coalescer)
+        interventions = canonical(editor.interventions)
+    entry, plain = cache.get(run_id_for(explainer, request.text, interventions)), None
     if entry is None:
         ids = await run_in_threadpool(explainer.tokenize, request.text)  # fail fast (422) before queueing
         check_pattern_budget(explainer, len(ids), request.patterns, budget)
         include = with_patterns(explainer, len(ids), request.patterns, budget)
-        entry, plain = await http.app.state.coalescer.run(
-            (request.text, include), lambda: limiter.run(analyze_into_cache, explainer, cache, request.text, include, cancellable=True))
+        entry, plain = await state.coalescer.run(
+            (request.text, interventions, include),
+            lambda: limiter.run(partial(analyze_into_cache, editor=editor), explainer, cache, request.text, include, cancellable=True))
     check_pattern_budget(explainer, len(entry.run), request.patterns, budget)
     include = with_patterns(explainer, len(entry.run), request.patterns, budget)
     body = entry.bodies.get(include)

@@ -1,0 +1,64 @@
+"""The experiments service: interventions from a request turned into a checked Editor (with its
+source runs found, recomputed if they were let go), and two runs' predictions compared."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from fastapi.concurrency import run_in_threadpool
+
+from model import Explainer
+from model.interventions import Editor, Intervention, InterventionError, check
+
+from . import analysis
+from .errors import ApiError, field_error
+
+
+async def editor_for(specs, text: str, explainer: Explainer, cache, limiter, coalescer) -> tuple[list[int], Editor]:
+    """The prompt's ids and the Editor of `specs` (InterventionSpec), or a 422 naming the field."""
+    ids = await run_in_threadpool(explainer.tokenize, text)
+    interventions = tuple(Intervention(**spec.model_dump(exclude_none=True)) for spec in specs)
+    sources, lengths = {}, {}
+    for source_id in dict.fromkeys(it.source_run_id for it in interventions if it.source_run_id):
+        try:
+            sources[source_id] = (await analysis.resolve(source_id, explainer, cache, limiter, coalescer)).run
+            lengths[source_id] = len(sources[source_id])
+        except ApiError as error:
+            if error.status != 404:
+                raise
+            lengths[source_id] = None
+    c = explainer.config
+    try:
+        check(interventions, c.n_layer, c.n_head, c.n_inner or 4 * c.n_embd, len(ids), lengths)
+    except InterventionError as error:
+        raise field_error(error.field, str(error), code=error.code) from None
+    return ids, Editor(interventions, sources)
+
+
+def log_softmax(logits: torch.Tensor) -> torch.Tensor:
+    return torch.log_softmax(logits.double(), dim=-1)
+
+
+def compare(explainer: Explainer, a, b, k: int = 10) -> dict:
+    """The two runs' last-position distributions side by side: the top tokens of each with their
+    probability in both, the largest changes of log-probability, and KL(a‖b) in nats."""
+    la, lb = log_softmax(a.run["logits"]), log_softmax(b.run["logits"])
+    pa, pb = la.exp(), lb.exp()
+
+    def token(i: int) -> dict:
+        return {"id": i, "text": explainer.tokenizer.label(i), "prob_a": float(pa[i]), "prob_b": float(pb[i]),
+                "logprob_a": float(la[i]), "logprob_b": float(lb[i]), "change": float(lb[i] - la[i])}
+
+    change = lb - la
+    # Changes that matter to a reader: among tokens likely in either run, not the far tail's noise.
+    likely = torch.topk(torch.maximum(pa, pb), min(200, pa.numel())).indices
+    order = likely[torch.argsort(change[likely].abs(), descending=True)][:k]
+    kl = float(torch.sum(pa * (la - lb)))
+    return {
+        "a": a.run_id, "b": b.run_id,
+        "top_a": [token(int(i)) for i in torch.topk(pa, k).indices],
+        "top_b": [token(int(i)) for i in torch.topk(pb, k).indices],
+        "biggest_changes": [token(int(i)) for i in order],
+        "kl_a_b": kl if math.isfinite(kl) else None,
+    }

@@ -1,0 +1,132 @@
+"""Interventions over HTTP: POST /api/analyze with `interventions` serves the intervened run
+(its own id, every run endpoint reading it), compared with transformers under a plain PyTorch
+hook; a patch's source run is found again after eviction, never served wrong; each wrong field
+is a 422 naming it; GET /api/runs/{a}/compare/{b} against numpy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from fastapi.testclient import TestClient
+
+from app.main import create_app
+from app.settings import Settings
+from app.tensors import decode
+
+CLEAN = "When Mary and John went to the store, John gave a drink to"
+OTHER = "When Mary and John went to the store, Mary gave a drink to"
+Z = {"hook": "blocks.1.attn.hook_z", "op": "zero", "head": 2}
+
+
+def analyze(client, text, *interventions, **extra):
+    response = client.post("/api/analyze", json={"text": text, "interventions": list(interventions), **extra})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def hf_logits_with_head_zeroed(hf, ids, layer, head):
+    dh = hf.config.n_embd // hf.config.n_head
+
+    def edit(module, args):
+        z = args[0].clone()
+        z[..., head * dh:(head + 1) * dh] = 0
+        return (z,)
+
+    handle = hf.transformer.h[layer].attn.c_proj.register_forward_pre_hook(edit)
+    try:
+        with torch.no_grad():
+            return hf(torch.tensor([ids])).logits[0, -1].double().numpy()
+    finally:
+        handle.remove()
+
+
+def test_an_ablated_run_has_its_own_id_and_numbers_and_every_endpoint_reads_it(client, explainer, hf_eager):
+    clean = analyze(client, CLEAN)
+    ablated = analyze(client, CLEAN, Z)
+    assert ablated["run_id"] != clean["run_id"]
+    assert ablated["interventions"] == [Z] and clean["interventions"] == []
+    expected = hf_logits_with_head_zeroed(hf_eager, explainer.tokenize(CLEAN), 1, 2)
+    np.testing.assert_allclose(decode(ablated["tensors"]["logits"]), expected, atol=1e-4)
+    assert not np.allclose(decode(clean["tensors"]["logits"]), expected, atol=1e-4)
+    # The same request is the same run (content-addressed), from the cache.
+    assert analyze(client, CLEAN, Z)["run_id"] == ablated["run_id"]
+    # The layer endpoint recomputes with the ablation: head 2's z is zero, the other heads' are not.
+    layer = client.get(f"/api/runs/{ablated['run_id']}/layers/1", params={"fields": "attn.hook_z"}).json()
+    z = decode(layer["tensors"]["blocks.1.attn.hook_z"])
+    assert not z[:, 2].any() and z[:, 1].any()
+    lens = client.get(f"/api/runs/{ablated['run_id']}/logit-lens", params={"position": 13, "k": 1}).json()
+    assert lens["final"][0]["id"] == int(np.argmax(expected))
+    sample = client.post("/api/sample", json={"run_id": ablated["run_id"], "temperature": 0}).json()
+    assert sample["token"]["id"] == int(np.argmax(expected))
+
+
+def test_a_patch_reads_its_source_and_survives_the_sources_eviction(explainer, checkpoint_dir):
+    app = create_app(Settings(model=checkpoint_dir, cache_entries=2), explainer=explainer)
+    with TestClient(app) as client:
+        source = analyze(client, OTHER)
+        patch = {"hook": "blocks.0.hook_resid_post", "op": "patch", "position": 9, "source_run_id": source["run_id"]}
+        patched = analyze(client, CLEAN, patch)
+        reference = explainer.analyze(CLEAN, interventions=[], sources=None)
+        from model.interventions import Intervention
+        direct = explainer.analyze(CLEAN, interventions=[Intervention(**{**patch, "source_run_id": "s"})],
+                                   sources={"s": explainer.analyze(OTHER)})
+        np.testing.assert_allclose(decode(patched["tensors"]["logits"]), direct["logits"].numpy(), atol=1e-6)
+        assert not np.allclose(decode(patched["tensors"]["logits"]), reference["logits"].numpy(), atol=1e-4)
+        # Three other prompts push both runs out of a two-run cache; the patched run's layer is
+        # recomputed, its source recomputed with it: the same numbers.
+        for text in ("a", "b", "c"):
+            analyze(client, text)
+        layer = client.get(f"/api/runs/{patched['run_id']}/layers/1", params={"fields": "hook_resid_pre"}).json()
+        np.testing.assert_allclose(decode(layer["tensors"]["blocks.1.hook_resid_pre"]),
+                                   direct["blocks.1.hook_resid_pre"].numpy(), atol=1e-6)
+
+
+@pytest.mark.parametrize("intervention, field, code", [
+    ({"hook": "blocks.7.attn.hook_z", "op": "zero"}, "hook", "out_of_range"),
+    ({"hook": "blocks.0.ln1.hook_out", "op": "zero"}, "hook", "one_of"),
+    ({"hook": "blocks.0.attn.hook_z", "op": "halve"}, "op", "invalid"),
+    ({"hook": "blocks.0.attn.hook_z", "op": "zero", "head": 4}, "head", "out_of_range"),
+    ({"hook": "blocks.0.hook_resid_pre", "op": "zero", "head": 0}, "head", "not_applicable"),
+    ({"hook": "blocks.0.mlp.hook_post", "op": "zero", "neuron": 256}, "neuron", "out_of_range"),
+    ({"hook": "blocks.0.mlp.hook_post", "op": "zero", "position": 14}, "position", "out_of_range"),
+    ({"hook": "blocks.0.attn.hook_pattern", "op": "mean"}, "op", "not_applicable"),
+    ({"hook": "blocks.0.hook_attn_out", "op": "patch"}, "source_run_id", "not_applicable"),
+    ({"hook": "blocks.0.hook_attn_out", "op": "patch", "source_run_id": "never-issued"}, "source_run_id", "unknown_source"),
+    ({"hook": "blocks.0.hook_attn_out", "op": "zero", "head": "1"}, "head", "invalid"),
+    ({"hook": "blocks.0.hook_attn_out", "op": "zero", "layer": 1}, "layer", "invalid"),
+])
+def test_each_wrong_field_is_a_422_naming_it(client, intervention, field, code):
+    response = client.post("/api/analyze", json={"text": CLEAN, "interventions": [Z, intervention]})
+    assert response.status_code == 422, response.text
+    body = response.json()
+    assert body["code"] == code, body
+    assert body["errors"][0]["field"] == f"interventions.1.{field}", body
+
+
+def test_a_patch_between_prompts_of_different_lengths_is_refused(client):
+    source = analyze(client, "Short")
+    response = client.post("/api/analyze", json={"text": CLEAN, "interventions": [
+        {"hook": "blocks.0.hook_attn_out", "op": "patch", "source_run_id": source["run_id"]}]})
+    assert response.status_code == 422
+    assert response.json()["code"] == "not_applicable" and "1 tokens" in response.json()["detail"]
+
+
+def test_compare_gives_both_distributions_the_biggest_changes_and_kl(client):
+    a, b = analyze(client, CLEAN), analyze(client, CLEAN, Z)
+    response = client.get(f"/api/runs/{a['run_id']}/compare/{b['run_id']}")
+    assert response.status_code == 200
+    body = response.json()
+    la = torch.log_softmax(torch.tensor(decode(a["tensors"]["logits"]), dtype=torch.float64), -1).numpy()
+    lb = torch.log_softmax(torch.tensor(decode(b["tensors"]["logits"]), dtype=torch.float64), -1).numpy()
+    pa, pb = np.exp(la), np.exp(lb)
+    assert [t["id"] for t in body["top_a"]] == list(np.argsort(-pa, kind="stable")[:10])
+    assert [t["id"] for t in body["top_b"]] == list(np.argsort(-pb, kind="stable")[:10])
+    for t in body["top_a"] + body["biggest_changes"]:
+        assert t["prob_a"] == pytest.approx(pa[t["id"]], rel=1e-6) and t["prob_b"] == pytest.approx(pb[t["id"]], rel=1e-6)
+        assert t["change"] == pytest.approx(lb[t["id"]] - la[t["id"]], abs=1e-9)
+    changes = [abs(t["change"]) for t in body["biggest_changes"]]
+    assert changes == sorted(changes, reverse=True)
+    assert body["kl_a_b"] == pytest.approx(float(np.sum(pa * (la - lb))), rel=1e-6) and body["kl_a_b"] > 0
+    assert client.get(f"/api/runs/{a['run_id']}/compare/{a['run_id']}").json()["kl_a_b"] == pytest.approx(0, abs=1e-12)
+    assert client.get(f"/api/runs/{a['run_id']}/compare/nope").status_code == 404
