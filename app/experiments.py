@@ -9,7 +9,9 @@ import torch
 from fastapi.concurrency import run_in_threadpool
 
 from model import Explainer
+from model.cancellation import NEVER, CancelToken
 from model.interventions import Editor, Intervention, InterventionError, check
+from model.patching import sweep
 
 from . import analysis
 from .errors import ApiError, field_error
@@ -61,4 +63,35 @@ def compare(explainer: Explainer, a, b, k: int = 10) -> dict:
         "top_b": [token(int(i)) for i in torch.topk(pb, k).indices],
         "biggest_changes": [token(int(i)) for i in order],
         "kl_a_b": kl if math.isfinite(kl) else None,
+    }
+
+
+def cached_run(explainer: Explainer, cache, text: str, cancel: CancelToken = NEVER):
+    """The plain run of `text`, from the cache or analyzed into it (so the page can name it by id)."""
+    entry = cache.get(analysis.run_id_for(explainer, text))
+    return entry or analysis.analyze_and_cache(explainer, cache, text, include=False, cancel=cancel)
+
+
+def check_patching(explainer: Explainer, request, limit: int) -> None:
+    """The two prompts' lengths and the token ids, before any forward pass is queued."""
+    n_clean, n_corrupted = len(explainer.tokenize(request.clean)), len(explainer.tokenize(request.corrupted))
+    if n_clean > limit:
+        raise field_error("clean", f"{n_clean} tokens: the sweep patches every layer at every position, so it takes at most "
+                                   f"{limit} tokens", code="too_costly")
+    if n_corrupted != n_clean:
+        raise field_error("corrupted", f"{n_corrupted} tokens, and the clean prompt {n_clean}: a patch copies position by "
+                                       "position, so both must have the same number of tokens", code="not_applicable")
+    for field in ("target_token", "baseline_token"):
+        if getattr(request, field) >= explainer.config.vocab_size:
+            raise field_error(field, f"must be a token id from 0 to {explainer.config.vocab_size - 1}", code="out_of_range")
+
+
+def patching(explainer: Explainer, cache, request, cancel: CancelToken = NEVER) -> dict:
+    clean = cached_run(explainer, cache, request.clean, cancel)
+    corrupted = cached_run(explainer, cache, request.corrupted, cancel)
+    found = sweep(explainer.model, clean.run, corrupted.run, request.target_token, request.baseline_token, request.hook, cancel)
+    return {
+        "hook": found.hook, "axis": found.axis, "clean_run_id": clean.run_id, "corrupted_run_id": corrupted.run_id,
+        "tokens": analysis.token_list(corrupted.run), "ld_clean": found.ld_clean, "ld_corrupted": found.ld_corrupted,
+        "grid": [[v if math.isfinite(v) else None for v in row] for row in found.grid],
     }

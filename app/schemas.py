@@ -380,3 +380,36 @@ class CompareResponse(BaseModel):
     biggest_changes: list[ComparedToken] = Field(
         description="The 10 largest changes of log-probability, among the 200 tokens most likely in either run.")
     kl_a_b: float | None = Field(description="KL(a‖b) of the two next-token distributions, in nats (null if infinite).")
+
+
+MAX_PATCHING_TOKENS = 64
+
+
+class PatchingRequest(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    clean: str = _prompt(f"The clean prompt; at most {MAX_PATCHING_TOKENS} tokens, as many as the corrupted one.")
+    corrupted: str = _prompt("The corrupted prompt: the clean one with the detail that changes the answer altered.")
+    target_token: body_integer(ge=0) = Field(description="The token the clean prompt should predict (an id).")
+    baseline_token: body_integer(ge=0) = Field(description="The token the corrupted prompt pushes towards (an id).")
+    hook: Literal["resid_pre", "attn_out", "mlp_out", "z"] = Field(
+        "resid_pre", description="What is patched: the residual stream entering each block, the attention or MLP "
+        "output of each block (per position), or each head's z (per head, all positions).")
+
+    @field_validator("clean", "corrupted")
+    @classmethod
+    def not_blank(cls, text: str) -> str:
+        return _check_prompt(text)
+
+
+class PatchingResponse(BaseModel):
+    hook: str
+    axis: Literal["position", "head"]
+    clean_run_id: str
+    corrupted_run_id: str
+    tokens: list[Token] = Field(description="The corrupted prompt's tokens (the position axis).")
+    ld_clean: float = Field(description="logit(target) − logit(baseline) at the last position of the clean run.")
+    ld_corrupted: float = Field(description="The same for the corrupted run.")
+    grid: list[list[float | None]] = Field(
+        description="[layer][position or head]: (LD_patched − LD_corrupted) / (LD_clean − LD_corrupted); 1 restores "
+        "the clean answer, 0 changes nothing; null when LD_clean = LD_corrupted.")

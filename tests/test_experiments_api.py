@@ -130,3 +130,56 @@ def test_compare_gives_both_distributions_the_biggest_changes_and_kl(client):
     assert body["kl_a_b"] == pytest.approx(float(np.sum(pa * (la - lb))), rel=1e-6) and body["kl_a_b"] > 0
     assert client.get(f"/api/runs/{a['run_id']}/compare/{a['run_id']}").json()["kl_a_b"] == pytest.approx(0, abs=1e-12)
     assert client.get(f"/api/runs/{a['run_id']}/compare/nope").status_code == 404
+
+
+def ld_of(body, target, baseline) -> float:
+    logits = decode(body["tensors"]["logits"]).astype(np.float64)
+    return float(logits[target] - logits[baseline])
+
+
+@pytest.fixture(scope="module")
+def ioi(explainer):
+    return {"clean": CLEAN, "corrupted": OTHER, "target_token": explainer.tokenize(" Mary")[0],
+            "baseline_token": explainer.tokenize(" John")[0]}
+
+
+def test_the_resid_pre_sweep_restores_exactly_where_the_prompts_differ(client, explainer, ioi):
+    body = client.post("/api/patching", json={**ioi, "hook": "resid_pre"}).json()
+    differ = [i for i, (a, b) in enumerate(zip(explainer.tokenize(CLEAN), explainer.tokenize(OTHER))) if a != b]
+    assert differ == [9]
+    row = body["grid"][0]
+    assert row[9] == 1.0
+    assert all(v == 0.0 for i, v in enumerate(row) if i != 9)
+    assert len(body["grid"]) == explainer.config.n_layer and len(row) == len(body["tokens"]) == 14
+    # The LDs are the plain runs'.
+    t, b = ioi["target_token"], ioi["baseline_token"]
+    assert body["ld_clean"] == pytest.approx(ld_of(analyze(client, CLEAN), t, b), abs=1e-5)
+    assert body["ld_corrupted"] == pytest.approx(ld_of(analyze(client, OTHER), t, b), abs=1e-5)
+
+
+@pytest.mark.parametrize("hook, name, axis", [("resid_pre", "hook_resid_pre", "position"), ("attn_out", "hook_attn_out", "position"),
+                                             ("mlp_out", "hook_mlp_out", "position"), ("z", "attn.hook_z", "head")])
+def test_each_cell_equals_that_patch_done_through_analyze(client, ioi, hook, name, axis):
+    body = client.post("/api/patching", json={**ioi, "hook": hook}).json()
+    assert body["axis"] == axis
+    t, b = ioi["target_token"], ioi["baseline_token"]
+    scale = body["ld_clean"] - body["ld_corrupted"]
+    for layer, index in ((0, 3), (1, 2), (1, 13) if axis == "position" else (1, 0)):
+        selection = {"position": index} if axis == "position" else {"head": index}
+        patched = analyze(client, OTHER, {"hook": f"blocks.{layer}.{name}", "op": "patch", "source_run_id": body["clean_run_id"],
+                                          **selection})
+        expected = (ld_of(patched, t, b) - body["ld_corrupted"]) / scale
+        assert body["grid"][layer][index] == pytest.approx(expected, abs=1e-4), (layer, index)
+
+
+@pytest.mark.parametrize("change, field, code", [
+    ({"corrupted": "Short"}, "corrupted", "not_applicable"),
+    ({"clean": "word " * 70, "corrupted": "word " * 70}, "clean", "too_costly"),
+    ({"target_token": 50257}, "target_token", "out_of_range"),
+    ({"hook": "ln1"}, "hook", "invalid"),
+    ({"clean": " "}, "clean", "empty_prompt"),
+])
+def test_patching_requests_that_cannot_be_run_name_the_field(client, ioi, change, field, code):
+    response = client.post("/api/patching", json={**ioi, **change})
+    assert response.status_code == 422, response.text
+    assert response.json()["code"] == code and response.json()["errors"][0]["field"] == field

@@ -9,9 +9,9 @@ from fastapi.concurrency import run_in_threadpool
 from model import Explainer
 
 from .. import experiments
-from ..deps import get_explainer, run_of
+from ..deps import get_cache, get_explainer, get_limiter, run_of
 from ..errors import documented
-from ..schemas import CompareResponse
+from ..schemas import MAX_PATCHING_TOKENS, CompareResponse, PatchingRequest, PatchingResponse
 
 router = APIRouter(prefix="/api", responses=documented(400, 422, 503))
 
@@ -21,3 +21,11 @@ router = APIRouter(prefix="/api", responses=documented(400, 422, 503))
 async def compare(a: str, b: str, http: Request, explainer: Explainer = Depends(get_explainer)) -> dict:
     run_a, run_b = await run_of(http, a), await run_of(http, b)
     return await run_in_threadpool(experiments.compare, explainer, run_a, run_b)
+
+
+@router.post("/patching", response_model=PatchingResponse, responses=documented(413),
+             summary="Activation patching: every layer and position (or head), clean into corrupted")
+async def patching(request: PatchingRequest, http: Request, explainer: Explainer = Depends(get_explainer),
+                   cache=Depends(get_cache), limiter=Depends(get_limiter)) -> dict:
+    await run_in_threadpool(experiments.check_patching, explainer, request, MAX_PATCHING_TOKENS)  # 422s before queueing
+    return await limiter.run(experiments.patching, explainer, cache, request, cancellable=True)

@@ -1,0 +1,98 @@
+"""Activation patching, the field's basic causal experiment: for every layer and every position
+(or head, for z), copy the clean run's activation into the corrupted run and measure how much of
+the clean behaviour comes back:
+
+    cell = (LD_patched − LD_corrupted) / (LD_clean − LD_corrupted),  LD = logit(target) − logit(baseline)
+
+at the last position. 1: that activation alone restores the clean answer; 0: it does nothing.
+
+The patched passes of one layer are one batched pass (torch.func.vmap over the cells, each with
+its own mask), from that layer on: the layers before it are the corrupted run's, already known.
+The clean and corrupted LDs are measured inside the same batched computation (a cell that
+patches nothing, and one that patches everything at layer 0), so a cell that restores the exact
+clean input reads exactly 1, and one that changes nothing exactly 0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from . import engine
+from .cancellation import NEVER, CancelToken
+
+# The sweep's hook -> (the engine's suffix, the axis swept).
+HOOKS = {
+    "resid_pre": ("hook_resid_pre", "position"),
+    "attn_out": ("hook_attn_out", "position"),
+    "mlp_out": ("hook_mlp_out", "position"),
+    "z": ("attn.hook_z", "head"),
+}
+
+
+@dataclass
+class Sweep:
+    hook: str
+    axis: str
+    ld_clean: float
+    ld_corrupted: float
+    grid: list[list[float]]  # [layer][position or head]
+
+
+def _masks(suffix: str, axis: str, n_pos: int, n_heads: int) -> torch.Tensor:
+    """One boolean mask per cell, shaped to broadcast over the hook's tensor: [cells, ...]."""
+    if axis == "head":  # z: [pos, head, d_head]
+        return torch.eye(n_heads, dtype=torch.bool)[:, None, :, None]
+    return torch.eye(n_pos, dtype=torch.bool)[:, :, None]  # [pos, d_model] hooks
+
+
+@torch.inference_mode()
+def sweep(model, clean, corrupted, target: int, baseline: int, hook: str, cancel: CancelToken = NEVER) -> Sweep:
+    """`clean` and `corrupted`: Runs of two prompts with the same number of tokens."""
+    suffix, axis = HOOKS[hook]
+    n_layers, n_pos = clean.n_layers, len(clean)
+    n_heads = model.config.n_head
+    ln_f = model.transformer.ln_f
+    direction = model.lm_head.weight[target] - model.lm_head.weight[baseline]  # [d_model]
+    bias = 0.0 if model.lm_head.bias is None else float(model.lm_head.bias[target] - model.lm_head.bias[baseline])
+
+    def logit_diff(resid: torch.Tensor) -> torch.Tensor:
+        final = F.layer_norm(resid[-1], (resid.shape[-1],), ln_f.weight, ln_f.bias, ln_f.eps)
+        return final @ direction + bias
+
+    def run_from(layer: int, start: torch.Tensor, clean_value: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        name = engine.layer_hook(layer, suffix)
+
+        def record(hook_name: str, tensor: torch.Tensor):
+            return torch.where(mask, clean_value, tensor) if hook_name == name else None
+
+        resid = start
+        for l in range(layer, n_layers):
+            resid = engine.block(l, model.transformer.h[l], resid, record)
+        return logit_diff(resid)
+
+    grid = []
+    ld_clean = ld_corrupted = None
+    for layer in range(n_layers):
+        cancel.check()
+        start = corrupted[engine.layer_hook(layer, "hook_resid_pre")]
+        clean_value = clean[engine.layer_hook(layer, suffix)]
+        masks = _masks(suffix, axis, n_pos, n_heads)
+        # Two more cells: nothing patched (the corrupted LD), everything (the clean LD at layer 0).
+        masks = torch.cat([masks, torch.zeros_like(masks[:1]), torch.ones_like(masks[:1])])
+        lds = torch.func.vmap(lambda m: run_from(layer, start, clean_value, m))(masks)
+        if layer == 0:
+            ld_corrupted, ld_clean = float(lds[-2]), float(lds[-1]) if suffix == "hook_resid_pre" else None
+        grid.append(lds[:-2])
+    if ld_clean is None:  # only patching all of resid_pre at layer 0 gives the clean input exactly
+        ld_clean = float(_clean_ld(model, clean, logit_diff))
+    scale = ld_clean - ld_corrupted
+    cells = [[float((v - ld_corrupted) / scale) if scale != 0 else float("nan") for v in row.tolist()] for row in grid]
+    return Sweep(hook=hook, axis=axis, ld_clean=ld_clean, ld_corrupted=ld_corrupted, grid=cells)
+
+
+def _clean_ld(model, clean, logit_diff) -> torch.Tensor:
+    last = clean[engine.layer_hook(clean.n_layers - 1, "hook_resid_post")]
+    return logit_diff(last)
