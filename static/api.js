@@ -19,7 +19,9 @@
  *
  *   timing.responded      performance.now() when the last analyze response arrived.
  *   getModel() -> Promise<{name, n_layers, n_heads, d_model, d_head, d_mlp, n_ctx, d_vocab, random_weights, ...}>
- *   analyze(text) -> Promise<Run>
+ *   analyze(text, interventions = []) -> Promise<Run>
+ *       `interventions` ([{hook, op, head?, neuron?, position?, source_run_id?}]) are sent when there
+ *       are any: the answer is the intervened run (its own run id), run.interventions the list applied.
  *       Asks with patterns: "auto": the server sends every layer's attention pattern only while they
  *       fit its budget (16 MB by default, 241 tokens in GPT-2 small); past it, none (12·12·n²·2 bytes
  *       would be 75 MB at 512 tokens) and each layer's comes from the layer endpoint when needed.
@@ -27,6 +29,7 @@
  *              patternsMode: "included" | "per-layer",
  *              patterns: [Tensor [head, q_pos, k_pos]] indexed by layer (decoded float16). With
  *                        "per-layer", every entry starts undefined: call ensurePattern(run, layer),
+ *              interventions: [...] (empty for a clean run),
  *              logits: Float32Array [d_vocab] (last position), top: [{id, text, logit, prob}],
  *              raw: the JSON as received}
  *   ensurePattern(run, layer) -> Promise<Tensor [head, q_pos, k_pos]>
@@ -43,6 +46,7 @@
  *       the embedding space's and the parameters' answers (GET /api/embedding-space/..., /api/anatomy)
  *   embeddingMap(runId, words), positions(runId) -> {hook_pos_embed, position_cosine},
  *   logitLens(runId, {positions, k, stream})   the run's own answers
+ *   compareRuns(a, b), patching(body, signal), analyzeRaw(text, interventions, signal)   the experiments'
  *   Every answer above is kept in one cache: tensors by run id, full hook name and dtype; the
  *   rest by run id and URL. It is bounded (300 answers, 256 MB of tensors); a failure is not kept.
  *   sample({runId, temperature, topK, topP, seed}) -> Promise<{distribution, token, entropy}>
@@ -149,13 +153,14 @@ export const busy = { onWait: null };
 const MAX_BUSY_RETRIES = 5;
 const NETWORK_RETRY_MS = 400;
 
-/** Texts of the runs this page analyzed, by run id (the last 64): a run id is derived from its
- * text, so if the server has forgotten a run, analyzing the text again brings back the same id. */
+/** The analyze bodies of the runs this page analyzed, by run id (the last 64): a run id is derived
+ * from its text and interventions, so if the server has forgotten a run, analyzing them again
+ * brings back the same id. */
 const runTexts = new Map();
 
-function rememberRun(runId, text) {
+function rememberRun(runId, body) {
   runTexts.delete(runId);
-  runTexts.set(runId, text);
+  runTexts.set(runId, body);
   if (runTexts.size > 64) runTexts.delete(runTexts.keys().next().value);
 }
 
@@ -194,10 +199,10 @@ export async function request(url, options = {}) {
       throw new ApiError(0, t("page.unreachable"));
     }
     if (response.status === 404 && !options.reanalyzed) {
-      const text = runTexts.get(runIdOf(url, options));
-      if (text !== undefined) {
+      const body = runTexts.get(runIdOf(url, options));
+      if (body !== undefined) {
         // The server forgot this run (a restart): analyzing its text again restores the same id.
-        await postJson("/api/analyze", { text, patterns: "auto" });
+        await postJson("/api/analyze", body);
         return request(url, { ...options, reanalyzed: true });
       }
     }
@@ -232,11 +237,13 @@ export async function getModel() {
 /** performance.now() stamps of the last analyze: {responded} when its response arrived (for the tests). */
 export const timing = {};
 
-export async function analyze(text) {
-  const response = await postJson("/api/analyze", { text, patterns: "auto" });
+export async function analyze(text, interventions = []) {
+  const body = { text, patterns: "auto" };
+  if (interventions && interventions.length) body.interventions = interventions;
+  const response = await postJson("/api/analyze", body);
   timing.responded = performance.now();
   const raw = await response.json();
-  rememberRun(raw.run_id, text);
+  rememberRun(raw.run_id, body);
   const patternsMode = raw.patterns === "per-layer" ? "per-layer" : "included";
   const patterns = new Array(raw.model.n_layers);
   if (patternsMode === "included") {
@@ -254,6 +261,7 @@ export async function analyze(text) {
     logits: decodeTensor(raw.tensors.logits).data,
     residNorms: decodeTensor(raw.resid_norms), // [n_layers + 1, pos]
     top: raw.top,
+    interventions: raw.interventions || [],
     raw,
   };
 }
@@ -384,6 +392,21 @@ export function logitLens(runId, { positions: ps = null, k = 10, stream = "resid
 
 export function anatomy() {
   return getJson(null, "/api/anatomy");
+}
+
+/** GET /api/runs/{a}/compare/{b}: the two runs' next-token distributions side by side. */
+export function compareRuns(a, b) {
+  return getJson(a, `${runPath(a)}/compare/${encodeURIComponent(b)}`);
+}
+
+/** POST /api/patching {clean, corrupted, target_token, baseline_token, hook}: the sweep's grid. */
+export async function patching(body, signal) {
+  return (await postJson("/api/patching", body, signal)).json();
+}
+
+/** The analyze answer as received (undecoded), for views that read one number of it. */
+export async function analyzeRaw(text, interventions = [], signal) {
+  return (await postJson("/api/analyze", { text, patterns: "auto", interventions }, signal)).json();
 }
 
 function samplingBody({ temperature, topK, topP, seed }) {

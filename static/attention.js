@@ -2,7 +2,9 @@
  * attention.js — stage 4: the selected layer and head, the N×N pattern as a Plotly heatmap
  * (rows = the token that looks, columns = the token looked at; the masked future in grey), a
  * toggle between raw scores qkᵀ/√d, masked scores and softmax weights, and all heads as small
- * multiples (one layer, or all of them) where a click selects a head. The hovered or pinned
+ * multiples (one layer, or all of them) where a click selects a head (in "switch heads off" mode,
+ * store.state.ablate, it switches the head off or back on; a switched-off head has the class
+ * `ablated`). The hovered or pinned
  * token's row is outlined. For a long prompt (run.patternsMode "per-layer") a layer's pattern is
  * fetched when it is selected: the heatmap is dimmed and the title says "loading layer N…" until
  * it arrives, and the all-layers grid shows the layers loaded so far (never fetching all of them).
@@ -19,7 +21,7 @@ import { megabytes, plotlyText, visible } from "./format.js";
 import { t } from "./i18n.js";
 import { later } from "./lazy.js";
 import { baseLayout, config, plotly } from "./plots.js";
-import { focusToken, selectPattern, selectPatternError, selectRun } from "./store.js";
+import { focusToken, headAblated, headIntervention, selectPattern, selectPatternError, selectRun, toggled } from "./store.js";
 
 /** Raw scores q·k/√d_head for every pair (future included), from the model's q and k
  * ([pos, head, d_head] each). [q_pos, k_pos], flattened */
@@ -287,7 +289,7 @@ export function mount(root, store, runKey) {
         const name = t("attention.head_name", { layer, head });
         grid.append(el("button", {
           type: "button",
-          class: selected ? "head selected" : "head",
+          class: `head${selected ? " selected" : ""}${headAblated(state, layer, head) ? " ablated" : ""}`,
           "data-layer": layer,
           "data-head": head,
           "aria-pressed": selected ? "true" : "false",
@@ -302,6 +304,7 @@ export function mount(root, store, runKey) {
     for (const b of grid.querySelectorAll("button.head:not(.missing)")) {
       const on = Number(b.dataset.layer) === state.layer && Number(b.dataset.head) === state.head;
       b.classList.toggle("selected", on);
+      b.classList.toggle("ablated", headAblated(state, Number(b.dataset.layer), Number(b.dataset.head)));
       b.setAttribute("aria-pressed", on ? "true" : "false");
     }
   }
@@ -323,7 +326,12 @@ export function mount(root, store, runKey) {
     listen(allLayers, "change", drawGrid),
     listen(grid, "click", (event) => {
       const b = event.target.closest("button.head");
-      if (b) store.set({ layer: Number(b.dataset.layer), head: Number(b.dataset.head) });
+      if (!b) return;
+      const layer = Number(b.dataset.layer);
+      const head = Number(b.dataset.head);
+      // In "switch heads off" mode (experiments.js), a click switches the head off or back on.
+      if (state.ablate && !b.classList.contains("missing")) store.set({ interventions: toggled(state.interventions, headIntervention(layer, head)) });
+      else store.set({ layer, head });
     }),
     store.subscribe(["runs", "shown"], () => {
       const run = selectRun(state, runKey);
@@ -346,7 +354,7 @@ export function mount(root, store, runKey) {
       if (allLayers.checked && run && run.patternsMode !== "per-layer") markSelected();
       else drawGrid();
     }),
-    store.subscribe(["head"], markSelected),
+    store.subscribe(["head", "interventions"], markSelected),
     store.subscribe(["presenter"], replace),
     listen(window, "resize", replace),
   ];

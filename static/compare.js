@@ -4,9 +4,16 @@
  * selection (layer, head, hovered or pinned position) and the options are shared, so the two
  * runs are always seen at the same place. The prompts are in the URL (?a=...&b=...).
  *
+ * Above the columns, a summary: KL(a‖b) of the two next-token distributions and the tokens whose
+ * log-probability changed the most (GET /api/runs/{a}/compare/{b}), asked for whenever the pair
+ * of runs shown changes.
+ *
  * window.explainer = {store} for the browser tests and the console.
  */
-import { getModel } from "./api.js";
+import { compareRuns, getModel } from "./api.js";
+import { el, showError, withData } from "./dom.js";
+import { fmt, pct, visible } from "./format.js";
+import { t } from "./i18n.js";
 import { analyzeText } from "./prompt.js";
 import { createStore, selectRun } from "./store.js";
 import { VIEWS, mountSelects, startup } from "./views.js";
@@ -32,6 +39,39 @@ function writeUrl() {
   history.replaceState(null, "", `?${q.toString()}`);
 }
 
+const MAX_CHANGES = 6;
+let comparing = null; // "a|b" of the pair asked for last: older answers are dropped
+
+/** The summary card: KL(a‖b) and the biggest changes, for the two runs shown. */
+async function summarize() {
+  const a = selectRun(store.state, "a");
+  const b = selectRun(store.state, "b");
+  if (!a || !b) return;
+  const pair = `${a.runId}|${b.runId}`;
+  if (pair === comparing) return;
+  comparing = pair;
+  const kl = document.getElementById("compare-kl");
+  const list = document.getElementById("compare-changes");
+  const errorBox = document.getElementById("compare-error");
+  kl.textContent = t("compare.loading");
+  try {
+    const body = await compareRuns(a.runId, b.runId);
+    if (comparing !== pair) return;
+    showError(errorBox, null);
+    kl.dataset.value = body.kl_a_b == null ? "Infinity" : String(body.kl_a_b);
+    kl.textContent = body.kl_a_b == null ? t("compare.kl_infinite") : t("compare.kl", { kl: fmt(body.kl_a_b, 4) });
+    list.replaceChildren(...body.biggest_changes.slice(0, MAX_CHANGES).map((c) => el("li", {
+      "data-testid": "compare-change", "data-token-id": c.id, "data-prob-a": c.prob_a, "data-prob-b": c.prob_b, "data-change": c.change,
+    }, ...withData(t("compare.change", { prob_a: pct(c.prob_a), prob_b: pct(c.prob_b), change: `${c.change >= 0 ? "+" : ""}${fmt(c.change, 2)}` }),
+      { token: `“${visible(c.text)}”` }))));
+  } catch (error) {
+    if (comparing !== pair) return;
+    comparing = null; // asked again at the next change
+    kl.textContent = "";
+    showError(errorBox, error);
+  }
+}
+
 async function start() {
   for (const key of Object.keys(DEFAULTS)) {
     for (const name of STAGES) unmounts.push(VIEWS[name].mount(document.getElementById(`${key}-stage-${name}`), store, key));
@@ -47,6 +87,7 @@ async function start() {
   const embedded = JSON.parse(document.getElementById("model-info").textContent || "null");
   startup(store, embedded || (await getModel()), {});
   store.subscribe(["shown"], writeUrl);
+  unmounts.push(store.subscribe(["shown"], summarize)); // the summary card is a view too
   document.body.dataset.loaded = "1";
   const q = new URLSearchParams(location.search);
   await Promise.all(Object.entries(DEFAULTS).map(([key, text]) => analyzeText(store, key, q.get(key) || text)));

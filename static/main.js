@@ -89,6 +89,8 @@ function followHistory() {
   const url = readUrl();
   const { n_layers: L, n_heads: H } = store.state.model;
   store.set({ layer: clamp(url.layer, L), head: clamp(url.head, H), pinned: null });
+  const switchedOff = url.interventions || [];
+  if (JSON.stringify(switchedOff) !== JSON.stringify(store.state.interventions)) store.set({ interventions: switchedOff });
   restoreControls();
   const run = selectRun(store.state, RUN);
   if (url.prompt && (!run || url.prompt !== run.text)) analyzeText(store, RUN, url.prompt, { pinned: url.pinned });

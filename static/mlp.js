@@ -12,7 +12,7 @@ import { fmt, plotlyText, visible } from "./format.js";
 import { t, tn } from "./i18n.js";
 import { later, onScreen } from "./lazy.js";
 import { baseLayout, config, plotly } from "./plots.js";
-import { detailToken, selectDetail, selectRun } from "./store.js";
+import { detailToken, sameIntervention, selectDetail, selectRun, toggled } from "./store.js";
 
 const FIELDS = ["mlp.hook_pre", "mlp.hook_post"];
 
@@ -105,8 +105,16 @@ export function mount(root, store, runKey) {
     drawPoints(pre, post);
     let negative = 0;
     for (const u of post) if (u < 0) negative++;
-    list.replaceChildren(...top.map((k) => el("li", {}, el("span", { class: "nid", text: `#${k}` }),
-      ` ${t("mlp.neuron", { pre: fmt(pre[k]), post: fmt(post[k]) })}`)));
+    list.replaceChildren(...top.map((k) => {
+      // An experiment: switch this neuron off (at every position) and watch the prediction move.
+      const off = { hook: `blocks.${layer}.mlp.hook_post`, op: "zero", neuron: k };
+      const ablated = s.interventions.some((x) => sameIntervention(x, off));
+      return el("li", {}, el("span", { class: "nid", text: `#${k}` }), ` ${t("mlp.neuron", { pre: fmt(pre[k]), post: fmt(post[k]) })} `,
+        el("button", { type: "button", class: "ghost small", "data-testid": "ablate-neuron", "data-neuron": k,
+          "aria-pressed": ablated ? "true" : "false", title: t("mlp.switch_title", { neuron: k, layer }),
+          onclick: () => store.set({ interventions: toggled(store.state.interventions, off) }) },
+        t(ablated ? "mlp.switch_on" : "mlp.switch_off")));
+    }));
     list.setAttribute("aria-label", t("mlp.neurons_label", { position: i }));
     summary.textContent = tn("mlp.summary", post.length, { positive: post.length - negative, negative });
     drawn = `${run.runId}|${layer}`;

@@ -8,6 +8,11 @@
  * tokens go to store.state.generation[runKey] as they stream in (the tokens view shows them under
  * the chips); when the stream ends, or Stop is pressed, the longer text is analyzed as the new run.
  *
+ * When the run shown has interventions (a head switched off...) and the clean run of the same
+ * text is known (store selectClean), each bar has a ghost behind it, `ghost-bar` with
+ * data-token-id and data-prob: the clean run's probability at the same temperature, top-k and
+ * top-p, and the change beside the number.
+ *
  * mount(root, store, runKey) -> unmount
  */
 import { generate, sample } from "./api.js";
@@ -16,7 +21,7 @@ import { count, pct, visible } from "./format.js";
 import { t, tn } from "./i18n.js";
 import { analyzeText, explain, timings } from "./prompt.js";
 import { distribution, sortedIds } from "./sampling.js";
-import { selectRun } from "./store.js";
+import { selectClean, selectRun } from "./store.js";
 
 const DEFAULT_NEW_TOKENS = 20;
 
@@ -28,6 +33,7 @@ export function mount(root, store, runKey) {
   const topP = part(root, "top-p");
   const seed = part(root, "seed");
   const bars = part(root, "bars");
+  const ghostLegend = part(root, "ghost-legend");
   const stats = part(root, "stats");
   const sampleButton = part(root, "sample");
   const generateButton = part(root, "generate");
@@ -39,7 +45,9 @@ export function mount(root, store, runKey) {
   const showGeneration = (tokens) => store.set({ generation: { ...store.state.generation, [runKey]: tokens } });
 
   let shownRun = null; // the run the bars are drawn for
+  let shownClean = null; // the clean run its ghost bars show, or null
   let order = null; // its token ids by logit
+  let cleanOrder = null; // the clean run's token ids by logit
   let rows = []; // [{id, node, fill, value}], one per bar
   let controller = null; // aborts the generation in flight
 
@@ -54,15 +62,22 @@ export function mount(root, store, runKey) {
     bars.replaceChildren();
     rows = [];
     order = run ? sortedIds(run.logits) : null;
+    cleanOrder = shownClean ? sortedIds(shownClean.logits) : null;
+    bars.classList.toggle("with-ghosts", !!shownClean);
+    ghostLegend.hidden = !(run && shownClean);
     if (!run) return;
     for (const top of run.top) {
       const fill = el("span", { class: "fill" });
       const value = el("span", { class: "value" });
+      // The clean run's bar, pale behind this one.
+      const ghost = shownClean ? el("span", { class: "ghost-fill", "data-testid": "ghost-bar", "data-token-id": top.id }) : null;
+      const change = shownClean ? el("span", { class: "change small muted", "data-testid": "prob-change" }) : null;
+      const track = el("span", { class: "track" }, ghost, fill);
       const node = el("div", { class: "bar", role: "listitem", "data-testid": "prob-bar", "data-token-id": top.id },
         el("span", { class: "label", translate: "no", title: t("output.bar_title", { id: top.id, logit: top.logit.toFixed(4) }), text: visible(top.text) }),
-        el("span", { class: "track" }, fill),
-        value);
-      rows.push({ id: top.id, node, fill, value });
+        track,
+        el("span", { class: "value" }, value, change));
+      rows.push({ id: top.id, node, fill, value, ghost, change });
       bars.append(node);
     }
     redraw();
@@ -76,16 +91,34 @@ export function mount(root, store, runKey) {
     const t0 = performance.now();
     const dist = distribution(run.logits, order, { temperature: s.temperature, topK: s.topK, topP: s.topP });
     const probs = rows.map((r) => dist.prob(r.id));
+    const clean = shownClean && cleanOrder
+      ? distribution(shownClean.logits, cleanOrder, { temperature: s.temperature, topK: s.topK, topP: s.topP }) : null;
+    const ghosts = clean ? rows.map((r) => clean.prob(r.id)) : null;
     // Bars are drawn against the most likely shown token, so a flat distribution is not hairlines;
     // the numbers beside them stay absolute.
-    const most = Math.max(...probs) || 1;
+    const most = Math.max(...probs, ...(ghosts || [])) || 1;
     rows.forEach((r, i) => {
       const p = probs[i];
       r.node.dataset.prob = String(p);
       r.node.classList.toggle("cut", p === 0);
       r.fill.style.width = `${((p / most) * 100).toFixed(3)}%`;
       r.value.textContent = p === 0 ? t("output.cut") : pct(p);
-      r.node.setAttribute("aria-label", t("output.bar_label", { token: visible(run.top[i].text), prob: p === 0 ? t("output.cut") : pct(p) }));
+      const label = { token: visible(run.top[i].text), prob: p === 0 ? t("output.cut") : pct(p) };
+      if (ghosts && r.ghost) {
+        const g = ghosts[i];
+        const points = (p - g) * 100;
+        const size = Math.abs(points);
+        const change = `${points >= 0 ? "+" : "−"}${size >= 0.1 || size === 0 ? size.toFixed(1) : Number(size.toPrecision(2)).toExponential().replace(/e([+-]\d+)$/, "·10^$1")}`;
+        r.ghost.dataset.prob = String(g);
+        r.ghost.style.width = `${((g / most) * 100).toFixed(3)}%`;
+        r.ghost.title = t("output.ghost_title", { prob: pct(g) });
+        r.change.textContent = ` ${t("output.change", { change })}`;
+        r.change.classList.toggle("up", points > 0);
+        r.change.classList.toggle("down", points < 0);
+        r.node.setAttribute("aria-label", t("output.bar_label_change", { ...label, clean: pct(g), change }));
+      } else {
+        r.node.setAttribute("aria-label", t("output.bar_label", label));
+      }
     });
     const T = s.temperature;
     const filters = [s.topK != null ? t("output.filter_top_k", { k: s.topK }) : null,
@@ -126,8 +159,10 @@ export function mount(root, store, runKey) {
 
   function showRun() {
     const run = selectRun(store.state, runKey);
-    if (run === shownRun) return; // another key's run changed
+    const clean = selectClean(store.state, runKey);
+    if (run === shownRun && clean === shownClean) return; // another key's run changed
     shownRun = run;
+    shownClean = clean;
     result.replaceChildren();
     showError(errorBox, null);
     renderBars(run);

@@ -13,7 +13,10 @@
  *     analyze response's resid_norms), and the logit lens's top guess after that block, for the token in focus
  *     (GET /logit-lens?position=i&k=1, fetched once the focus rests).
  *   - At the end: the model's top next token at that position, `overview-prediction`.
- *   - Clicking a head selects its layer and head; clicking a block selects its layer.
+ *   - Clicking a head selects its layer and head; clicking a block selects its layer. In
+ *     "switch heads off" mode (store.state.ablate), clicking a head switches it off or back on.
+ *   - What is switched off (store.state.interventions) is marked: the head or MLP gets the class
+ *     `ablated` and a cross over it.
  *
  * mount(root, store, runKey) -> unmount
  */
@@ -23,7 +26,7 @@ import { part } from "./dom.js";
 import { onScreen } from "./lazy.js";
 import { clip, pct, visible } from "./format.js";
 import { t } from "./i18n.js";
-import { detailToken, selectRun } from "./store.js";
+import { detailToken, headAblated, headIntervention, mlpAblated, selectRun, toggled } from "./store.js";
 
 const SVG = "http://www.w3.org/2000/svg";
 const W = 1200;
@@ -95,6 +98,10 @@ export function mount(root, store, runKey) {
     const norms = [];
     const blocks = [];
     const lens = [embedLens];
+    const crosses = []; // [layer][head]: the crosses over switched-off heads
+    const mlps = [];
+    const mlpCrosses = [];
+    const cross = [];
     for (let l = 0; l < L; l++) {
       const x0 = LEFT + l * bw;
       const g = svg("g", { "data-testid": "overview-block", "data-layer": l, class: "ov-block" });
@@ -119,6 +126,10 @@ export function mount(root, store, runKey) {
         rect.append(svg("title", {}, t("overview.head", { layer: l, head: h })));
         rect.addEventListener("click", (event) => {
           event.stopPropagation();
+          if (state.ablate) {
+            set({ interventions: toggled(state.interventions, headIntervention(l, h)) });
+            return;
+          }
           set({ layer: l, head: h });
           // The attention stage showing this run (on /compare, the one in this run's column).
           const scope = root.closest("[data-run-key]") || document;
@@ -126,8 +137,16 @@ export function mount(root, store, runKey) {
         });
         row.push(rect);
         g.append(rect);
+        // The cross drawn over a switched-off head (hidden while it is on).
+        const cx = gx + (h % cols) * cell;
+        const cy = gy + Math.floor(h / cols) * cell;
+        const s = cell - 1.5;
+        cross.push(svg("path", { d: `M${cx + 2},${cy + 2} L${cx + s - 2},${cy + s - 2} M${cx + s - 2},${cy + 2} L${cx + 2},${cy + s - 2}`,
+          class: "ov-cross", "data-testid": "overview-cross", "data-layer": l, "data-head": h, visibility: "hidden",
+          stroke: "#c5221f", "stroke-width": 2, "pointer-events": "none" }));
       }
       heads.push(row);
+      crosses.push(cross.splice(0));
       // The MLP: one node below the spine, adding back to it.
       const mx = x0 + bw / 2 + 10;
       g.append(svg("path", { d: `M${x0 + bw / 2 + 6},${SPINE_Y + 6} L${mx - 10},${SPINE_Y + 18}`, class: "ov-branch" }));
@@ -135,6 +154,10 @@ export function mount(root, store, runKey) {
       mlp.append(svg("title", {}, t("overview.mlp", { layer: l, d_model: m.d_model, d_mlp: m.d_mlp })));
       g.append(mlp);
       g.append(svg("text", { x: mx - 5, y: SPINE_Y + 29, "text-anchor": "middle", class: "ov-mlp-label", translate: "no" }, "MLP"));
+      mlps.push(mlp);
+      mlpCrosses.push(svg("path", { d: `M${mx - 20},${SPINE_Y + 18} L${mx + 10},${SPINE_Y + 32} M${mx + 10},${SPINE_Y + 18} L${mx - 20},${SPINE_Y + 32}`,
+        class: "ov-cross", "data-testid": "overview-mlp-cross", "data-layer": l, visibility: "hidden", stroke: "#c5221f", "stroke-width": 2, "pointer-events": "none" }));
+      g.append(...crosses[l], mlpCrosses[l]);
       const norm = svg("text", { x: x0 + bw / 2, y: SPINE_Y + 56, "text-anchor": "middle", class: "ov-norm",
         "data-testid": "overview-norm", "data-layer": l }, "");
       g.append(norm);
@@ -160,12 +183,28 @@ export function mount(root, store, runKey) {
     prediction.append(predText, predProb);
     root.append(prediction);
     box.replaceChildren(root);
-    drawn = { key: `${m.name}/${L}/${nh}`, heads, norms, blocks, lens, prediction, predText, predProb };
+    drawn = { key: `${m.name}/${L}/${nh}`, heads, norms, blocks, lens, prediction, predText, predProb, crosses, mlps, mlpCrosses };
+  }
+
+  /** Mark what store.state.interventions switches off. */
+  function markAblated() {
+    if (!drawn) return;
+    drawn.heads.forEach((row, l) => row.forEach((rect, h) => {
+      const off = headAblated(state, l, h);
+      rect.classList.toggle("ablated", off);
+      drawn.crosses[l][h].setAttribute("visibility", off ? "visible" : "hidden");
+    }));
+    drawn.mlps.forEach((rect, l) => {
+      const off = mlpAblated(state, l);
+      rect.classList.toggle("ablated", off);
+      drawn.mlpCrosses[l].setAttribute("visibility", off ? "visible" : "hidden");
+    });
   }
 
   function paint() {
     if (!state.model) return;
     if (!drawn) build();
+    markAblated();
     const run = selectRun(state, runKey);
     const i = detailToken(state, runKey);
     for (let l = 0; l < drawn.blocks.length; l++) {
@@ -254,6 +293,7 @@ export function mount(root, store, runKey) {
   const unsubscribe = [
     store.subscribe(["model"], () => { drawn = null; paint(); }),
     store.subscribe(["runs", "shown", "hovered", "pinned", "layer", "head", "patternsLoaded"], paint),
+    store.subscribe(["interventions"], markAblated),
   ];
   paint();
   return () => {

@@ -6,12 +6,16 @@
  *       show the run under `runKey`. `after.pinned` pins a token; `after.fresh` = the number of
  *       leading tokens that are old (Generate): the chips after them are highlighted. Progress and
  *       errors go to store.state.analysis[runKey], which the prompt view shows.
+ *       store.state.interventions (switched-off heads...) are applied to the analysis; when there
+ *       are any, the clean text is analyzed too (unless already shown) and shown under the run key
+ *       "clean", so the output can draw the clean run's bars as ghosts beside the new ones.
  *   explain(error)   the page's sentence for an API error, by its stable `code`
  *   mount(root, store, runKey) -> unmount
  */
 import { analyze, busy, timing } from "./api.js";
 import { part, parts } from "./dom.js";
 import { t, tn } from "./i18n.js";
+import { selectRun } from "./store.js";
 
 /** Timings the browser tests read: analyzeReturned / interactive (performance.now() ms). */
 export const timings = (window.explainerTimings = window.explainerTimings || {});
@@ -41,8 +45,15 @@ export async function analyzeText(store, runKey, text, after = {}) {
   store.set({ busy: "analyze" });
   const started = performance.now();
   try {
-    const run = await analyze(text);
+    const interventions = store.state.interventions || [];
+    const known = [selectRun(store.state, "clean"), selectRun(store.state, runKey)]
+      .find((r) => r && r.text === text && !r.interventions.length);
+    const [run, clean] = await Promise.all([
+      analyze(text, interventions),
+      interventions.length && !known ? analyze(text) : Promise.resolve(known),
+    ]);
     if (serials.get(runKey) !== mine) return null;
+    if (interventions.length && clean) store.show("clean", clean);
     timings.analyzeReturned = timing.responded;
     const n = run.tokens.length;
     const pinned = after.pinned != null && after.pinned < n ? after.pinned : null;

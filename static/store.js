@@ -24,6 +24,9 @@
  *       analysis           {runKey: {text, status: "running" | "done" | "failed", error, seconds, fresh}}:
  *                          the last analysis asked for under each key (prompt.js analyzeText)
  *       generation         {runKey: [{id, text, prob}] while tokens stream in, or null}
+ *       interventions      [{hook, op, head?, neuron?}]: applied to every analysis of the main run
+ *                          (experiments.js); the clean run is shown beside it under the key "clean"
+ *       ablate             true while a click on a head switches it off instead of selecting it
  *     store.set(patch)               merge; subscribers of changed keys are called once, in order
  *     store.subscribe(keys, fn)      fn(state, changed: Set) when one of `keys` ("*" = any) changes;
  *                                    returns the unsubscribe function
@@ -39,6 +42,14 @@
  *   focusToken(state, runKey)             pinned ?? hovered, if that position exists in the run
  *   detailToken(state, runKey)            focusToken, else the run's last token
  *   selectDetail(state, runKey)           {run, i: detailToken} for views that show one token, or null
+ *   selectClean(state, runKey)            the clean run to compare the shown run with (same text, no
+ *                                         interventions), or null when the shown run has none
+ *   headAblated(state, layer, head)       is that head switched off by state.interventions (its z,
+ *                                         or its whole attention layer)?
+ *   mlpAblated(state, layer)              is that layer's MLP switched off?
+ * Pure helpers on intervention lists:
+ *   headIntervention(layer, head)         {"hook": "blocks.L.attn.hook_z", "op": "zero", "head": H}
+ *   sameIntervention(a, b), toggled(list, intervention)   the list with it added, or removed if there
  */
 import { ensurePattern } from "./api.js";
 
@@ -63,6 +74,8 @@ export function createStore(initial = {}) {
     busy: null,
     analysis: {},
     generation: {},
+    interventions: [],
+    ablate: false,
     ...initial,
   };
   const listeners = [];
@@ -171,4 +184,37 @@ export function selectDetail(state, runKey) {
   const run = selectRun(state, runKey);
   const i = detailToken(state, runKey);
   return run && i != null ? { run, i } : null;
+}
+
+export function selectClean(state, runKey) {
+  const run = selectRun(state, runKey);
+  if (!run || !run.interventions || !run.interventions.length) return null;
+  const clean = selectRun(state, "clean");
+  return clean && clean !== run && clean.text === run.text && !(clean.interventions || []).length ? clean : null;
+}
+
+export function headIntervention(layer, head) {
+  return { hook: `blocks.${layer}.attn.hook_z`, op: "zero", head };
+}
+
+const FIELDS = ["hook", "op", "head", "neuron", "position", "source_run_id"];
+
+export function sameIntervention(a, b) {
+  return FIELDS.every((f) => (a[f] ?? null) === (b[f] ?? null));
+}
+
+export function toggled(list, intervention) {
+  const rest = list.filter((x) => !sameIntervention(x, intervention));
+  return rest.length < list.length ? rest : [...list, intervention];
+}
+
+const zeroAt = (state, hook, extra = {}) =>
+  state.interventions.some((x) => sameIntervention(x, { hook, op: "zero", ...extra }));
+
+export function headAblated(state, layer, head) {
+  return zeroAt(state, `blocks.${layer}.attn.hook_z`, { head }) || zeroAt(state, `blocks.${layer}.hook_attn_out`);
+}
+
+export function mlpAblated(state, layer) {
+  return zeroAt(state, `blocks.${layer}.hook_mlp_out`);
 }

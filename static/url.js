@@ -2,15 +2,31 @@
  * url.js — the main page's view in its URL, so that a shared link opens the same view, and Back
  * and Forward move through the analysed prompts.
  *
- *   readUrl() -> {prompt?, layer?, head?, temperature?, pinned?, topK?, topP?, seed?, presenter?}
+ *   readUrl() -> {prompt?, layer?, head?, temperature?, pinned?, topK?, topP?, seed?, presenter?, interventions?}
+ *       interventions: the switched-off heads... (`abl`, compact JSON: [{"hook", "op", "head"?, ...}])
  *   startUrlSync(store, runKey)   keep location.search up to date with the store and the view's
  *       other controls (url_controls.js). A new prompt pushes a history entry; the rest replaces it.
+ *       The URL's interventions go into the store first, so the first analysis applies them.
  *   restoreControls()    set those controls from the URL
  */
 import * as controls from "./url_controls.js";
 import { selectRun } from "./store.js";
 
-const URL_KEYS = { prompt: "p", layer: "layer", head: "head", temperature: "t", pinned: "pin", topK: "k", topP: "topp", seed: "seed", presenter: "present" };
+const URL_KEYS = { prompt: "p", layer: "layer", head: "head", temperature: "t", pinned: "pin", topK: "k", topP: "topp", seed: "seed", presenter: "present", interventions: "abl" };
+const INTERVENTION_FIELDS = ["hook", "op", "head", "neuron", "position", "source_run_id"];
+
+/** The URL's interventions, if `abl` holds a list of objects with a hook and an op. */
+function readInterventions(value) {
+  try {
+    const list = JSON.parse(value);
+    if (!Array.isArray(list)) return undefined;
+    const clean = list.filter((x) => x && typeof x.hook === "string" && typeof x.op === "string")
+      .map((x) => Object.fromEntries(INTERVENTION_FIELDS.filter((f) => x[f] != null).map((f) => [f, x[f]])));
+    return clean.length === list.length ? clean : undefined;
+  } catch (_) {
+    return undefined;
+  }
+}
 
 export function readUrl() {
   const q = new URLSearchParams(location.search);
@@ -27,6 +43,10 @@ export function readUrl() {
     if (v !== undefined) out[key] = v;
   }
   if (q.get(URL_KEYS.presenter) === "1") out.presenter = true;
+  if (q.has(URL_KEYS.interventions)) {
+    const list = readInterventions(q.get(URL_KEYS.interventions));
+    if (list) out.interventions = list;
+  }
   return out;
 }
 
@@ -46,6 +66,10 @@ function writeUrl(store, runKey) {
   if (state.topP != null) q.set(URL_KEYS.topP, String(state.topP));
   q.set(URL_KEYS.seed, String(state.seed));
   if (state.presenter) q.set(URL_KEYS.presenter, "1");
+  if (state.interventions.length) {
+    const compact = state.interventions.map((x) => Object.fromEntries(INTERVENTION_FIELDS.filter((f) => x[f] != null).map((f) => [f, x[f]])));
+    q.set(URL_KEYS.interventions, JSON.stringify(compact));
+  }
   controls.write(q);
   const search = `?${q.toString()}`;
   if (search === location.search) return;
@@ -57,13 +81,15 @@ function writeUrl(store, runKey) {
 }
 
 export function startUrlSync(store, runKey) {
+  const { interventions } = readUrl();
+  if (interventions) store.set({ interventions });
   let timer = null;
   // Coalesced: dragging the temperature slider must not call replaceState 60 times a second.
   const schedule = () => {
     clearTimeout(timer);
     timer = setTimeout(() => writeUrl(store, runKey), 150);
   };
-  store.subscribe(["shown", "layer", "head", "temperature", "pinned", "topK", "topP", "seed", "presenter", "attnMode"], schedule);
+  store.subscribe(["shown", "layer", "head", "temperature", "pinned", "topK", "topP", "seed", "presenter", "attnMode", "interventions"], schedule);
   controls.watch(schedule);
 }
 

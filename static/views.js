@@ -12,10 +12,12 @@ import * as anatomy from "./anatomy.js";
 import * as attention from "./attention.js";
 import * as embedding from "./embedding.js";
 import * as embeddingSpace from "./embedding_space.js";
+import * as experiments from "./experiments.js";
 import * as logitLens from "./logit_lens.js";
 import * as mlp from "./mlp.js";
 import * as output from "./output.js";
 import * as overview from "./overview.js";
+import * as patching from "./patching.js";
 import * as prompt from "./prompt.js";
 import * as qk from "./qk.js";
 import * as tokens from "./tokens.js";
@@ -27,11 +29,13 @@ export const VIEWS = {
   prompt,
   tokens,
   overview,
+  experiments,
   embedding,
   attention,
   qk,
   mlp,
   output,
+  patching,
   "embedding-space": embeddingSpace,
   "logit-lens": logitLens,
   anatomy,

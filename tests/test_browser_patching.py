@@ -1,0 +1,135 @@
+"""The patching view and the compare summary, read from the page and compared with the API.
+
+On /compare, the summary card's KL(a‖b) and biggest changes are the compare endpoint's answer
+for the two runs shown. On /, the patching heatmap's numbers (the Plotly div's z) are
+POST /api/patching's grid for the same inputs, its labels the corrupted prompt's tokens, and a
+clicked cell's probabilities are those of an analyze with that single patch."""
+
+from __future__ import annotations
+
+import urllib.parse
+
+import httpx
+import numpy as np
+import pytest
+
+from app.tensors import decode
+
+from .browser import ARTIFACTS, chromium  # noqa: F401 (a fixture)
+from .test_browser import N_LAYERS, N_HEADS, Page, api_analyze, server  # noqa: F401 (server: a fixture)
+
+CLEAN = "When Mary and John went to the store, John gave a drink to"
+CORRUPTED = "When Mary and John went to the store, Mary gave a drink to"
+A, B = CLEAN, "The cat sat on the mat"
+
+
+def single_token(server: str, word: str) -> int:
+    tokens = api_analyze(server, f" {word}")["tokens"]
+    assert len(tokens) == 1, tokens
+    return tokens[0]["id"]
+
+
+def api_patching(server: str, hook: str) -> dict:
+    body = {"clean": CLEAN, "corrupted": CORRUPTED, "target_token": single_token(server, "Mary"),
+            "baseline_token": single_token(server, "John"), "hook": hook}
+    response = httpx.post(f"{server}/api/patching", json=body, timeout=120)
+    if response.status_code == 404 and "Not Found" in response.text:
+        pytest.skip("POST /api/patching does not exist on this server yet")
+    response.raise_for_status()
+    return response.json()
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    e = np.exp(logits - logits.max())
+    return e / e.sum()
+
+
+@pytest.fixture
+def page(chromium, server):
+    p = Page(chromium, server)
+    yield p
+    errors = p.unexpected_errors()
+    p.close()
+    assert not errors, f"console errors: {errors}"
+
+
+def test_the_compare_summary_is_the_apis_compare_answer(page, server):
+    page.page.goto(f"{server}/compare?a={urllib.parse.quote(A)}&b={urllib.parse.quote(B)}")
+    page.page.wait_for_selector("body[data-loaded='1']")
+    assert page.page.get_by_test_id("compare-view").count() == 1
+    page.page.wait_for_selector("[data-testid=compare-change]")
+    a, b = api_analyze(server, A)["run_id"], api_analyze(server, B)["run_id"]
+    shown = page.page.evaluate("() => [explainer.store.state.shown.a, explainer.store.state.shown.b]")
+    assert shown == [a, b]
+    answer = httpx.get(f"{server}/api/runs/{a}/compare/{b}", timeout=60).json()
+    kl = float(page.page.get_by_test_id("compare-kl").get_attribute("data-value"))
+    assert kl == pytest.approx(answer["kl_a_b"], rel=1e-9)
+    assert answer["kl_a_b"] > 0
+    changes = page.page.evaluate("() => [...document.querySelectorAll('[data-testid=compare-change]')].map(c =>"
+                                 " [Number(c.dataset.tokenId), Number(c.dataset.probA), Number(c.dataset.probB), c.textContent])")
+    first = answer["biggest_changes"][0]
+    assert changes[0][:3] == [first["id"], pytest.approx(first["prob_a"], rel=1e-9), pytest.approx(first["prob_b"], rel=1e-9)]
+    assert [c[0] for c in changes] == [c["id"] for c in answer["biggest_changes"][: len(changes)]]
+    # KL(a‖b) from the two runs' own logits, independently of the compare endpoint.
+    logits = [decode(api_analyze(server, text)["tensors"]["logits"]).astype(np.float64) for text in (A, B)]
+    p, q = softmax(logits[0]), softmax(logits[1])
+    assert kl == pytest.approx(float(np.sum(p * (np.log(p) - np.log(q)))), rel=1e-3, abs=1e-6)
+    page.shot("compare-summary")
+
+
+@pytest.mark.parametrize("hook", ["resid_pre", "z"])
+def test_the_patching_heatmap_is_the_apis_grid(page, server, hook):
+    asked = []
+    page.page.on("request", lambda r: asked.append(r.url) if "/api/patching" in r.url else None)
+    page.open()
+    assert not asked, "the patching sweep must wait for Run"
+    assert page.page.get_by_test_id("patching-heatmap").is_hidden()
+    answer = api_patching(server, hook)
+    page.page.get_by_test_id("patching-hook").select_option(hook)
+    page.page.get_by_test_id("patching-run").click()
+    page.page.wait_for_function("() => { const d = document.querySelector('[data-testid=patching-heatmap]');"
+                                " return d && d.data && d.data.length; }")
+    plotted = page.page.evaluate("() => { const d = document.querySelector('[data-testid=patching-heatmap]');"
+                                 " return {z: d.data[0].z, ticks: d.layout.xaxis.ticktext, layers: d.layout.yaxis.ticktext}; }")
+    assert len(plotted["z"]) == N_LAYERS
+    np.testing.assert_allclose(np.array(plotted["z"], dtype=float), np.array(answer["grid"], dtype=float), rtol=0, atol=0)
+    if hook == "z":
+        assert len(plotted["ticks"]) == N_HEADS
+    else:
+        labels = [t["text"].replace(" ", "␣") for t in answer["tokens"]]
+        assert plotted["ticks"] == labels
+    lds = page.page.get_by_test_id("patching-lds")
+    assert float(lds.get_attribute("data-ld-clean")) == pytest.approx(answer["ld_clean"], rel=1e-9)
+    assert float(lds.get_attribute("data-ld-corrupted")) == pytest.approx(answer["ld_corrupted"], rel=1e-9)
+
+    # Click a cell: the line says which patch it is, and its probabilities are those of an analyze
+    # with that one intervention.
+    layer, index = N_LAYERS - 1, 1
+    box = page.page.evaluate("([l, i]) => { const d = document.querySelector('[data-testid=patching-heatmap]');"
+                             " const r = d.querySelector('.nsewdrag').getBoundingClientRect(); const xa = d._fullLayout.xaxis,"
+                             " ya = d._fullLayout.yaxis; return [r.left + xa.l2p(i), r.top + ya.l2p(l)]; }", [layer, index])
+    page.page.mouse.click(*box)
+    page.page.wait_for_selector("[data-testid=patching-cell-result][data-prob-target]")
+    assert page.page.get_by_test_id("patching-cell").get_attribute("data-layer") == str(layer)
+    assert page.page.get_by_test_id("patching-cell").get_attribute("data-index") == str(index)
+    hook_name = {"resid_pre": f"blocks.{layer}.hook_resid_pre", "z": f"blocks.{layer}.attn.hook_z"}[hook]
+    where = {"head": index} if hook == "z" else {"position": index}
+    patched = httpx.post(f"{server}/api/analyze", json={"text": CORRUPTED, "interventions": [
+        {"hook": hook_name, "op": "patch", "source_run_id": answer["clean_run_id"], **where}]}, timeout=60).json()
+    p = softmax(decode(patched["tensors"]["logits"]).astype(np.float64))
+    result = page.page.get_by_test_id("patching-cell-result")
+    target, baseline = single_token(server, "Mary"), single_token(server, "John")
+    assert float(result.get_attribute("data-prob-target")) == pytest.approx(p[target], rel=1e-4)
+    assert float(result.get_attribute("data-prob-baseline")) == pytest.approx(p[baseline], rel=1e-4)
+    assert result.get_attribute("data-run-id") == patched["run_id"]
+    page.shot(f"patching-{hook}", of="[data-testid=stage][data-stage=patching]")
+
+
+def test_a_word_of_several_tokens_is_refused_in_words(page, server):
+    page.open()
+    page.page.get_by_test_id("patching-target").fill("Maryanneliza")
+    page.page.get_by_test_id("patching-run").click()
+    error = page.page.locator("[data-stage=patching] .error")
+    error.wait_for(state="visible")
+    assert "not one" in error.text_content()
+    assert page.page.get_by_test_id("patching-heatmap").is_hidden()
