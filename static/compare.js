@@ -16,6 +16,7 @@ import { fmt, pct, visible } from "./format.js";
 import { t } from "./i18n.js";
 import { analyzeText } from "./prompt.js";
 import { createStore, selectRun } from "./store.js";
+import { readUrl, writeInterventions } from "./url.js";
 import { VIEWS, mountSelects, startup } from "./views.js";
 import * as attentionLines from "./attention_lines.js";
 
@@ -24,7 +25,7 @@ const DEFAULTS = {
   a: "When Mary and John went to the store, John gave a drink to",
   b: "When Mary and John went to the store, Mary gave a drink to",
 };
-const STAGES = ["prompt", "tokens", "overview", "embedding", "attention", "qk", "mlp", "output", "logit-lens"];
+const STAGES = ["prompt", "tokens", "overview", "experiments", "embedding", "attention", "qk", "mlp", "output", "logit-lens"];
 const store = createStore();
 const unmounts = [];
 // unmountViews(): every view of both columns unmounted, for the test that none leaves anything behind.
@@ -36,6 +37,7 @@ function writeUrl() {
     const run = selectRun(store.state, key);
     if (run) q.set(key, run.text);
   }
+  writeInterventions(q, store.state.interventions);
   history.replaceState(null, "", `?${q.toString()}`);
 }
 
@@ -85,8 +87,9 @@ async function start() {
     button.setAttribute("aria-pressed", s.presenter ? "true" : "false");
   });
   const embedded = JSON.parse(document.getElementById("model-info").textContent || "null");
-  startup(store, embedded || (await getModel()), {});
-  store.subscribe(["shown"], writeUrl);
+  // The URL's switched-off parts apply to both prompts from the first analysis.
+  startup(store, embedded || (await getModel()), { interventions: readUrl().interventions || [] });
+  store.subscribe(["shown", "interventions"], writeUrl);
   unmounts.push(store.subscribe(["shown"], summarize)); // the summary card is a view too
   document.body.dataset.loaded = "1";
   const q = new URLSearchParams(location.search);

@@ -9,7 +9,7 @@
  *   - The list of what is switched off (`intervention`, one per entry) with a remove button each,
  *     and "clear all".
  *   - Any change of store.state.interventions analyzes the prompt again with the list
- *     (prompt.js analyzeText applies it, and shows the clean run under the run key "clean", from
+ *     (prompt.js analyzeText applies it, and shows the clean run under the run key cleanKey(runKey), from
  *     which the output stage draws its ghost bars).
  *
  * mount(root, store, runKey) -> unmount

@@ -108,7 +108,8 @@ export function mount(root, store, runKey) {
         const g = ghosts[i];
         const points = (p - g) * 100;
         const size = Math.abs(points);
-        const change = `${points >= 0 ? "+" : "−"}${size >= 0.1 || size === 0 ? size.toFixed(1) : Number(size.toPrecision(2)).toExponential().replace(/e([+-]\d+)$/, "·10^$1")}`;
+        // Percentage points, two significant digits below 0.1 (a random model moves them by 1e-4).
+        const change = `${points >= 0 ? "+" : "−"}${size >= 0.1 || size === 0 ? size.toFixed(1) : String(Number(size.toPrecision(2)))}`;
         r.ghost.dataset.prob = String(g);
         r.ghost.style.width = `${((g / most) * 100).toFixed(3)}%`;
         r.ghost.title = t("output.ghost_title", { prob: pct(g) });

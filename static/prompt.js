@@ -8,14 +8,14 @@
  *       errors go to store.state.analysis[runKey], which the prompt view shows.
  *       store.state.interventions (switched-off heads...) are applied to the analysis; when there
  *       are any, the clean text is analyzed too (unless already shown) and shown under the run key
- *       "clean", so the output can draw the clean run's bars as ghosts beside the new ones.
+ *       cleanKey(runKey) ("main:clean"), so the output can draw the clean run's bars as ghosts beside the new ones.
  *   explain(error)   the page's sentence for an API error, by its stable `code`
  *   mount(root, store, runKey) -> unmount
  */
 import { analyze, busy, timing } from "./api.js";
 import { part, parts } from "./dom.js";
 import { t, tn } from "./i18n.js";
-import { selectRun } from "./store.js";
+import { cleanKey, selectRun } from "./store.js";
 
 /** Timings the browser tests read: analyzeReturned / interactive (performance.now() ms). */
 export const timings = (window.explainerTimings = window.explainerTimings || {});
@@ -46,14 +46,14 @@ export async function analyzeText(store, runKey, text, after = {}) {
   const started = performance.now();
   try {
     const interventions = store.state.interventions || [];
-    const known = [selectRun(store.state, "clean"), selectRun(store.state, runKey)]
+    const known = [selectRun(store.state, cleanKey(runKey)), selectRun(store.state, runKey)]
       .find((r) => r && r.text === text && !r.interventions.length);
     const [run, clean] = await Promise.all([
       analyze(text, interventions),
       interventions.length && !known ? analyze(text) : Promise.resolve(known),
     ]);
     if (serials.get(runKey) !== mine) return null;
-    if (interventions.length && clean) store.show("clean", clean);
+    if (interventions.length && clean) store.show(cleanKey(runKey), clean);
     timings.analyzeReturned = timing.responded;
     const n = run.tokens.length;
     const pinned = after.pinned != null && after.pinned < n ? after.pinned : null;

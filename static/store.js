@@ -25,7 +25,7 @@
  *                          the last analysis asked for under each key (prompt.js analyzeText)
  *       generation         {runKey: [{id, text, prob}] while tokens stream in, or null}
  *       interventions      [{hook, op, head?, neuron?}]: applied to every analysis of the main run
- *                          (experiments.js); the clean run is shown beside it under the key "clean"
+ *                          (experiments.js); the clean run is shown beside it under the key cleanKey(runKey)
  *       ablate             true while a click on a head switches it off instead of selecting it
  *     store.set(patch)               merge; subscribers of changed keys are called once, in order
  *     store.subscribe(keys, fn)      fn(state, changed: Set) when one of `keys` ("*" = any) changes;
@@ -186,10 +186,15 @@ export function selectDetail(state, runKey) {
   return run && i != null ? { run, i } : null;
 }
 
+/** The run key under which the clean run of `runKey`'s text is shown, for its ghost bars. */
+export function cleanKey(runKey) {
+  return `${runKey}:clean`;
+}
+
 export function selectClean(state, runKey) {
   const run = selectRun(state, runKey);
   if (!run || !run.interventions || !run.interventions.length) return null;
-  const clean = selectRun(state, "clean");
+  const clean = selectRun(state, cleanKey(runKey));
   return clean && clean !== run && clean.text === run.text && !(clean.interventions || []).length ? clean : null;
 }
 

@@ -28,6 +28,16 @@ function readInterventions(value) {
   }
 }
 
+/** `abl` = the interventions as compact JSON, or no `abl` for none (both pages). */
+export function writeInterventions(q, interventions) {
+  if (!interventions.length) {
+    q.delete(URL_KEYS.interventions);
+    return;
+  }
+  const compact = interventions.map((x) => Object.fromEntries(INTERVENTION_FIELDS.filter((f) => x[f] != null).map((f) => [f, x[f]])));
+  q.set(URL_KEYS.interventions, JSON.stringify(compact));
+}
+
 export function readUrl() {
   const q = new URLSearchParams(location.search);
   const out = {};
@@ -66,10 +76,7 @@ function writeUrl(store, runKey) {
   if (state.topP != null) q.set(URL_KEYS.topP, String(state.topP));
   q.set(URL_KEYS.seed, String(state.seed));
   if (state.presenter) q.set(URL_KEYS.presenter, "1");
-  if (state.interventions.length) {
-    const compact = state.interventions.map((x) => Object.fromEntries(INTERVENTION_FIELDS.filter((f) => x[f] != null).map((f) => [f, x[f]])));
-    q.set(URL_KEYS.interventions, JSON.stringify(compact));
-  }
+  writeInterventions(q, state.interventions);
   controls.write(q);
   const search = `?${q.toString()}`;
   if (search === location.search) return;

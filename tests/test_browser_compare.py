@@ -126,3 +126,31 @@ def test_unmounting_every_view_leaves_no_subscription_and_no_redraw(ab):
     # What stays is the page's own: the presenter button and the URL.
     assert changes["left"] <= 2, changes
     assert changes["mutations"] == 0, changes
+
+
+def test_a_head_switched_off_applies_to_both_prompts_each_over_its_own_ghosts(ab, server):
+    """The compare view shows both runs with the change: each column's bars are its own prompt's
+    intervened distribution (the API's), over ghosts of its own clean run."""
+    import httpx
+
+    ablation = {"hook": "blocks.1.attn.hook_z", "op": "zero", "head": 2}
+    ab.page.locator("[data-run-key=a] [data-testid=ablate-toggle]").click()
+    ab.page.locator("[data-run-key=a] [data-testid=overview-head][data-layer='1'][data-head='2']").dispatch_event("click")
+    for key, text in (("a", A), ("b", B)):
+        ab.page.wait_for_selector(f"[data-run-key={key}] [data-testid=ghost-bar]")
+        body = httpx.post(f"{server}/api/analyze", json={"text": text, "interventions": [ablation]}, timeout=60).json()
+        expected = softmax(decode(body["tensors"]["logits"]).astype(np.float64), 1.0)
+        clean = softmax(decode(api_analyze(server, text)["tensors"]["logits"]).astype(np.float64), 1.0)
+        bars = column(ab, key, "(r) => [...r.querySelectorAll('[data-testid=prob-bar]')].map(b => [Number(b.dataset.tokenId), Number(b.dataset.prob)])")
+        assert [i for i, _ in bars] == [t["id"] for t in body["top"]]
+        np.testing.assert_allclose([p for _, p in bars], expected[[i for i, _ in bars]], rtol=1e-4, atol=1e-9)
+        ghosts = column(ab, key, "(r) => [...r.querySelectorAll('[data-testid=ghost-bar]')].map(b => [Number(b.dataset.tokenId), Number(b.dataset.prob)])")
+        np.testing.assert_allclose([p for _, p in ghosts], clean[[i for i, _ in ghosts]], rtol=1e-4, atol=1e-9)
+        assert column(ab, key, "(r) => r.querySelectorAll('[data-testid=intervention]').length") == 1
+    # The URL holds it: the same link opens both prompts with the head switched off.
+    ab.page.wait_for_function("() => new URLSearchParams(location.search).has('abl')")
+    import json
+    assert json.loads(urllib.parse.parse_qs(urllib.parse.urlparse(ab.page.url).query)["abl"][0]) == [ablation]
+    ab.page.goto(ab.page.url)
+    ab.page.wait_for_selector("[data-run-key=b] [data-testid=ghost-bar]")
+    assert ab.page.evaluate("() => explainer.store.state.interventions.length") == 1
