@@ -83,10 +83,11 @@ export function mount(root, store, runKey) {
       : run && run.interventions.length ? tn("experiments.applied", run.interventions.length) : "";
   }
 
-  /** The prompt shown, analyzed again with the new list. */
+  /** The prompt, analyzed again with the new list: the last one asked for (prompt.js
+   * analyzeWith names a new text and a new list at once), else the one shown. */
   function reanalyze() {
     const run = selectRun(state, runKey);
-    const text = run ? run.text : state.analysis[runKey]?.text;
+    const text = state.analysis[runKey]?.text ?? (run ? run.text : null);
     if (text != null) analyzeText(store, runKey, text, { pinned: state.pinned });
   }
 

@@ -154,7 +154,11 @@ export function mount(root, store, runKey) {
     const busy = s.busy != null;
     const run = selectRun(s, runKey);
     sampleButton.disabled = busy || !run;
-    generateButton.disabled = busy || !run;
+    // Generation runs the model as it is: with parts switched off it would continue the text
+    // with numbers that are not this run's. Said, not done.
+    const modified = !!(run && run.interventions && run.interventions.length);
+    generateButton.disabled = busy || !run || modified;
+    generateButton.title = modified ? t("output.generate_modified") : "";
     stopButton.hidden = s.busy !== "generate";
   }
 

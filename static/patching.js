@@ -14,11 +14,11 @@
  */
 import { analyzeRaw, decodeTensor, patching } from "./api.js";
 import { divergingScale } from "./colors.js";
-import { listen, part, showError, withData } from "./dom.js";
+import { el, listen, part, showError, withData } from "./dom.js";
 import { fmt, pct, plotlyText, visible } from "./format.js";
 import { t } from "./i18n.js";
 import { baseLayout, config, plotly } from "./plots.js";
-import { explain } from "./prompt.js";
+import { analyzeWith, explain } from "./prompt.js";
 
 /** The full hook name a sweep's `hook` patches at layer L (z is per head). */
 const HOOKS = {
@@ -204,7 +204,10 @@ export function mount(root, store, runKey) { // eslint-disable-line no-unused-va
       cellResult.dataset.probBaseline = String(pBaseline);
       cellResult.replaceChildren(...withData(t("patching.cell_result", {
         p_target: pct(pTarget), p_baseline: pct(pBaseline), c_target: pct(cTarget), c_baseline: pct(cBaseline),
-      }), { target: `“${visible(target.text)}”`, baseline: `“${visible(baseline.text)}”` }));
+      }), { target: `“${visible(target.text)}”`, baseline: `“${visible(baseline.text)}”` }), " ",
+      // Every stage can show the patched run: the corrupted prompt with this one patch applied.
+      el("button", { type: "button", class: "ghost small", "data-testid": "patching-show-run",
+        onclick: () => analyzeWith(store, runKey, corrupted, [intervention]) }, t("patching.show_run")));
     } catch (error) {
       if (serial === cellSerial) {
         cellResult.textContent = "";

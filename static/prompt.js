@@ -9,6 +9,7 @@
  *       store.state.interventions (switched-off heads...) are applied to the analysis; when there
  *       are any, the clean text is analyzed too (unless already shown) and shown under the run key
  *       cleanKey(runKey) ("main:clean"), so the output can draw the clean run's bars as ghosts beside the new ones.
+ *   analyzeWith(store, runKey, text, interventions)   the same, with a new list of interventions
  *   explain(error)   the page's sentence for an API error, by its stable `code`
  *   mount(root, store, runKey) -> unmount
  */
@@ -73,6 +74,18 @@ export async function analyzeText(store, runKey, text, after = {}) {
     if (!(error && error.name === "ApiError")) console.error(error);
     return null;
   }
+}
+
+/**
+ * Analyze `text` with `interventions` in place of the current list (a patch chosen elsewhere, say).
+ * The text is named first, so that a view that re-analyzes on a new list (experiments.js) asks
+ * for this text, once; if none did, it is asked for here.
+ */
+export function analyzeWith(store, runKey, text, interventions) {
+  report(store, runKey, { text });
+  store.set({ interventions });
+  if (store.state.analysis[runKey]?.status === "running" && store.state.analysis[runKey].text === text) return null;
+  return analyzeText(store, runKey, text);
 }
 
 export function mount(root, store, runKey) {

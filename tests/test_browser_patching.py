@@ -124,6 +124,15 @@ def test_the_patching_heatmap_is_the_apis_grid(page, server, hook):
     assert result.get_attribute("data-run-id") == patched["run_id"]
     page.shot(f"patching-{hook}", of="[data-testid=stage][data-stage=patching]")
 
+    # "Show this patched run": every stage shows that run (its bars are the patched run's).
+    before = page.runs()
+    page.page.get_by_test_id("patching-show-run").click()
+    page.wait_run(before)
+    page.page.wait_for_function("(id) => explainer.store.state.shown.main === id", arg=patched["run_id"])
+    shown = page.bars()
+    np.testing.assert_allclose([q for _, q in shown], p[[i for i, _ in shown]], rtol=1e-4, atol=1e-9)
+    assert page.page.get_by_test_id("intervention").count() == 1
+
 
 def test_a_word_of_several_tokens_is_refused_in_words(page, server):
     page.open()
