@@ -134,3 +134,36 @@ def test_the_url_interventions_are_applied_when_the_page_opens(chromium, server)
         assert not page.unexpected_errors(), page.errors
     finally:
         page.close()
+
+
+def test_a_neuron_switched_off_from_the_mlp_list_and_a_head_from_the_head_grid(chromium, server):
+    page = Page(chromium, server)
+    try:
+        page.open(f"?p={urllib.parse.quote(PROMPT)}")
+        # The MLP list's most active neuron, switched off from its button.
+        page.page.locator("#stage-mlp").scroll_into_view_if_needed()
+        button = page.page.get_by_test_id("ablate-neuron").first
+        button.wait_for()
+        neuron = int(button.get_attribute("data-neuron"))
+        before = page.runs()
+        button.click()
+        page.wait_run(before)
+        off = {"hook": "blocks.0.mlp.hook_post", "op": "zero", "neuron": neuron}
+        expected = softmax(decode(intervened(server, PROMPT, [off])["tensors"]["logits"]).astype(np.float64), 1.0)
+        shown = bars(page)
+        np.testing.assert_allclose(list(shown.values()), expected[list(shown)], rtol=1e-4, atol=1e-9)
+        assert page.page.get_by_test_id("intervention").first.get_attribute("data-hook") == off["hook"]
+        # In "switch heads off" mode, a head of the attention stage's grid is switched off too.
+        page.page.get_by_test_id("ablate-toggle").click()
+        page.page.locator("#stage-attention").scroll_into_view_if_needed()
+        before = page.runs()
+        page.page.locator(f"#head-grid button.head[data-layer='0'][data-head='{HEAD}']").click()
+        page.wait_run(before)
+        both = [off, {"hook": "blocks.0.attn.hook_z", "op": "zero", "head": HEAD}]
+        expected = softmax(decode(intervened(server, PROMPT, both)["tensors"]["logits"]).astype(np.float64), 1.0)
+        shown = bars(page)
+        np.testing.assert_allclose(list(shown.values()), expected[list(shown)], rtol=1e-4, atol=1e-9)
+        assert "ablated" in page.page.locator(f"#head-grid button.head[data-layer='0'][data-head='{HEAD}']").get_attribute("class")
+        assert not page.unexpected_errors(), page.errors
+    finally:
+        page.close()
