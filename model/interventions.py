@@ -134,10 +134,7 @@ class Editor:
         self.by_hook: dict[str, list[Intervention]] = {}
         for it in self.interventions:
             self.by_hook.setdefault(it.hook, []).append(it)
-
-    @property
-    def hooks(self) -> frozenset[str]:
-        return frozenset(self.by_hook)
+        self.hooks = frozenset(self.by_hook)  # the hooks it edits: a Run reads these through a recompute
 
     def __bool__(self) -> bool:
         return bool(self.interventions)
