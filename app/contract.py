@@ -15,7 +15,8 @@ def _limits(explainer: Explainer) -> dict[str, int]:
     """Parameter name -> its largest value in this model."""
     c = explainer.config
     return {"layer": c.n_layer - 1, "position": explainer.n_ctx - 1,
-            "token_id": c.vocab_size - 1, "a_id": c.vocab_size - 1, "b_id": c.vocab_size - 1}
+            "token_id": c.vocab_size - 1, "a_id": c.vocab_size - 1, "b_id": c.vocab_size - 1,
+            "target": c.vocab_size - 1, "baseline": c.vocab_size - 1}
 
 
 def _without_null(schema: dict) -> dict:

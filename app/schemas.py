@@ -413,3 +413,46 @@ class PatchingResponse(BaseModel):
     grid: list[list[float | None]] = Field(
         description="[layer][position or head]: (LD_patched − LD_corrupted) / (LD_clean − LD_corrupted); 1 restores "
         "the clean answer, 0 changes nothing; null when LD_clean = LD_corrupted.")
+
+
+MAX_PROBE_LENGTH = 256
+
+
+class HeadScoresResponse(BaseModel):
+    previous_token: list[list[float | None]] = Field(description="[layer][head], in [0, 1]; null when no query has such a key.")
+    duplicate_token: list[list[float | None]]
+    induction: list[list[float | None]]
+    definitions: dict[str, str] = Field(description="What each score measures, in words the page can show.")
+
+
+class InductionProbeRequest(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    length: body_integer(ge=2, le=MAX_PROBE_LENGTH) = Field(
+        50, description=f"Random tokens in each half (the sequence is twice as long); at most {MAX_PROBE_LENGTH}, and "
+                        "twice it at most the model's context.")
+    seed: body_integer(ge=0, le=MAX_SEED) = Field(0, description="The same seed gives the same tokens on any server.")
+
+
+class InductionProbeResponse(BaseModel):
+    length: int
+    seed: int
+    tokens: list[int] = Field(description="The probe: `length` random token ids, then the same again.")
+    induction: list[list[float | None]] = Field(description="[layer][head] induction score on the probe.")
+    loss: list[float] = Field(description="−log p(token p+1) at every position p (2·length − 1 values), in nats.")
+    loss_first_half: float = Field(description="Mean loss predicting tokens 1 … length − 1 (no copy seen yet).")
+    loss_second_half: float = Field(description="Mean loss predicting the repeated half: lower when induction heads copy.")
+
+
+class AttributionResponse(BaseModel):
+    target: int
+    baseline: int
+    logit_diff: float = Field(description="logit(target) − logit(baseline) at the last position, from the run's logits.")
+    embed: float
+    pos_embed: float
+    heads: list[list[float]] = Field(description="[layer][head]: each head's output z · W_O (its slice).")
+    attn_bias: list[float] = Field(description="[layer]: each attention layer's output bias b_O.")
+    mlp: list[float] = Field(description="[layer]: each MLP's output.")
+    ln_final_bias: float
+    total: float = Field(description="The sum of every part: equal to logit_diff, to float error.")
+    note: str

@@ -1,0 +1,57 @@
+"""The head-analysis service: head detector scores, the induction probe and direct logit
+attribution, as JSON bodies computed in a worker (through the forward limiter)."""
+
+from __future__ import annotations
+
+import json
+import statistics
+
+from model import Explainer, Run
+from model.attribution import attribution
+from model.cancellation import NEVER, CancelToken
+from model.head_scores import DEFINITIONS, head_scores, next_token_loss, probe_ids, scores, key_masks
+from model.engine import layer_hook
+
+from .errors import field_error
+
+# Interventions that write the residual stream other than through a head's z or an MLP's output
+# break the decomposition: its parts would no longer add up to the logits.
+NOT_DECOMPOSABLE = ("hook_resid_pre", "hook_resid_mid", "hook_resid_post", "hook_attn_out")
+
+
+def dumps(body: dict) -> bytes:
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def scores_body(run: Run, cancel: CancelToken = NEVER) -> bytes:
+    cancel.check()
+    return dumps({**head_scores(run), "definitions": DEFINITIONS})
+
+
+def probe_body(explainer: Explainer, length: int, seed: int, cancel: CancelToken = NEVER) -> bytes:
+    ids = probe_ids(length, seed, explainer.config.vocab_size)
+    run = explainer.analyze_ids(ids, cancel=cancel)
+    mask = key_masks(ids)["induction"]
+    induction = [scores(run[layer_hook(l, "attn.hook_pattern")], mask) for l in range(run.n_layers)]
+    loss = next_token_loss(explainer.model, run)  # loss[p]: predicting token p + 1
+    return dumps({
+        "length": length, "seed": seed, "tokens": ids, "induction": induction, "loss": loss,
+        "loss_first_half": statistics.fmean(loss[: length - 1]),
+        "loss_second_half": statistics.fmean(loss[length - 1:]),
+    })
+
+
+def check_attribution(explainer: Explainer, run: Run, target: int, baseline: int) -> None:
+    vocab = explainer.config.vocab_size
+    for field, value in (("target", target), ("baseline", baseline)):
+        if value >= vocab:
+            raise field_error(field, f"must be a token id from 0 to {vocab - 1}, got {value}", code="out_of_range")
+    edits = [it.hook for it in run.interventions if it.hook.split(".", 2)[-1] in NOT_DECOMPOSABLE]
+    if edits:
+        raise field_error("run_id", f"this run edits {edits[0]}: its residual stream is no longer the sum of the heads, "
+                                    "MLPs and embeddings, so it cannot be split into them", code="not_applicable")
+
+
+def attribution_body(explainer: Explainer, run: Run, target: int, baseline: int, cancel: CancelToken = NEVER) -> bytes:
+    cancel.check()
+    return dumps(attribution(explainer.model, run, target, baseline))
