@@ -30,7 +30,7 @@ def scores_body(run: Run, cancel: CancelToken = NEVER) -> bytes:
 
 def probe_body(explainer: Explainer, length: int, seed: int, cancel: CancelToken = NEVER) -> bytes:
     ids = probe_ids(length, seed, explainer.config.vocab_size)
-    run = explainer.analyze_ids(ids, cancel=cancel)
+    run = explainer.analyze_ids(ids, keep=["attn.hook_pattern"], cancel=cancel)  # kept: no second pass for them
     mask = key_masks(ids)["induction"]
     induction = [scores(run[layer_hook(l, "attn.hook_pattern")], mask) for l in range(run.n_layers)]
     loss = next_token_loss(explainer.model, run)  # loss[p]: predicting token p + 1

@@ -42,7 +42,7 @@ def main() -> int:
 
     def probe():
         ids = probe_ids(50, 0, explainer.config.vocab_size)
-        run = explainer.analyze_ids(ids)
+        run = explainer.analyze_ids(ids, keep=["attn.hook_pattern"])
         mask = key_masks(ids)["induction"]
         [scores(run[f"blocks.{l}.attn.hook_pattern"], mask) for l in range(run.n_layers)]
         next_token_loss(model, run)

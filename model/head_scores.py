@@ -62,7 +62,8 @@ def head_scores(run) -> dict:
     masks = key_masks(run.ids)
     out: dict[str, list] = {kind: [] for kind in KINDS}
     for layer in range(run.n_layers):
-        pattern = run[engine.layer_hook(layer, "attn.hook_pattern")]
+        name = engine.layer_hook(layer, "attn.hook_pattern")
+        pattern = run.stored[name] if name in run.stored else run.layer(layer, until="attn.hook_pattern")["attn.hook_pattern"]
         for kind in KINDS:
             out[kind].append(scores(pattern, masks[kind]))
     return out

@@ -22,6 +22,10 @@ from .interventions import Editor
 from .tokenizer import TokenPiece
 
 
+class _Reached(Exception):
+    """Raised inside a recompute once the hook asked for is there: the rest of the block is skipped."""
+
+
 class Run:
     def __init__(self, model: GPT2LMHeadModel, ids: list[int], tokens: list[TokenPiece], stored: dict[str, torch.Tensor],
                  editor: Editor | None = None):
@@ -66,8 +70,9 @@ class Run:
         yield "logits"
 
     @torch.inference_mode()
-    def layer(self, layer: int) -> dict[str, torch.Tensor]:
-        """Every hook of one block, by suffix ('attn.hook_q', ...), recomputed from its input."""
+    def layer(self, layer: int, until: str | None = None) -> dict[str, torch.Tensor]:
+        """Every hook of one block, by suffix ('attn.hook_q', ...), recomputed from its input;
+        with `until`, only the hooks up to that one (the attention pattern costs a third of a block)."""
         if not 0 <= layer < self.n_layers:
             raise IndexError(f"layer must be in 0..{self.n_layers - 1}, got {layer}")
         captured: dict[str, torch.Tensor] = {}
@@ -76,10 +81,15 @@ class Run:
         def record(name: str, tensor: torch.Tensor) -> torch.Tensor | None:
             out = self.editor(name, tensor)
             captured[name[prefix:]] = tensor if out is None else out
+            if name[prefix:] == until:
+                raise _Reached
             return out
 
         resid_pre = self.stored[engine.layer_hook(layer, "hook_resid_pre")]
-        engine.block(layer, self.model.transformer.h[layer], resid_pre, record)
+        try:
+            engine.block(layer, self.model.transformer.h[layer], resid_pre, record)
+        except _Reached:
+            pass
         return captured
 
     @torch.inference_mode()
