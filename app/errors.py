@@ -96,7 +96,7 @@ _DESCRIPTIONS = {
     400: "The body is not JSON (code invalid_json), or the Host header names a host this server does not answer "
          "to (host_not_allowed).",
     404: "unknown_run: a run id this server never issued (or forgot long ago: analyze the prompt again); "
-         "not_found: no such path.",
+         "unknown_scene: no scene of that id (GET /api/scenes lists them); not_found: no such path.",
     413: "body_too_large: the request body is over 2 MB, more than any body this schema allows.",
     422: "The request does not fit this schema (code invalid, or empty_prompt for a blank prompt), or it fits but "
          "the prompt, the run or the model cannot take it: prompt_too_long (more tokens than the model's context; "

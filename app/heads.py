@@ -11,6 +11,7 @@ from model.attribution import attribution
 from model.cancellation import NEVER, CancelToken
 from model.head_scores import DEFINITIONS, head_scores, next_token_loss, probe_ids, scores, key_masks
 from model.engine import layer_hook
+from model.interventions import Editor, Intervention, InterventionError, check
 
 from .errors import field_error
 
@@ -28,9 +29,21 @@ def scores_body(run: Run, cancel: CancelToken = NEVER) -> bytes:
     return dumps({**head_scores(run), "definitions": DEFINITIONS})
 
 
-def probe_body(explainer: Explainer, length: int, seed: int, cancel: CancelToken = NEVER) -> bytes:
+def probe_editor(explainer: Explainer, specs, length: int) -> Editor:
+    """The probe's interventions, checked like an analyze's (a patch has no source of that length)."""
+    interventions = tuple(Intervention(**spec.model_dump(exclude_none=True)) for spec in specs)
+    c = explainer.config
+    try:
+        check(interventions, c.n_layer, c.n_head, c.n_inner or 4 * c.n_embd, 2 * length,
+              {it.source_run_id: None for it in interventions if it.source_run_id})
+    except InterventionError as error:
+        raise field_error(error.field, str(error), code=error.code) from None
+    return Editor(interventions)
+
+
+def probe_body(explainer: Explainer, length: int, seed: int, editor: Editor, cancel: CancelToken = NEVER) -> bytes:
     ids = probe_ids(length, seed, explainer.config.vocab_size)
-    run = explainer.analyze_ids(ids, keep=["attn.hook_pattern"], cancel=cancel)  # kept: no second pass for them
+    run = explainer.analyze_ids(ids, keep=["attn.hook_pattern"], cancel=cancel, editor=editor)  # kept: no second pass
     mask = key_masks(ids)["induction"]
     induction = [scores(run[layer_hook(l, "attn.hook_pattern")], mask) for l in range(run.n_layers)]
     loss = next_token_loss(explainer.model, run)  # loss[p]: predicting token p + 1
@@ -38,6 +51,7 @@ def probe_body(explainer: Explainer, length: int, seed: int, cancel: CancelToken
         "length": length, "seed": seed, "tokens": ids, "induction": induction, "loss": loss,
         "loss_first_half": statistics.fmean(loss[: length - 1]),
         "loss_second_half": statistics.fmean(loss[length - 1:]),
+        "interventions": [it.as_dict() for it in editor.interventions],
     })
 
 

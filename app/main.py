@@ -21,7 +21,7 @@ from . import contract, disconnect, errors, logs, security, startup
 from .cache import RunCache
 from .concurrency import Coalescer, ForwardLimiter
 from .resources import data_dir, version
-from .routers import anatomy, docs, embedding_space, experiments, heads, health, logit_lens, pages, runs, sampling
+from .routers import anatomy, docs, embedding_space, experiments, heads, health, logit_lens, pages, runs, sampling, scenes
 from .settings import Settings, SettingsError
 
 PLOTLY_DIR = os.path.join(os.path.dirname(plotly.__file__), "package_data")
@@ -65,7 +65,7 @@ def create_app(settings: Settings | None = None, explainer: Explainer | None = N
     app.add_middleware(security.Security, allowed_hosts=settings.allowed_hosts, frame_ancestors=settings.frame_ancestors)
     app.add_middleware(logs.AccessLog)  # outermost of ours: it times and sees everything
     for router in (health.router, runs.router, experiments.router, heads.router, sampling.router, logit_lens.router, embedding_space.router,
-                   anatomy.router, docs.router, pages.router):
+                   anatomy.router, scenes.router, docs.router, pages.router):
         app.include_router(router)
     app.mount("/static/vendor", StaticFiles(directory=PLOTLY_DIR), name="vendor")
     app.mount("/static/swagger", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="swagger")

@@ -29,7 +29,7 @@ ErrorCode = Literal[
     # it fits the schema, but the prompt, the run or the model cannot take it (see the 422 description)
     "prompt_too_long", "too_costly", "out_of_range", "one_of", "bad_words", "not_applicable", "unknown_source",
     # addresses
-    "unknown_run", "not_found", "method_not_allowed",
+    "unknown_run", "unknown_scene", "not_found", "method_not_allowed",
     # the server
     "loading", "busy", "timeout", "stopping", "internal",
 ]
@@ -432,6 +432,10 @@ class InductionProbeRequest(BaseModel):
         50, description=f"Random tokens in each half (the sequence is twice as long); at most {MAX_PROBE_LENGTH}, and "
                         "twice it at most the model's context.")
     seed: body_integer(ge=0, le=MAX_SEED) = Field(0, description="The same seed gives the same tokens on any server.")
+    interventions: list[InterventionSpec] = Field(
+        default_factory=list, max_length=MAX_INTERVENTIONS,
+        description="Applied during the probe's pass, as in /api/analyze (zero and mean: the probe has no source run "
+        "to patch from); e.g. the induction heads switched off, to see the second half's loss rise.")
 
 
 class InductionProbeResponse(BaseModel):
@@ -442,6 +446,7 @@ class InductionProbeResponse(BaseModel):
     loss: list[float] = Field(description="−log p(token p+1) at every position p (2·length − 1 values), in nats.")
     loss_first_half: float = Field(description="Mean loss predicting tokens 1 … length − 1 (no copy seen yet).")
     loss_second_half: float = Field(description="Mean loss predicting the repeated half: lower when induction heads copy.")
+    interventions: list[InterventionSpec] = Field(description="The interventions applied, as in /api/analyze.")
 
 
 class AttributionResponse(BaseModel):

@@ -455,3 +455,25 @@ export async function generate({ text, maxNewTokens, ...params }, { onToken = ()
     if (done) throw new ApiError(0, t("page.stream_ended"));
   }
 }
+
+/** GET /api/runs/{id}/head-scores: {previous_token, duplicate_token, induction: [[score | null per
+ * head] per layer], definitions: {kind: sentence}} for this run's prompt. */
+export function headScores(runId) {
+  return getJson(runId, `${runPath(runId)}/head-scores`);
+}
+
+/** POST /api/induction-probe {length, seed}: random tokens repeated twice, {tokens, induction:
+ * [[per head] per layer], loss, loss_first_half, loss_second_half}. Deterministic for a seed, so
+ * kept in the one cache like a GET. */
+export function inductionProbe(length = 50, seed = 0, interventions = []) {
+  const body = interventions.length ? { length, seed, interventions } : { length, seed };
+  return remember(`-|/api/induction-probe|${JSON.stringify(body)}`,
+    () => postJson("/api/induction-probe", body).then((response) => response.json()));
+}
+
+/** GET /api/runs/{id}/attribution?target=&baseline=: logit(target) − logit(baseline) at the last
+ * position split into its parts {embed, pos_embed, heads: [[per head] per layer], attn_bias, mlp,
+ * ln_final_bias, total, logit_diff, note}. */
+export function attribution(runId, target, baseline) {
+  return getJson(runId, `${runPath(runId)}/attribution${query({ target, baseline })}`);
+}

@@ -12,6 +12,7 @@ import { createStore, selectRun } from "./store.js";
 import { VIEWS, mountSelects, startup } from "./views.js";
 import { readUrl, restoreControls, startUrlSync } from "./url.js";
 import * as attentionLines from "./attention_lines.js";
+import * as scenes from "./scenes.js";
 
 const RUN = "main";
 const DEFAULT_PROMPT = "The cat sat on the mat because it was";
@@ -116,6 +117,7 @@ async function start() {
   const tokens = document.getElementById("stage-tokens");
   mountSelects(tokens, store);
   attentionLines.mount(tokens, store, RUN);
+  scenes.mount(document.querySelector("header.top"), store, RUN);
   wirePresenter();
   wireKeys();
   trackStickyBar();

@@ -65,8 +65,9 @@ function writeUrl(store, runKey) {
   const run = selectRun(state, runKey);
   const q = new URLSearchParams();
   // The language is the server's choice of page: it stays as the link gave it.
-  const lang = new URLSearchParams(location.search).get("lang");
-  if (lang) q.set("lang", lang);
+  // Kept as the link gave them: the language (the server's choice of page) and the scene playing.
+  const kept = new URLSearchParams(location.search);
+  for (const key of ["lang", "scene", "step"]) if (kept.get(key)) q.set(key, kept.get(key));
   if (run) q.set(URL_KEYS.prompt, run.text);
   q.set(URL_KEYS.layer, String(state.layer));
   q.set(URL_KEYS.head, String(state.head));

@@ -10,9 +10,11 @@
  */
 import * as anatomy from "./anatomy.js";
 import * as attention from "./attention.js";
+import * as attribution from "./attribution.js";
 import * as embedding from "./embedding.js";
 import * as embeddingSpace from "./embedding_space.js";
 import * as experiments from "./experiments.js";
+import * as heads from "./heads.js";
 import * as logitLens from "./logit_lens.js";
 import * as mlp from "./mlp.js";
 import * as output from "./output.js";
@@ -32,6 +34,8 @@ export const VIEWS = {
   experiments,
   embedding,
   attention,
+  heads,
+  attribution,
   qk,
   mlp,
   output,

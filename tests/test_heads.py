@@ -154,3 +154,21 @@ def test_attribution_parts_add_up_and_each_head_is_z_through_its_w_o(client, exp
     refused = client.get(f"/api/runs/{edited['run_id']}/attribution", params={"target": target, "baseline": baseline})
     assert refused.status_code == 422 and refused.json()["code"] == "not_applicable"
     assert client.get(f"/api/runs/{run['run_id']}/attribution", params={"target": 50257, "baseline": 1}).status_code == 422
+
+
+def test_the_probe_applies_interventions_like_an_analyze(client, explainer):
+    """Switching heads off in the probe is the same edit as in a run: compared with the model's
+    own pass over the probe's tokens with that intervention."""
+    from model.interventions import Editor, Intervention
+    from model.head_scores import next_token_loss
+
+    off = {"hook": "blocks.1.attn.hook_z", "op": "zero", "head": 1}
+    plain = client.post("/api/induction-probe", json={"length": 16, "seed": 2}).json()
+    body = client.post("/api/induction-probe", json={"length": 16, "seed": 2, "interventions": [off]}).json()
+    assert body["interventions"] == [off] and plain["interventions"] == []
+    run = explainer.analyze_ids(body["tokens"], editor=Editor((Intervention(**off),)))
+    np.testing.assert_allclose(body["loss"], next_token_loss(explainer.model, run), atol=1e-5)
+    assert not np.allclose(body["loss"], plain["loss"], atol=1e-6)
+    patch = {"hook": "blocks.0.hook_attn_out", "op": "patch", "source_run_id": "x"}
+    refused = client.post("/api/induction-probe", json={"length": 16, "interventions": [patch]})
+    assert refused.status_code == 422 and refused.json()["errors"][0]["field"] == "interventions.0.source_run_id"

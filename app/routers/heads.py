@@ -11,6 +11,7 @@ from fastapi.responses import Response
 from model import Explainer
 
 from .. import heads
+from ..analysis import canonical
 from ..answers import cached_answer
 from ..deps import get_explainer, run_of
 from ..errors import documented, field_error
@@ -35,8 +36,9 @@ async def induction_probe(request: InductionProbeRequest, http: Request, explain
     if 2 * request.length > explainer.n_ctx:
         raise field_error("length", f"twice the length must fit the model's context of {explainer.n_ctx} tokens",
                           code="out_of_range")
-    body = await cached_answer(http, ("probe", request.length, request.seed), heads.probe_body, explainer,
-                               request.length, request.seed, cancellable=True)
+    editor = heads.probe_editor(explainer, request.interventions, request.length)
+    body = await cached_answer(http, ("probe", request.length, request.seed, canonical(editor.interventions)), heads.probe_body,
+                               explainer, request.length, request.seed, editor, cancellable=True)
     return await json_response(http, body)
 
 
