@@ -14,7 +14,7 @@
  *
  * rawScores(q, k, head): the scores q·k/√d_head of one head, future included. [q_pos, k_pos]
  */
-import { getLayer, slice } from "./api.js";
+import { getLayer, headScores, slice } from "./api.js";
 import { divergingScale, drawMatrix, viridisScale } from "./colors.js";
 import { el, listen, part, parts } from "./dom.js";
 import { megabytes, plotlyText, visible } from "./format.js";
@@ -237,6 +237,37 @@ export function mount(root, store, runKey) {
     rowBox.style.visibility = "visible";
   }
 
+  // Head detectors (GET /head-scores): a head whose strongest score is at least BADGE gets a tag.
+  const BADGE = 0.5;
+  let detected = null; // {runId, body}
+  let mounted = true; // an answer after unmount draws nothing
+
+  async function loadDetectors(run) {
+    detected = { runId: run.runId, body: null };
+    try {
+      const body = await headScores(run.runId);
+      if (detected && detected.runId === run.runId && mounted) {
+        detected.body = body;
+        drawGrid();
+      }
+    } catch (error) {
+      if (error.name !== "ApiError") console.error(error);
+    }
+  }
+
+  function badgeOf(run, layer, head) {
+    if (!detected || detected.runId !== run.runId || !detected.body) return null;
+    let best = null;
+    for (const kind of ["previous_token", "duplicate_token", "induction"]) {
+      const score = detected.body[kind][layer][head];
+      if (score != null && score >= BADGE && (!best || score > best.score)) best = { kind, score };
+    }
+    if (!best) return null;
+    return el("span", { class: "grid-badge", "data-testid": "grid-badge", "data-layer": layer, "data-head": head,
+      "data-kind": best.kind, "data-score": String(best.score), title: t(`attention.badge_title_${best.kind}`, { score: best.score.toFixed(2) }) },
+    t(`attention.badge_${best.kind}`));
+  }
+
   /** The heads as small multiples: the selected layer's, or every layer's. For a per-layer run the
    * grid never asks for a layer on its own: all 144 heads of a long prompt would be hundreds of MB
    * (12·12·n²·2 bytes), so it draws the layers loaded so far and a button per missing layer that
@@ -245,6 +276,7 @@ export function mount(root, store, runKey) {
     const run = selectRun(state, runKey);
     grid.replaceChildren();
     if (!run || !state.model) return;
+    if (!detected || detected.runId !== run.runId) loadDetectors(run);
     const { n_layers: L, n_heads: H } = state.model;
     const n = run.tokens.length;
     const all = allLayers.checked;
@@ -295,7 +327,7 @@ export function mount(root, store, runKey) {
           "aria-pressed": selected ? "true" : "false",
           "aria-label": all ? name : t("attention.head_name_shown", { label: short, layer, head }), // the visible name first
           title: name,
-        }, canvas, all ? null : el("span", { text: short })));
+        }, canvas, all ? null : el("span", { text: short }), badgeOf(run, layer, head)));
       }
     }
   }
@@ -366,6 +398,7 @@ export function mount(root, store, runKey) {
   }
 
   return () => {
+    mounted = false;
     stop.forEach((s) => s());
     replace.cancel();
     drawSerial++; // a draw still awaiting its data finds itself outdated

@@ -4,7 +4,9 @@
  * its attention heads and its MLP and adds their output back, and the final LayerNorm and the
  * unembedding give the prediction.
  *
- *   - Each head cell is coloured by how sharply that head attends for the token in focus (the
+ *   - "Colour the heads by" a head detector (previous-token, duplicate-token, induction: GET
+ *     /head-scores, for the whole prompt; data-kind and data-value say which and how much), or
+ *   - by default, each head cell is coloured by how sharply that head attends for the token in focus (the
  *     pinned or hovered token, else the last): 1 − H(row) / log(i + 1), where H is the entropy
  *     of its attention row (1: all weight on one token; 0: spread evenly). Its title gives the
  *     key it attends to most, with the weight. A layer whose pattern has not been fetched yet
@@ -20,7 +22,7 @@
  *
  * mount(root, store, runKey) -> unmount
  */
-import { logitLens, slice } from "./api.js";
+import { headScores, logitLens, slice } from "./api.js";
 import { css, viridis } from "./colors.js";
 import { part } from "./dom.js";
 import { onScreen } from "./lazy.js";
@@ -59,6 +61,8 @@ export function sharpness(row, i) {
 export function mount(root, store, runKey) {
   const box = part(root, "overview");
   const caption = part(root, "caption");
+  const colour = part(root, "colour");
+  let scores = null; // {runId, body} of GET /head-scores, when the heads are coloured by a detector
   const state = store.state;
   const set = (patch) => store.set(patch);
   const arrow = `ov-arrow-${++mounts}`;
@@ -207,6 +211,8 @@ export function mount(root, store, runKey) {
     markAblated();
     const run = selectRun(state, runKey);
     const i = detailToken(state, runKey);
+    const kind = colour.value;
+    if (kind !== "sharpness" && run && (!scores || scores.runId !== run.runId)) loadScores(run);
     for (let l = 0; l < drawn.blocks.length; l++) {
       drawn.blocks[l].classList.toggle("selected", l === state.layer);
       // The stream's length as it leaves block l (its input is the previous block's output).
@@ -219,6 +225,10 @@ export function mount(root, store, runKey) {
         const rect = drawn.heads[l][h];
         rect.classList.toggle("selected", l === state.layer && h === state.head);
         const title = rect.firstChild;
+        if (kind !== "sharpness") {
+          paintScore(rect, title, l, h, kind, run);
+          continue;
+        }
         if (!weights || i == null) {
           rect.style.fill = "";
           rect.classList.add("unknown");
@@ -232,6 +242,7 @@ export function mount(root, store, runKey) {
         rect.dataset.value = String(value);
         title.textContent = t("overview.head_detail", { layer: l, head: h, from: visible(run.tokens[i].text),
           to: visible(run.tokens[best].text), best, weight: weight.toFixed(3), sharpness: value.toFixed(2) });
+        rect.dataset.kind = "sharpness";
       }
     }
     caption.textContent = run && i != null
@@ -239,6 +250,36 @@ export function mount(root, store, runKey) {
       : t("overview.caption_empty");
     paintPrediction(run, i);
     scheduleLens(run, i);
+  }
+
+  /** A head coloured by its detector score for the whole prompt (GET /head-scores). */
+  function paintScore(rect, title, layer, head, kind, run) {
+    const value = scores && scores.body && run && scores.runId === run.runId ? scores.body[kind][layer][head] : undefined;
+    rect.dataset.kind = kind;
+    if (value == null) {
+      rect.style.fill = "";
+      rect.classList.add("unknown");
+      rect.removeAttribute("data-value");
+      title.textContent = value === null ? t("overview.head_score_none", { layer, head }) : t("overview.head", { layer, head });
+      return;
+    }
+    rect.classList.remove("unknown");
+    rect.style.fill = css(viridis(value));
+    rect.dataset.value = String(value);
+    title.textContent = t("overview.head_score", { layer, head, kind: colour.selectedOptions[0].textContent, score: value.toFixed(3) });
+  }
+
+  async function loadScores(run) {
+    scores = { runId: run.runId, body: null };
+    try {
+      const body = await headScores(run.runId);
+      if (scores && scores.runId === run.runId) {
+        scores.body = body;
+        paint();
+      }
+    } catch (error) {
+      if (error.name !== "ApiError") console.error(error);
+    }
   }
 
   function paintPrediction(run, i) {
@@ -290,6 +331,7 @@ export function mount(root, store, runKey) {
   }
 
   const screen = onScreen(root, "0px");
+  colour.addEventListener("change", paint);
   const unsubscribe = [
     store.subscribe(["model"], () => { drawn = null; paint(); }),
     store.subscribe(["runs", "shown", "hovered", "pinned", "layer", "head", "patternsLoaded"], paint),
@@ -299,6 +341,7 @@ export function mount(root, store, runKey) {
   return () => {
     clearTimeout(lensTimer);
     screen.stop();
+    colour.removeEventListener("change", paint);
     unsubscribe.forEach((u) => u());
   };
 }

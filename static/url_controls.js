@@ -13,6 +13,7 @@
 // URL key -> the control. A radio group is named by its selector and holds the checked value.
 const CONTROLS = {
   mode: 'input[name="attn-mode"]',
+  hc: "#overview-colour",
   heads: "#all-heads",
   layers: "#all-layers",
   mid: "#lens-mid",
