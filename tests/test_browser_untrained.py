@@ -78,3 +78,20 @@ def test_the_badge_fits_every_layout(chromium, server, width, height, presenter)
     page.screenshot(path=str(ARTIFACTS / f"untrained-layout-{width}{'-presenter' if presenter else ''}.png"))
     assert errors == [] and csp_violations(page) == []
     context.close()
+
+
+def test_a_scene_on_random_weights_says_so_instead_of_claiming_the_known_result(chromium, server):
+    """A scene never pretends: on an untrained model it shows its `untrained` text, not the
+    published finding it would otherwise state as what GPT-2 small shows."""
+    from app import scenes
+
+    scene = scenes.scenes()["4-ioi"]
+    context, page, errors = open_page(chromium, server, 1280, 720, "?scene=4-ioi&step=1")
+    known = page.locator("[data-testid=scene-step] [data-part=known]")
+    known.wait_for()
+    page.wait_for_selector("[data-testid=scene-step] [data-part=known][data-untrained='1']", timeout=60_000)
+    text = known.inner_text()
+    assert scene.untrained["en"][:40] in text
+    assert scene.known.text["en"][:40] not in text
+    assert errors == [] and csp_violations(page) == []
+    context.close()
