@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .resources import data_dir
 from .schemas import InterventionSpec
 
-PLACEHOLDERS = frozenset({"top_token", "top_prob", "layer", "head", "token", "n_tokens"})
+PLACEHOLDERS = frozenset({"top_token", "top_prob", "second_token", "logit_diff", "layer", "head", "token", "n_tokens"})
 STAGES = frozenset({"prompt", "tokens", "overview", "experiments", "tokenizer", "embedding", "attention", "heads",
                     "attribution", "qk", "mlp", "output", "patching", "embedding-space", "logit-lens", "anatomy"})
 SCENE_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")

@@ -477,3 +477,12 @@ export function inductionProbe(length = 50, seed = 0, interventions = []) {
 export function attribution(runId, target, baseline) {
   return getJson(runId, `${runPath(runId)}/attribution${query({ target, baseline })}`);
 }
+
+/** GET /api/scenes: the guided scenes, [{id, title}]; GET /api/scenes/{id}: one scene (data files). */
+export function listScenes() {
+  return getJson(null, "/api/scenes");
+}
+
+export function getScene(id) {
+  return getJson(null, `/api/scenes/${encodeURIComponent(id)}`);
+}

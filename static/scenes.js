@@ -11,6 +11,7 @@
  *
  * Placeholders in a step's text, filled from the store once the step's analysis is shown:
  *   {top_token}  the most likely next token (the run's top, at temperature 1), quoted
+ *   {second_token}, {logit_diff}  the second most likely, and logit(top) − logit(second)
  *   {top_prob}   its probability, as a percentage
  *   {layer} {head}   the selected layer and head
  *   {token}      the pinned token's text, quoted
@@ -25,9 +26,9 @@
  *
  *   mount(root, store, runKey) -> unmount     root: the header the menu goes into
  */
-import { request } from "./api.js";
+import { getScene, listScenes } from "./api.js";
 import { el, listen, withData } from "./dom.js";
-import { pct, visible } from "./format.js";
+import { fmt, pct, visible } from "./format.js";
 import { lang, t } from "./i18n.js";
 import { analyzeWith } from "./prompt.js";
 import { selectRun } from "./store.js";
@@ -62,10 +63,6 @@ function readScene() {
   const q = new URLSearchParams(location.search);
   const step = Number(q.get("step"));
   return q.get("scene") ? { id: q.get("scene"), step: Number.isInteger(step) && step >= 1 ? step - 1 : 0 } : null;
-}
-
-async function getJson(url) {
-  return (await request(url)).json();
 }
 
 export function mount(root, store, runKey) {
@@ -124,10 +121,13 @@ export function mount(root, store, runKey) {
     count.textContent = t("scenes.step_of", { n: step + 1, m: scene.steps.length });
     const [words, wordsLang] = local(scene.steps[step].text);
     const top = run && run.top && run.top[0];
+    const second = run && run.top && run.top[1];
     const pinned = run && s.pinned != null ? run.tokens[s.pinned] : null;
     const data = {
       top_token: top ? `“${visible(top.text)}”` : "…",
       top_prob: top ? pct(top.prob) : "…",
+      second_token: second ? `“${visible(second.text)}”` : "…",
+      logit_diff: top && second ? fmt(top.logit - second.logit, 3) : "…",
       layer: String(s.layer),
       head: String(s.head),
       token: pinned ? `“${visible(pinned.text)}”` : "…",
@@ -206,7 +206,7 @@ export function mount(root, store, runKey) {
   async function start(id, step) {
     error.hidden = true;
     try {
-      const scene = await getJson(`/api/scenes/${encodeURIComponent(id)}`);
+      const scene = await getScene(id);
       open = { scene, step: 0 };
       card.hidden = false;
       go(Math.min(step, scene.steps.length - 1));
@@ -263,7 +263,7 @@ export function mount(root, store, runKey) {
   }));
   off.push(store.subscribe(["shown", "layer", "head", "pinned", "model"], render));
 
-  getJson("/api/scenes").then((found) => {
+  listScenes().then((found) => {
     scenes = found;
     fillMenu();
   }, (e) => console.error(e));
