@@ -19,7 +19,7 @@ import { divergingScale, drawMatrix, viridisScale } from "./colors.js";
 import { el, listen, part, parts } from "./dom.js";
 import { megabytes, plotlyText, visible } from "./format.js";
 import { t } from "./i18n.js";
-import { later } from "./lazy.js";
+import { later, onScreen } from "./lazy.js";
 import { baseLayout, config, plotly } from "./plots.js";
 import { focusToken, headAblated, headIntervention, selectPattern, selectPatternError, selectRun, toggled } from "./store.js";
 
@@ -241,6 +241,7 @@ export function mount(root, store, runKey) {
   const BADGE = 0.5;
   let detected = null; // {runId, body}
   let mounted = true; // an answer after unmount draws nothing
+  const screen = onScreen(root);
 
   async function loadDetectors(run) {
     detected = { runId: run.runId, body: null };
@@ -276,7 +277,14 @@ export function mount(root, store, runKey) {
     const run = selectRun(state, runKey);
     grid.replaceChildren();
     if (!run || !state.model) return;
-    if (!detected || detected.runId !== run.runId) loadDetectors(run);
+    // The scores cost the server a third of a pass: asked for only once this stage is seen, not
+    // for every prompt a student types.
+    if (!detected || detected.runId !== run.runId) {
+      screen.whenVisible(() => {
+        const shown = selectRun(state, runKey);
+        if (shown && (!detected || detected.runId !== shown.runId)) loadDetectors(shown);
+      });
+    }
     const { n_layers: L, n_heads: H } = state.model;
     const n = run.tokens.length;
     const all = allLayers.checked;
@@ -399,6 +407,7 @@ export function mount(root, store, runKey) {
 
   return () => {
     mounted = false;
+    screen.stop();
     stop.forEach((s) => s());
     replace.cancel();
     drawSerial++; // a draw still awaiting its data finds itself outdated
