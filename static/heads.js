@@ -10,6 +10,7 @@
  *   - "Run the induction test": random tokens repeated twice; the five heads with the highest
  *     induction score (`induction-probe-head`, the same data attributes) and the mean loss on the
  *     first and the second half.
+ *     The answer is the store's `probe` (runInductionProbe), so a scene that runs the test shows it here.
  *   - The scores are asked for only while the stage is on screen (a request per run).
  *
  * mount(root, store, runKey) -> unmount
@@ -35,6 +36,16 @@ export function ranked(grid, n = TOP) {
   }));
   all.sort((a, b) => b.score - a.score || a.layer - b.layer || a.head - b.head);
   return all.slice(0, n);
+}
+
+/**
+ * Run the induction test with `interventions` applied, and keep its answer in the store (`probe`,
+ * with the interventions it ran with), where this stage and a scene read it.
+ */
+export async function runInductionProbe(store, interventions) {
+  const answer = await inductionProbe(PROBE.length, PROBE.seed, interventions);
+  store.set({ probe: { ...answer, interventions } });
+  return answer;
 }
 
 /** One ranked head as a button that selects it. */
@@ -68,7 +79,6 @@ export function mount(root, store, runKey) {
   let alive = true;
   let shownId = null; // the run whose scores are drawn (or asked for)
   let scores = null;
-  let probe = null;
 
   const fail = (error) => {
     if (!alive) return;
@@ -114,6 +124,7 @@ export function mount(root, store, runKey) {
   }
 
   function drawProbe() {
+    const probe = store.state.probe;
     if (!probe) return;
     const first = probe.loss_first_half;
     const second = probe.loss_second_half;
@@ -131,11 +142,8 @@ export function mount(root, store, runKey) {
     showError(errorBox, null);
     try {
       // With whatever is switched off (experiments), so switching the induction heads off shows in the loss.
-      const answer = await inductionProbe(PROBE.length, PROBE.seed, state.interventions || []);
-      if (!alive) return;
-      probe = answer;
-      probeStatus.textContent = "";
-      drawProbe();
+      await runInductionProbe(store, state.interventions || []);
+      if (alive) probeStatus.textContent = "";
     } catch (error) {
       probeStatus.textContent = "";
       fail(error);
@@ -154,8 +162,10 @@ export function mount(root, store, runKey) {
     listen(probeButton, "click", runProbe),
     store.subscribe(["runs", "shown"], refresh),
     store.subscribe(["layer", "head"], () => { drawScores(); drawProbe(); }),
+    store.subscribe(["probe"], drawProbe),
   ];
   refresh();
+  drawProbe();
   return () => {
     alive = false;
     screen.stop();

@@ -13,6 +13,10 @@
  * data-token-id and data-prob: the clean run's probability at the same temperature, top-k and
  * top-p, and the change beside the number.
  *
+ * A token's name on its bar is a button that picks it for the attribution stage: it becomes the
+ * target, and the target before it the baseline (store pickCandidate); the two are tagged
+ * (data-candidate "target" | "baseline").
+ *
  * mount(root, store, runKey) -> unmount
  */
 import { generate, sample } from "./api.js";
@@ -21,7 +25,7 @@ import { count, pct, visible } from "./format.js";
 import { t, tn } from "./i18n.js";
 import { analyzeText, explain, timings } from "./prompt.js";
 import { distribution, sortedIds } from "./sampling.js";
-import { selectClean, selectRun } from "./store.js";
+import { pickCandidate, selectCandidates, selectClean, selectRun } from "./store.js";
 
 const DEFAULT_NEW_TOKENS = 20;
 
@@ -73,14 +77,29 @@ export function mount(root, store, runKey) {
       const ghost = shownClean ? el("span", { class: "ghost-fill", "data-testid": "ghost-bar", "data-token-id": top.id }) : null;
       const change = shownClean ? el("span", { class: "change small muted", "data-testid": "prob-change" }) : null;
       const track = el("span", { class: "track" }, ghost, fill);
+      const tag = el("span", { class: "pick-tag small", "data-testid": "pick-tag" });
+      // The token's name picks it for the attribution stage ("why this token and not that one").
+      const label = el("button", { type: "button", class: "label pick", translate: "no", "data-testid": "pick-candidate",
+        title: t("output.pick_title", { id: top.id, logit: top.logit.toFixed(4) }), text: visible(top.text),
+        onclick: () => store.set({ candidates: pickCandidate(store.state, runKey, top.id) }) });
       const node = el("div", { class: "bar", role: "listitem", "data-testid": "prob-bar", "data-token-id": top.id },
-        el("span", { class: "label", translate: "no", title: t("output.bar_title", { id: top.id, logit: top.logit.toFixed(4) }), text: visible(top.text) }),
-        track,
-        el("span", { class: "value" }, value, change));
-      rows.push({ id: top.id, node, fill, value, ghost, change });
+        label, track, el("span", { class: "value" }, value, change, tag));
+      rows.push({ id: top.id, node, fill, value, ghost, change, label, tag });
       bars.append(node);
     }
     redraw();
+    markCandidates();
+  }
+
+  /** Tag the two tokens the attribution stage explains. */
+  function markCandidates() {
+    const picked = selectCandidates(store.state, runKey);
+    for (const r of rows) {
+      const role = picked && picked.target === r.id ? "target" : picked && picked.baseline === r.id ? "baseline" : null;
+      r.node.dataset.candidate = role ?? "";
+      r.label.setAttribute("aria-pressed", role === "target" ? "true" : "false");
+      r.tag.textContent = role ? ` ${t(`output.tag_${role}`)}` : "";
+    }
   }
 
   /** Recompute the distribution from the logits and update the bars in place. */
@@ -282,6 +301,7 @@ export function mount(root, store, runKey) {
     store.subscribe(["temperature", "topK", "topP"], redraw),
     store.subscribe(["temperature", "topK", "topP", "seed"], syncControls),
     store.subscribe(["busy", "runs", "shown"], syncButtons),
+    store.subscribe(["candidates"], markCandidates),
   ];
   syncControls();
   showRun();

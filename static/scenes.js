@@ -4,7 +4,8 @@
  *
  * A scene is data, one JSON file in static/scenes/ (app/scenes.py validates it; GET /api/scenes
  * lists them, GET /api/scenes/{id} gives one). A step sets any of: prompt, stage (the data-stage
- * to scroll to), layer, head, pinned, temperature, interventions; and says text {lang: "..."}.
+ * to scroll to), layer, head, pinned, temperature, interventions, probe (run the induction test);
+ * and says text {lang: "..."}.
  * The prompt, layer, head and temperature carry forward from earlier steps, so step N is the same
  * state however it is reached (Next, Previous, or a shared URL); pinned, stage and interventions
  * belong to their step alone (no interventions named = none).
@@ -16,6 +17,11 @@
  *   {layer} {head}   the selected layer and head
  *   {token}      the pinned token's text, quoted
  *   {n_tokens}   the number of tokens in the prompt
+ * and in a step with `"probe": true`, which runs the induction test (heads.js runInductionProbe,
+ * with the step's interventions; its answer is shown on the heads stage too):
+ *   {loss_first} {loss_second}   the mean loss on the first and second half of the repeated tokens
+ *   {loss_second_intact}         the second half's loss with nothing switched off
+ *   {probe_head}                 the head with the highest induction score, "L.H"
  * (app/scenes.py PLACEHOLDERS is the same set: a scene with any other is rejected.)
  *
  * What GPT-2 small is known to show (scene.known, with its source) is shown beside the text; on
@@ -30,6 +36,7 @@ import { getScene, listScenes } from "./api.js";
 import { el, listen, withData } from "./dom.js";
 import { fmt, pct, visible } from "./format.js";
 import { lang, t } from "./i18n.js";
+import { ranked, runInductionProbe } from "./heads.js";
 import { analyzeWith } from "./prompt.js";
 import { selectRun } from "./store.js";
 
@@ -94,6 +101,7 @@ export function mount(root, store, runKey) {
   let scenes = null; // [{id, title}]
   let open = null; // {scene, step}
   let serial = 0;
+  let probed = null; // {step, answer, intact} for the open step, once its induction test is back
 
   function fillMenu() {
     list.replaceChildren(...scenes.map((s) => {
@@ -132,6 +140,7 @@ export function mount(root, store, runKey) {
       head: String(s.head),
       token: pinned ? `“${visible(pinned.text)}”` : "…",
       n_tokens: run ? String(run.tokens.length) : "…",
+      ...probeData(step),
     };
     text.lang = wordsLang;
     text.replaceChildren(...withData(words, data));
@@ -145,6 +154,18 @@ export function mount(root, store, runKey) {
     next.disabled = step === scene.steps.length - 1;
     card.dataset.scene = scene.id;
     card.dataset.step = String(step + 1);
+  }
+
+  /** The probe placeholders: the numbers once the step's test is back, "…" until then. */
+  function probeData(step) {
+    const ready = probed && probed.step === step;
+    const top = ready ? ranked(probed.answer.induction, 1)[0] : null;
+    return {
+      loss_first: ready ? fmt(probed.answer.loss_first_half, 3) : "…",
+      loss_second: ready ? fmt(probed.answer.loss_second_half, 3) : "…",
+      loss_second_intact: ready ? fmt(probed.intact.loss_second_half, 3) : "…",
+      probe_head: top ? `${top.layer}.${top.head}` : "…",
+    };
   }
 
   /** The shown run, once it is `text` with `interventions` (or null if its analysis failed). */
@@ -189,14 +210,36 @@ export function mount(root, store, runKey) {
     const shown = await shownRun(want.prompt, interventions);
     if (mine !== serial || !open) return;
     store.set({ pinned: shown && want.pinned != null && want.pinned < shown.tokens.length ? want.pinned : null });
-    if (want.stage) document.querySelector(`[data-stage="${want.stage}"]`)?.scrollIntoView({ block: "start" });
+    if (want.stage) {
+      // Two frames on: the token bar has taken its new prompt's height (main.js's --sticky-height,
+      // the scroll padding), so the stage's heading lands below it.
+      await new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)));
+      if (mine !== serial || !open) return;
+      document.querySelector(`[data-stage="${want.stage}"]`)?.scrollIntoView({ block: "start" });
+    }
     render();
+    if (scene.steps[n].probe) {
+      try {
+        // The intact test first (kept in api.js's cache), so the step can say what switching off changed.
+        const intact = interventions.length ? await runInductionProbe(store, []) : null;
+        const answer = await runInductionProbe(store, interventions);
+        if (mine !== serial || !open) return;
+        probed = { step: n, answer, intact: intact ?? answer };
+        render();
+      } catch (e) {
+        if (mine !== serial || !open) return;
+        error.textContent = t("scenes.failed", { error: e.message });
+        error.hidden = false;
+      }
+    }
     card.dataset.ready = String(n + 1);
   }
 
   function go(n) {
     if (!open || n < 0 || n >= open.scene.steps.length) return;
     open.step = n;
+    probed = null;
+    error.hidden = true;
     delete card.dataset.ready;
     render();
     writeUrl();

@@ -27,6 +27,9 @@
  *       interventions      [{hook, op, head?, neuron?}]: applied to every analysis of the main run
  *                          (experiments.js); the clean run is shown beside it under the key cleanKey(runKey)
  *       ablate             true while a click on a head switches it off instead of selecting it
+ *       candidates         {runKey: {runId, target, baseline}}: the two next tokens the attribution
+ *                          stage explains, picked on the output bars (or its selects)
+ *       probe              the last induction test's answer {interventions, ...POST /api/induction-probe}, or null
  *     store.set(patch)               merge; subscribers of changed keys are called once, in order
  *     store.subscribe(keys, fn)      fn(state, changed: Set) when one of `keys` ("*" = any) changes;
  *                                    returns the unsubscribe function
@@ -47,6 +50,8 @@
  *   headAblated(state, layer, head)       is that head switched off by state.interventions (its z,
  *                                         or its whole attention layer)?
  *   mlpAblated(state, layer)              is that layer's MLP switched off?
+ *   selectCandidates(state, runKey)       {target, baseline} token ids for the shown run: the picked
+ *                                         ones, else its two most likely tokens; null without a run
  * Pure helpers on intervention lists:
  *   headIntervention(layer, head)         {"hook": "blocks.L.attn.hook_z", "op": "zero", "head": H}
  *   sameIntervention(a, b), toggled(list, intervention)   the list with it added, or removed if there
@@ -76,6 +81,8 @@ export function createStore(initial = {}) {
     generation: {},
     interventions: [],
     ablate: false,
+    candidates: {},
+    probe: null,
     ...initial,
   };
   const listeners = [];
@@ -222,4 +229,20 @@ export function headAblated(state, layer, head) {
 
 export function mlpAblated(state, layer) {
   return zeroAt(state, `blocks.${layer}.hook_mlp_out`);
+}
+
+export function selectCandidates(state, runKey) {
+  const run = selectRun(state, runKey);
+  if (!run || !run.top.length) return null;
+  const picked = state.candidates[runKey];
+  if (picked && picked.runId === run.runId) return { target: picked.target, baseline: picked.baseline };
+  return { target: run.top[0].id, baseline: (run.top[1] ?? run.top[0]).id };
+}
+
+/** Pick `id` on the output bars: it becomes the target, and the target before it the baseline. */
+export function pickCandidate(state, runKey, id) {
+  const run = selectRun(state, runKey);
+  const now = selectCandidates(state, runKey);
+  if (!run || !now || now.target === id) return state.candidates;
+  return { ...state.candidates, [runKey]: { runId: run.runId, target: id, baseline: now.target } };
 }

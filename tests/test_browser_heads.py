@@ -3,7 +3,8 @@
 The ranked head badges carry GET /head-scores's numbers for the run the page shows, and are that
 answer's top five per kind (ranked here independently); the induction test's top head is the
 argmax of POST /induction-probe's scores. The attribution heatmap's z is GET /attribution's
-`heads` for the page's two chosen candidates (the run's top two by default), its logit
+`heads` for the page's two chosen candidates (the run's top two by default, then picked in the
+selects and by clicking the output bars' token names), its logit
 difference is the analyze answer's logits subtracted, and clicking a cell selects that head."""
 
 from __future__ import annotations
@@ -138,6 +139,18 @@ def test_the_attribution_heatmap_is_the_apis_heads_and_a_click_selects_the_head(
     ui.page.wait_for_function("(before) => JSON.stringify(document.querySelector('[data-testid=attribution-heatmap]').data[0].z)"
                               " !== before", arg=json.dumps(before))
     check(top[0], top[2])
+    # Picked on the output bars: the token clicked becomes the target, the one clicked before it the baseline.
+    for token in (top[3], top[1]):
+        ui.page.locator(f"[data-testid=prob-bar][data-token-id='{token}'] [data-testid=pick-candidate]").click()
+    ui.page.locator("#stage-attribution").scroll_into_view_if_needed()
+    ui.page.wait_for_function("([a, b]) => { const sum = document.querySelector('[data-testid=attribution-sum]');"
+                              " return sum.dataset.target === a && sum.dataset.baseline === b; }", arg=[str(top[1]), str(top[3])])
+    assert ui.page.get_by_test_id("attribution-target").input_value() == str(top[1])
+    assert ui.page.get_by_test_id("attribution-baseline").input_value() == str(top[3])
+    tags = ui.page.evaluate("() => Object.fromEntries([...document.querySelectorAll('[data-testid=prob-bar]')]"
+                            ".filter(b => b.dataset.candidate).map(b => [b.dataset.candidate, Number(b.dataset.tokenId)]))")
+    assert tags == {"target": top[1], "baseline": top[3]}
+    check(top[1], top[3])
     # Click the cell of layer L-1, head 1: its centre in page pixels, from Plotly's axes.
     layer, head = N_LAYERS - 1, 1
     x, y = ui.page.evaluate("([l, h]) => { const gd = document.querySelector('[data-testid=attribution-heatmap]');"

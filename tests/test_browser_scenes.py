@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 
+import httpx
 import pytest
 
 from app import scenes
@@ -128,3 +129,40 @@ def test_steps_move_with_buttons_and_keys_and_the_url_restores_them(chromium, se
     finally:
         again.close()
 
+
+
+def test_the_induction_scene_runs_the_test_and_shows_the_losses_with_and_without_the_heads(chromium, server):
+    """Steps 3 and 4 run the induction test themselves; their numbers are POST /induction-probe's."""
+    scene = scenes.scenes()["3-induction"]
+    ablated = [x.model_dump(exclude_none=True) for x in scene.steps[3].interventions]
+
+    def probe(interventions):
+        body = {"length": 50, "seed": 0, **({"interventions": interventions} if interventions else {})}
+        response = httpx.post(f"{server}/api/induction-probe", json=body, timeout=120)
+        response.raise_for_status()
+        return response.json()
+
+    intact, off = probe([]), probe(ablated)
+    page = Page(chromium, server)
+    try:
+        page.open("?scene=3-induction&step=3")
+        check_step(page, scene, 2)
+        text = page.page.get_by_test_id("scene-step").locator("[data-part=text]").inner_text()
+        assert f"{intact['loss_first_half']:.3f}" in text and f"{intact['loss_second_half']:.3f}" in text, text
+        grid = [[-1 if s is None else s for s in row] for row in intact["induction"]]
+        best = max(((l, h) for l in range(len(grid)) for h in range(len(grid[0]))), key=lambda lh: grid[lh[0]][lh[1]])
+        assert f"{best[0]}.{best[1]}" in text, text
+        # The heads stage shows the same test.
+        loss = page.page.get_by_test_id("induction-probe-loss")
+        assert float(loss.get_attribute("data-second")) == pytest.approx(intact["loss_second_half"], rel=1e-12)
+
+        page.page.get_by_test_id("scene-next").click()
+        check_step(page, scene, 3)
+        text = page.page.get_by_test_id("scene-step").locator("[data-part=text]").inner_text()
+        assert f"{off['loss_second_half']:.3f}" in text and f"{intact['loss_second_half']:.3f}" in text, text
+        assert off["loss_second_half"] != intact["loss_second_half"]  # the switched-off heads changed the numbers
+        page.page.wait_for_function(f"() => Number(document.querySelector('[data-testid=induction-probe-loss]').dataset.second)"
+                                    f" === {off['loss_second_half']!r}")
+        assert not page.unexpected_errors(), page.errors
+    finally:
+        page.close()

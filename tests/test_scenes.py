@@ -62,6 +62,9 @@ def test_a_good_scene_loads_with_its_file_name_as_id(tmp_path):
     (lambda d: d["known"].pop("source"), "known.source"),
     (lambda d: d.pop("untrained"), "untrained"),
     (lambda d: d["steps"][0].pop("prompt"), "steps.0.prompt"),
+    # The induction test's numbers only exist in a step that runs it.
+    (lambda d: d["steps"][1].update(text={"en": "The loss is {loss_second}."}), "steps.1"),
+    (lambda d: d["steps"][1].update(probe="yes please"), "steps.1.probe"),
 ])
 def test_a_malformed_scene_is_rejected_naming_the_file_and_the_field(tmp_path, change, field):
     data = json.loads(json.dumps(GOOD))
