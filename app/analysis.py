@@ -152,6 +152,10 @@ async def resolve(run_id: str, explainer: Explainer, cache: RunCache, limiter: F
     if entry is not None:
         return entry
     recipe = cache.recipe_of(run_id)
+    if recipe is None and cache.shared is not None:  # issued by another replica (app/cluster.py)
+        recipe = await cache.shared.lookup(run_id)
+        if recipe is not None and run_id_for(explainer, *recipe) != run_id:
+            recipe = None  # another model's run (replicas of two models mid-update): not ours to recompute
     if recipe is None:
         raise ApiError(404, "unknown_run", f"Unknown run_id {run_id!r}: this server never issued it, or forgot it long ago. "
                                            "Analyze the prompt again to get a run.", field="run_id")

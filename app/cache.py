@@ -58,7 +58,13 @@ class RunCache:
         self._texts: OrderedDict[str, tuple[str, str]] = OrderedDict()  # every id issued -> its recipe, LRU
         self._text_bytes = 0
         self._bytes = 0
+        self.hits = 0  # run lookups by get(), for the metrics
+        self.misses = 0
         self._lock = threading.Lock()
+        # Optional index shared between server processes (app/cluster.py's SharedRecipes, under
+        # Ray Serve): duck-typed, remember(run_id, recipe) and async lookup(run_id). None: this
+        # process's index is the only one.
+        self.shared = None
 
     @staticmethod
     def id_for(identity: str, text: str, interventions: str = "") -> str:
@@ -80,12 +86,19 @@ class RunCache:
 
     def get(self, run_id: str) -> CachedRun | None:
         with self._lock:
-            return _touch(self._items, ("run", run_id))
+            entry = _touch(self._items, ("run", run_id))
+            if entry is None:
+                self.misses += 1
+            else:
+                self.hits += 1
+            return entry
 
     def put(self, entry: CachedRun) -> None:
         with self._lock:
             self._store(("run", entry.run_id), entry, entry.nbytes)
-            self._remember(entry.run_id, (entry.text, entry.interventions))
+            new = self._remember(entry.run_id, (entry.text, entry.interventions))
+        if new and self.shared is not None:  # outside the lock: it may wait on another process
+            self.shared.remember(entry.run_id, (entry.text, entry.interventions))
 
     def add_body(self, entry: CachedRun, with_patterns: bool, body: bytes) -> None:
         """Attach another form of the analyze response to a cached run, within the budget."""
@@ -139,21 +152,23 @@ class RunCache:
         elif key in self._run_of:
             self._answers_of.get(self._run_of.pop(key), set()).discard(key)
 
-    def _remember(self, run_id: str, recipe: tuple[str, str]) -> None:
+    def _remember(self, run_id: str, recipe: tuple[str, str]) -> bool:
+        """Whether `run_id` is new to the index."""
         if run_id in self._texts:
             self._texts.move_to_end(run_id)
-            return
+            return False
         self._texts[run_id] = recipe
         self._text_bytes += _size(recipe)
         while self._text_bytes > self.index_bytes and len(self._texts) > 1:
             self._text_bytes -= _size(self._texts.popitem(last=False)[1])
+        return True
 
     @property
     def stats(self) -> dict:
         with self._lock:
             return {"entries": self._runs, "answers": len(self._items) - self._runs, "bytes": self._bytes,
                     "max_entries": self.max_entries, "max_bytes": self.max_bytes,
-                    "known_runs": len(self._texts), "index_bytes": self._text_bytes}
+                    "known_runs": len(self._texts), "index_bytes": self._text_bytes, "hits": self.hits, "misses": self.misses}
 
 
 def _size(recipe: tuple[str, str]) -> int:

@@ -30,6 +30,16 @@ def main(argv: list[str] | None = None) -> int:
                        help="GPT-2 small's shapes with seeded random weights: works offline, predicts nothing")
     serve.add_argument("--device", help="torch device (default: EXPLAINER_DEVICE, else cpu)")
     serve.add_argument("--log-level", choices=logs.LEVELS, help="default: EXPLAINER_LOG_LEVEL, else info")
+    cluster = serve.add_argument_group("scale-out on Ray Serve (needs the extra: pip install \"explainer[cluster]\")")
+    cluster.add_argument("--replicas", type=_positive, default=1,
+                         help="copies of the app, each loading the model in its own process, behind Ray's HTTP proxy "
+                              "(more than 1 starts Ray; default 1: one plain uvicorn process)")
+    cluster.add_argument("--ray", action="store_true", help="serve through Ray Serve even with one replica")
+    cluster.add_argument("--ray-address", help="join this running Ray cluster (auto, or HEAD:6379 from one of its nodes) "
+                                               "instead of starting Ray on this machine; implies --ray")
+    cluster.add_argument("--cpus-per-replica", type=float,
+                         help="CPUs each replica reserves, and its torch threads (default: this machine's or the "
+                              "cluster's cores divided by --replicas)")
     serve.set_defaults(run=_serve)
 
     download = commands.add_parser("download", help="fetch GPT-2's weights into the Hugging Face cache",
@@ -57,6 +67,8 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     logs.configure(settings.log_level)
+    if args.replicas > 1 or args.ray or args.ray_address:
+        return _serve_on_ray(args, settings)
 
     import uvicorn
 
@@ -72,6 +84,24 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 GRACEFUL_SHUTDOWN_S = 5
+
+
+def _positive(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return number
+
+
+def _serve_on_ray(args: argparse.Namespace, settings: Settings) -> int:
+    """N replicas under Ray Serve (app/cluster.py): each loads the model itself."""
+    try:
+        from app.cluster import serve_on_ray
+        import ray.serve  # noqa: F401
+    except ImportError:
+        print('error: --replicas and --ray need Ray Serve: pip install "explainer[cluster]"', file=sys.stderr)
+        return 2
+    return serve_on_ray(settings, args.host, args.port, args.replicas, args.ray_address, args.cpus_per_replica)
 
 
 def _stopping_server():

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import time
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -22,19 +23,35 @@ STOPPING = "The server is stopping; try again in a moment."
 MAX_WAITING_PER_CLIENT = 8  # a page asks for up to about six things at once
 
 
+# The batched decode step's place in the queue (app/batcher.py): not an address, so no client has it.
+DECODE = "\0decode"
+
+
 class FairSlots:
     """Slots handed out in turn between clients: a free slot goes to the waiting client served
     longest ago (one never served first), and within a client in arrival order. A client with
-    a queue of work therefore delays another's single request by at most the one it is running."""
+    a queue of work therefore delays another's single request by at most the one it is running.
+
+    The batched decode step (DECODE) alternates with everyone else: while both wait, a slot goes
+    to it every other grant. One step advances every generation at once, so it must not wait
+    behind thirty analyses; and an analysis waits behind at most one step."""
 
     def __init__(self, slots: int):
         self.free = slots
         self._queues: OrderedDict[str, deque[asyncio.Future]] = OrderedDict()
         self._served: dict[str, int] = {}  # client -> when it was last given a slot
         self._grants = 0
+        self._last: str | None = None  # who was given the last slot
+
+    def _next(self) -> str:
+        """The waiting client to serve next."""
+        if DECODE in self._queues and (self._last != DECODE or len(self._queues) == 1):
+            return DECODE
+        return min((w for w in self._queues if w != DECODE), key=lambda w: self._served.get(w, 0))  # ties: the earliest queued
 
     def _grant(self, who: str, future: asyncio.Future) -> None:
         self._grants += 1
+        self._last = who
         self._served[who] = self._grants
         if len(self._served) > 4096:  # forget the clients served longest ago
             for old in sorted(self._served, key=self._served.get)[:1024]:
@@ -55,7 +72,7 @@ class FairSlots:
 
     def release(self) -> None:
         while self._queues:
-            who = min(self._queues, key=lambda w: self._served.get(w, 0))  # ties: the earliest queued
+            who = self._next()
             queue = self._queues[who]
             future = queue.popleft()
             if not queue:
@@ -83,6 +100,8 @@ class ForwardLimiter:
         self._tokens: set[CancelToken] = set()  # of the work running now
         self.waiting = 0
         self.running = 0
+        # Called with each grant's wait in seconds (app/metrics.py sets it); None: not measured.
+        self.observe_wait: Callable[[float], None] | None = None
 
     @property
     def closing(self) -> bool:
@@ -116,10 +135,13 @@ class ForwardLimiter:
         if not admitted:
             self.admit()
         self.waiting += 1
+        queued = time.perf_counter()
         try:
             await self._acquire()
         finally:
             self.waiting -= 1
+        if self.observe_wait is not None:
+            self.observe_wait(time.perf_counter() - queued)
         self.running += 1
         token = CancelToken()
         self._tokens.add(token)

@@ -11,6 +11,7 @@ from . import analysis
 from .cache import CachedRun, RunCache
 from .concurrency import ForwardLimiter
 from .errors import ApiError
+from .rooms import Followers
 
 
 def get_explainer(request: Request) -> Explainer:
@@ -26,6 +27,16 @@ def get_cache(request: Request) -> RunCache:
 
 def get_limiter(request: Request) -> ForwardLimiter:
     return request.app.state.limiter
+
+
+def get_rooms(request: Request):
+    """The follow-the-teacher rooms: app/rooms.py's LocalRoomStore, or whatever a deployment set
+    app.state.rooms to before start-up (the same async interface)."""
+    return request.app.state.rooms
+
+
+def get_room_followers(request: Request) -> Followers:
+    return request.app.state.room_followers
 
 
 async def run_of(request: Request, run_id: str) -> CachedRun:

@@ -31,8 +31,20 @@ class ApiError(Exception):
     def body(self) -> dict:
         return {"detail": self.detail, "code": self.code, "errors": self.errors, **self.extra}
 
+    def __reduce__(self):
+        """Pickled with every field (Exception's default keeps only `detail`, and could not call
+        __init__ again): app/cluster.py carries these between processes."""
+        return _rebuild, (type(self), self.args, self.__dict__.copy())
+
     def response(self) -> JSONResponse:
         return JSONResponse(self.body(), status_code=self.status, headers=self.headers)
+
+
+def _rebuild(cls: type, args: tuple, state: dict) -> ApiError:
+    error = Exception.__new__(cls)
+    error.args = args
+    error.__dict__.update(state)
+    return error
 
 
 def field_error(field: str, message: str, code: str = "invalid") -> ApiError:
@@ -96,7 +108,11 @@ _DESCRIPTIONS = {
     400: "The body is not JSON (code invalid_json), or the Host header names a host this server does not answer "
          "to (host_not_allowed).",
     404: "unknown_run: a run id this server never issued (or forgot long ago: analyze the prompt again); "
-         "unknown_scene: no scene of that id (GET /api/scenes lists them); not_found: no such path.",
+         "unknown_scene: no scene of that id (GET /api/scenes lists them); unknown_room: no room of that code "
+         "(check it); not_found: no such path.",
+    403: "not_teacher: X-Room-Secret is missing or is not the secret the room was opened with (only the teacher's "
+         "page, which opened it, can publish to a room).",
+    410: "room_expired: the room was closed after EXPLAINER_ROOM_IDLE without a change; the teacher opens a new one.",
     413: "body_too_large: the request body is over 2 MB, more than any body this schema allows.",
     422: "The request does not fit this schema (code invalid, or empty_prompt for a blank prompt), or it fits but "
          "the prompt, the run or the model cannot take it: prompt_too_long (more tokens than the model's context; "
@@ -110,7 +126,8 @@ _DESCRIPTIONS = {
          "`errors` names each field at fault.",
     503: "loading (the model is not loaded yet), busy (the forward queue is full, or this client has 8 requests "
          "waiting), timeout (no slot, or no answer, within EXPLAINER_REQUEST_TIMEOUT), stopping (the server is "
-         "shutting down). Retry-After says when to try again.",
+         "shutting down), too_many_rooms (EXPLAINER_ROOMS_MAX rooms are open), room_full (the room has as many "
+         "followers as it takes). Retry-After says when to try again.",
 }
 _RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before trying again.", "schema": {"type": "integer"}}}
 

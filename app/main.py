@@ -18,10 +18,14 @@ from fastapi.staticfiles import StaticFiles
 from model import Explainer
 
 from . import contract, disconnect, errors, logs, security, startup
+from .batcher import DecodeBatcher
 from .cache import RunCache
 from .concurrency import Coalescer, ForwardLimiter
+from .metrics import Metrics, RequestMetrics
 from .resources import data_dir, version
-from .routers import anatomy, docs, embedding_space, experiments, heads, health, logit_lens, pages, runs, sampling, scenes
+from .rooms import Followers, LocalRoomStore
+from .routers import anatomy, docs, embedding_space, experiments, heads, health, logit_lens, pages, rooms, runs, sampling, scenes
+from .routers import metrics as metrics_router
 from .settings import Settings, SettingsError
 
 PLOTLY_DIR = os.path.join(os.path.dirname(plotly.__file__), "package_data")
@@ -34,7 +38,11 @@ def create_app(settings: Settings | None = None, explainer: Explainer | None = N
     async def lifespan(app: FastAPI):
         app.state.cache = RunCache(settings.cache_entries, settings.cache_bytes)
         app.state.limiter = ForwardLimiter(settings.max_concurrent, settings.max_waiting, settings.request_timeout_s)
+        app.state.limiter.observe_wait = app.state.metrics.queue_wait.observe
         app.state.coalescer = Coalescer()
+        if getattr(app.state, "rooms", None) is None:  # a deployment may have set its own store
+            app.state.rooms = LocalRoomStore(settings.rooms_max, settings.room_idle_s)
+        app.state.room_followers = Followers()
         if explainer is None:
             try:
                 app.state.explainer = startup.load_explainer(settings)
@@ -44,6 +52,8 @@ def create_app(settings: Settings | None = None, explainer: Explainer | None = N
                 os._exit(stop.code)
         else:
             app.state.explainer = explainer
+        app.state.batcher = DecodeBatcher(app.state.explainer, app.state.limiter, settings.decode_batch,
+                                          getattr(app.state, "metrics", None))
         yield
         app.state.limiter.shutdown()
 
@@ -57,16 +67,19 @@ def create_app(settings: Settings | None = None, explainer: Explainer | None = N
     )
     app.state.settings = settings
     app.state.explainer = None
+    app.state.metrics = Metrics(app)
     errors.install(app)
     contract.install(app)
     app.add_middleware(GZipMiddleware, minimum_size=2048, compresslevel=5)
     app.add_middleware(disconnect.CancelWhenGone)  # inside BodySizeLimit: it needs the body read
     app.add_middleware(errors.BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(security.Security, allowed_hosts=settings.allowed_hosts, frame_ancestors=settings.frame_ancestors)
+    app.add_middleware(RequestMetrics, metrics=app.state.metrics)  # just inside AccessLog: every answer, Host refusals too
     app.add_middleware(logs.AccessLog)  # outermost of ours: it times and sees everything
     for router in (health.router, runs.router, experiments.router, heads.router, sampling.router, logit_lens.router, embedding_space.router,
-                   anatomy.router, scenes.router, docs.router, pages.router):
+                   anatomy.router, scenes.router, rooms.router, docs.router, pages.router):
         app.include_router(router)
+    app.include_router(metrics_router.router)
     app.mount("/static/vendor", StaticFiles(directory=PLOTLY_DIR), name="vendor")
     app.mount("/static/swagger", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="swagger")
     app.mount("/static", StaticFiles(directory=data_dir("static")), name="static")

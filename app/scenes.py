@@ -32,13 +32,10 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .resources import data_dir
-from .schemas import InterventionSpec
+from .schemas import MAX_SCENE_STEPS, SCENE_ID, STAGES, InterventionSpec
 
 PROBE_PLACEHOLDERS = frozenset({"loss_first", "loss_second", "loss_second_intact", "probe_head"})
 PLACEHOLDERS = frozenset({"top_token", "top_prob", "second_token", "logit_diff", "layer", "head", "token", "n_tokens"}) | PROBE_PLACEHOLDERS
-STAGES = frozenset({"prompt", "tokens", "overview", "experiments", "tokenizer", "embedding", "attention", "heads",
-                    "attribution", "qk", "mlp", "output", "patching", "embedding-space", "logit-lens", "anatomy"})
-SCENE_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 
 
 class SceneError(ValueError):
@@ -111,7 +108,7 @@ class Scene(BaseModel):
     summary: Text
     known: Known
     untrained: Text
-    steps: list[Step] = Field(min_length=2, max_length=20)
+    steps: list[Step] = Field(min_length=2, max_length=MAX_SCENE_STEPS)
 
     _check_texts = field_validator("title", "summary", "untrained")(_text)
 

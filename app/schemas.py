@@ -29,9 +29,11 @@ ErrorCode = Literal[
     # it fits the schema, but the prompt, the run or the model cannot take it (see the 422 description)
     "prompt_too_long", "too_costly", "out_of_range", "one_of", "bad_words", "not_applicable", "unknown_source",
     # addresses
-    "unknown_run", "unknown_scene", "not_found", "method_not_allowed",
+    "unknown_run", "unknown_scene", "unknown_room", "room_expired", "not_found", "method_not_allowed",
+    # a room's publisher (the teacher's page holds its secret)
+    "not_teacher",
     # the server
-    "loading", "busy", "timeout", "stopping", "internal",
+    "loading", "busy", "timeout", "stopping", "too_many_rooms", "room_full", "internal",
 ]
 # 422s for requests that fit the schema but not the prompt, the run or the model: no JSON Schema
 # can state them (a prompt's length in tokens, a position beyond a run's tokens, one of two
@@ -461,3 +463,57 @@ class AttributionResponse(BaseModel):
     ln_final_bias: float
     total: float = Field(description="The sum of every part: equal to logit_diff, to float error.")
     note: str
+
+
+# --- Issue 13: follow the teacher (app/rooms.py) ----------------------------------------------
+
+# The page's stages (the data-stage of each card): a scene's step and a room's state name one.
+STAGES = frozenset({"prompt", "tokens", "overview", "experiments", "tokenizer", "embedding", "attention", "heads",
+                    "attribution", "qk", "mlp", "output", "patching", "embedding-space", "logit-lens", "anatomy"})
+SCENE_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
+MAX_SCENE_STEPS = 20
+MAX_ROOM_INDEX = 1023  # a layer or head: GPT-2 XL has 48 x 25, far below
+
+
+class RoomScene(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+    id: str = Field(max_length=64, pattern=SCENE_ID.pattern, description="A scene's id (GET /api/scenes).")
+    step: body_integer(ge=0, le=MAX_SCENE_STEPS - 1) = Field(description="0-based: the step shown.")
+
+
+class RoomState(BaseModel):
+    """What the teacher's page shows, and every student's follows: nothing else can be stored."""
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    text: str = _prompt("The prompt shown.")
+    stage: Literal[tuple(sorted(STAGES))] | None = Field(None, description="The stage card scrolled to.")
+    layer: body_integer(ge=0, le=MAX_ROOM_INDEX) = 0
+    head: body_integer(ge=0, le=MAX_ROOM_INDEX) = 0
+    pinned: body_integer(ge=0, le=65535) | None = Field(None, description="The pinned token's position, if any.")
+    temperature: float = Field(1.0, ge=0, le=10)
+    scene: RoomScene | None = Field(None, description="The guided scene playing, and its step.")
+
+    @field_validator("text")
+    @classmethod
+    def not_blank(cls, text: str) -> str:
+        return _check_prompt(text)
+
+    @field_validator("temperature")
+    @classmethod
+    def finite_temperature(cls, value: float) -> float:
+        return _check_temperature(value)
+
+
+class RoomOpened(BaseModel):
+    code: str = Field(description="6 characters (no 0, O, 1, I or L): what students type after /r/.")
+    secret: str = Field(description="Only the teacher's page has it: PUT /api/rooms/{code}/state needs it in X-Room-Secret.")
+    follow_url: str = Field(description="The students' page, /r/{code}.")
+    expires_in: float = Field(description="Seconds without a publish before the room expires (EXPLAINER_ROOM_IDLE).")
+
+
+class RoomVersion(BaseModel):
+    version: int = Field(description="Bumped by each publish that changes the state.")
+
+
+class RoomSnapshot(RoomVersion):
+    state: RoomState | None = Field(description="null until the teacher's page first publishes.")

@@ -86,6 +86,9 @@ class Settings:
     # (the 10-minute soak with 16 saw 750 503s and 9 requests that gave up after 5 retries).
     max_waiting: int = 64
     request_timeout_s: float = 120.0
+    # Generations stepped together in one forward pass (model/batching.py): sixteen cost little
+    # more than one. 1: each generation steps alone, in its own turn of the queue.
+    decode_batch: int = 16
     cache_entries: int = 64
     cache_bytes: int = 1 << 30
     # Above the largest body the schema allows: 100,000 characters of prompt, each escaped in
@@ -94,6 +97,10 @@ class Settings:
     # analyze with patterns='auto' sends every layer's pattern only up to this many bytes
     # (float16): 241 tokens in GPT-2 small. Beyond, the page fetches them layer by layer.
     auto_pattern_bytes: int = 16 << 20
+    # Follow-the-teacher rooms (app/rooms.py): at most this many open at once, each closed after
+    # this long without a publish from the teacher's page (which refreshes it while it is open).
+    rooms_max: int = 64
+    room_idle_s: float = 7200.0
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -108,7 +115,10 @@ class Settings:
             max_concurrent=_int("EXPLAINER_MAX_CONCURRENT", cls.max_concurrent),
             max_waiting=_int("EXPLAINER_MAX_WAITING", cls.max_waiting),  # 0 would refuse every request
             request_timeout_s=_float("EXPLAINER_REQUEST_TIMEOUT", cls.request_timeout_s, minimum=0.1),
+            decode_batch=_int("EXPLAINER_DECODE_BATCH", cls.decode_batch),
             cache_entries=_int("EXPLAINER_CACHE_ENTRIES", cls.cache_entries),
             cache_bytes=_size("EXPLAINER_CACHE_BYTES", cls.cache_bytes),
             auto_pattern_bytes=_size("EXPLAINER_AUTO_PATTERN_BYTES", cls.auto_pattern_bytes),
+            rooms_max=_int("EXPLAINER_ROOMS_MAX", cls.rooms_max),
+            room_idle_s=_float("EXPLAINER_ROOM_IDLE", cls.room_idle_s, minimum=1.0),
         )

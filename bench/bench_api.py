@@ -65,9 +65,9 @@ def free_port() -> int:
 class Server:
     """`python -m app.cli serve` in its own process group, killed on exit."""
 
-    def __init__(self, model_dir: str, port: int, threads: int | None = None):
+    def __init__(self, model_dir: str, port: int, threads: int | None = None, env: dict | None = None):
         self.port = port
-        env = dict(os.environ)
+        env = {**os.environ, **(env or {})}
         if threads:
             env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
         self.log = tempfile.NamedTemporaryFile(prefix="bench-api-server-", suffix=".log", delete=False)

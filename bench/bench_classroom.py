@@ -34,6 +34,14 @@ the end: /healthz must show no pass running or waiting, and the server's peak RS
 so the run cache fills and evicts); the tables are the first class's, and each later class gets
 one line with its errors, 503s and the server's RSS, to show whether memory levels off.
 
+`--mix SECONDS` (issue 13) runs the realistic mix twice in one run, on two servers: before
+(EXPLAINER_DECODE_BATCH=1: each generation steps alone, one turn of the forward queue per token)
+and after (16: generations stepped together). Each student loops: analyze a fresh 20-64-token
+prompt, a layer, a sample, and in `--gen-share` of the rounds (0.3) a generation of 16-48 tokens,
+with 1-4 s of think time between. Per server: lone generations of 16, 32 and 48 tokens first
+(nothing else running), then generation p50/p95 in seconds and as a multiple of a lone one of the
+same length, the generated tokens per second of the whole class, and analyze p50/p95.
+
 `--soak SECONDS` (600 for the 10-minute soak) runs a different scenario instead: each student
 loops for that long over a realistic mix with 1-4 s of think time between requests: analyze a
 fresh prompt of 20-64 tokens (or, one time in four, go back to one of its earlier runs, long
@@ -56,6 +64,8 @@ import statistics
 import sys
 import time
 from collections import defaultdict
+
+import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_api import Prompts, Server, free_port  # noqa: E402
@@ -81,6 +91,7 @@ class Stats:
         self.busy: dict[str, int] = defaultdict(int)      # 503s received (retried or not)
         self.gave_up: dict[str, int] = defaultdict(int)   # still 503 after MAX_BUSY_RETRIES
         self.errors: dict[str, list[str]] = defaultdict(list)
+        self.generations: list[tuple[int, float]] = []  # (tokens, seconds) of each complete generation
 
     def error(self, kind: str, what: str) -> None:
         self.errors[kind].append(what)
@@ -119,7 +130,9 @@ async def call(client, stats: Stats, kind: str, method: str, url: str, **kwargs)
 
 async def generate(client, stats: Stats, body: dict):
     """POST /api/generate read to the end; 503 retried like the other calls. Returns the done
-    payload or None."""
+    payload or None. Its latency goes to stats.latency["generate"], and (tokens, seconds) to
+    stats.generations."""
+    expected = body.get("max_new_tokens", NEW_TOKENS)
     t0 = time.perf_counter()
     for attempt in range(MAX_BUSY_RETRIES + 1):
         try:
@@ -152,10 +165,11 @@ async def generate(client, stats: Stats, body: dict):
                                 stats.error("generate", f"SSE event: error after {n_tokens} tokens: {payload}")
                                 return None
                             event = None
-                    if n_tokens != NEW_TOKENS or not (done and done.get("run_id")):
+                    if n_tokens != expected or not (done and done.get("run_id")):
                         stats.error("generate", f"incomplete stream: {n_tokens} tokens, done={done}")
                         return None
                     stats.latency["generate"].append(time.perf_counter() - t0)
+                    stats.generations.append((n_tokens, time.perf_counter() - t0))
                     stats.latency["generate_ttft"].append(first)
                     return done
         except Exception as error:  # noqa: BLE001
@@ -322,6 +336,19 @@ async def soak_student(i: int, client, stats: Stats, rng: random.Random, prompts
         await think()
 
 
+async def run_students(students: list, stats: Stats, cap_s: float) -> int:
+    """Run the students' coroutines until done or `cap_s`; those still running then are cancelled
+    and counted (the return value: hangs), and a student that raised is an error."""
+    tasks = [asyncio.create_task(s) for s in students]
+    done, pending = await asyncio.wait(tasks, timeout=cap_s)
+    for task in pending:
+        task.cancel()
+    for task in done:
+        if task.exception() is not None:
+            stats.error("student", f"{type(task.exception()).__name__}: {task.exception()}")
+    return len(pending)
+
+
 async def soak(base_url: str, pid: int, n_students: int, seconds: float, n_layers: int, seed: int):
     stats = Stats()
     counts = {"runs": 0}
@@ -338,18 +365,12 @@ async def soak(base_url: str, pid: int, n_students: int, seconds: float, n_layer
     sampler = asyncio.create_task(sample_rss())
     clients = [httpx_client(base_url, i) for i in range(n_students)]
     rng = random.Random(seed)
-    tasks = [asyncio.create_task(soak_student(i, clients[i], stats, random.Random(rng.random()), prompts, n_layers, end, counts))
-             for i in range(n_students)]
-    done, pending = await asyncio.wait(tasks, timeout=seconds + WALL_CAP_S)
-    for task in pending:
-        task.cancel()
-    for task in done:
-        if task.exception() is not None:
-            stats.error("student", f"{type(task.exception()).__name__}: {task.exception()}")
+    hung = await run_students([soak_student(i, clients[i], stats, random.Random(rng.random()), prompts, n_layers, end, counts)
+                               for i in range(n_students)], stats, seconds + WALL_CAP_S)
     sampler.cancel()
     for client in clients:
         await client.aclose()
-    return stats, counts, rss, time.perf_counter() - start, len(pending)
+    return stats, counts, rss, time.perf_counter() - start, hung
 
 
 def report_soak(stats: Stats, counts: dict, rss: list, wall: float, hung: int, health: dict, seconds: float) -> bool:
@@ -380,6 +401,127 @@ def report_soak(stats: Stats, counts: dict, rss: list, wall: float, hung: int, h
     return errors == 0 and hung == 0 and flat and health["forward_passes"] == {"running": 0, "waiting": 0}
 
 
+MIX_CONFIGS = [("before: each generation steps alone", {"EXPLAINER_DECODE_BATCH": "1"}),
+               ("after: generations stepped together", {"EXPLAINER_DECODE_BATCH": "16"})]
+MIX_LENGTHS = (16, 32, 48)
+
+
+async def mix_student(i: int, client, stats: Stats, rng: random.Random, prompts: Prompts, n_layers: int, end: float,
+                      gen_share: float) -> None:
+    """The realistic mix with 1-4 s of think time: analyze a fresh prompt, a layer, a sample, and
+    with probability gen_share a generation of 16-48 tokens."""
+    async def think():
+        await asyncio.sleep(rng.uniform(1.0, 4.0))
+
+    await asyncio.sleep(rng.uniform(0, 5.0))
+    while time.perf_counter() < end:
+        got, _ = await call(client, stats, "analyze", "POST", "/api/analyze",
+                            json={"text": prompts.fresh(rng.randint(20, 64))[0], "patterns": "auto"})
+        if got is None:
+            continue
+        await think()
+        await call(client, stats, "layer", "GET", f"/api/runs/{got['run_id']}/layers/{rng.randrange(n_layers)}",
+                   params={"fields": LAYER_FIELDS})
+        await think()
+        await call(client, stats, "sample", "POST", "/api/sample",
+                   json={"run_id": got["run_id"], "temperature": 1.0, "top_k": 40, "seed": rng.randrange(1000)})
+        if rng.random() < gen_share:
+            await think()
+            await generate(client, stats, {"text": prompts.fresh(rng.randint(20, 48))[0], "temperature": rng.choice([0.7, 1.0, 1.3]),
+                                           "max_new_tokens": rng.randint(MIX_LENGTHS[0], MIX_LENGTHS[-1]), "seed": i})
+        await think()
+
+
+async def mix(base_url: str, n_students: int, seconds: float, n_layers: int, seed: int, gen_share: float):
+    stats = Stats()
+    prompts = Prompts(seed=seed + 2)
+    clients = [httpx_client(base_url, i) for i in range(n_students)]
+    rng = random.Random(seed)
+    start = time.perf_counter()
+    end = start + seconds
+    hung = await run_students([mix_student(i, clients[i], stats, random.Random(rng.random()), prompts, n_layers, end, gen_share)
+                               for i in range(n_students)], stats, seconds + WALL_CAP_S)
+    wall = time.perf_counter() - start
+    for client in clients:
+        await client.aclose()
+    return stats, wall, hung
+
+
+def lone_generation(client, prompts: Prompts, n: int, repeats: int = 2) -> float:
+    """Seconds for one n-token generation with nothing else running (median of `repeats`)."""
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        with client.stream("POST", "/api/generate", json={"text": prompts.fresh(32)[0], "max_new_tokens": n, "seed": 0}) as r:
+            assert r.status_code == 200, r.status_code
+            for line in r.iter_lines():
+                assert not line.startswith("event: error"), line
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def run_mix(model_dir: str, n_students: int, seconds: float, seed: int, gen_share: float) -> int:
+    """Before and after in one run: the same mix against a server that steps each generation
+    alone, then one that steps them together."""
+    import httpx
+
+    rows = []
+    for name, env in MIX_CONFIGS:
+        server = Server(model_dir, free_port(), env=env)
+        base_url = f"http://127.0.0.1:{server.port}"
+        client = httpx.Client(base_url=base_url, timeout=120, trust_env=False, headers=HEADERS)
+        try:
+            server.wait_ready(client)
+            n_layers = client.get("/api/model").json()["n_layers"]
+            prompts = Prompts(seed=seed + 7)
+            lone_generation(client, prompts, 4, repeats=1)  # warm-up
+            lone = {n: lone_generation(client, prompts, n) for n in MIX_LENGTHS}
+            t0 = time.perf_counter()
+            client.post("/api/analyze", json={"text": prompts.fresh(64)[0], "patterns": "auto"}).raise_for_status()
+            lone_analyze = time.perf_counter() - t0
+            stats, wall, hung = asyncio.run(mix(base_url, n_students, seconds, n_layers, seed, gen_share))
+        finally:
+            client.close()
+            server.stop()
+        # Each generation against a lone one of its length (interpolated between 16, 32 and 48).
+        xs = sorted(lone)
+        lone_at = lambda n: float(np.interp(n, xs, [lone[x] for x in xs]))  # noqa: E731
+        gens = stats.generations
+        ratios = [t / lone_at(n) for n, t in gens]
+        tokens = sum(n for n, _ in gens)
+        rows.append((name, lone, lone_analyze, stats, wall, hung, ratios, tokens))
+
+    print(f"\n== Realistic mix: {n_students} students, {seconds:.0f} s, 1-4 s think time, "
+          f"{gen_share:.0%} of rounds generate {MIX_LENGTHS[0]}-{MIX_LENGTHS[-1]} tokens ==")
+    for name, lone, lone_analyze, stats, wall, hung, ratios, tokens in rows:
+        gen = [t for _, t in stats.generations]
+        analyze = stats.latency.get("analyze", [])
+        errors = sum(len(v) for v in stats.errors.values())
+        print(f"\n  {name}")
+        print(f"    lone generation: " + ", ".join(f"{n} tokens {t:.2f} s" for n, t in lone.items()) +
+              f"; lone analyze (64 tokens) {lone_analyze * 1e3:.0f} ms")
+        if gen:
+            print(f"    generation: {len(gen)} done, p50 {pct(gen, 0.5):.2f} s, p95 {pct(gen, 0.95):.2f} s; "
+                  f"p50 {pct(ratios, 0.5):.1f}x a lone one of the same length (p95 {pct(ratios, 0.95):.1f}x)")
+        print(f"    generated tokens/s, all students together: {tokens / wall:.1f}")
+        if analyze:
+            print(f"    analyze: {len(analyze)} done, p50 {pct(analyze, 0.5) * 1e3:.0f} ms, p95 {pct(analyze, 0.95) * 1e3:.0f} ms")
+        print(f"    errors {errors}, 503s waited out {sum(stats.busy.values())}, gave up {sum(stats.gave_up.values())}, "
+              f"students still running at the cap {hung}")
+        for k, errs in stats.errors.items():
+            for e in errs[:3]:
+                print(f"      {k}: {e}")
+    (_, _, _, s0, w0, _, r0, t0), (_, _, _, s1, w1, _, r1, t1) = rows
+    a0, a1 = s0.latency.get("analyze", [0]), s1.latency.get("analyze", [0])
+    print("\n  after / before:")
+    if r0 and r1:
+        print(f"    generation p50, x a lone one: {pct(r0, 0.5):.1f}x -> {pct(r1, 0.5):.1f}x   target <= 3x")
+    print(f"    generated tokens/s: {t0 / w0:.1f} -> {t1 / w1:.1f} ({(t1 / w1) / max(1e-9, t0 / w0):.2f}x)")
+    print(f"    analyze p95: {pct(a0, 0.95) * 1e3:.0f} ms -> {pct(a1, 0.95) * 1e3:.0f} ms   target: no worse")
+    ok = all(not sum(len(v) for v in s.errors.values()) and not hung for _, _, _, s, _, hung, _, _ in rows)
+    return 0 if ok else 1
+
+
 def proc_status(pid: int) -> dict[str, str]:
     with open(f"/proc/{pid}/status") as f:
         return {k: v.strip() for k, v in (line.split(":", 1) for line in f if ":" in line)}
@@ -393,7 +535,12 @@ def main() -> int:
     parser.add_argument("--classes", type=int, default=1, help="classes in a row on the same server (memory check)")
     parser.add_argument("--soak", type=float, default=0, metavar="SECONDS",
                         help="instead: each student loops over a realistic mix for this long (600 for the soak)")
+    parser.add_argument("--mix", type=float, default=0, metavar="SECONDS",
+                        help="instead: the realistic mix for this long, before (EXPLAINER_DECODE_BATCH=1) and after (16)")
+    parser.add_argument("--gen-share", type=float, default=0.3, help="with --mix: the share of rounds that generate")
     args = parser.parse_args()
+    if args.mix:
+        return run_mix(checkpoint_dir(args.model), args.students, args.mix, args.seed, args.gen_share)
 
     import httpx
 

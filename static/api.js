@@ -53,6 +53,11 @@
  *   generate({text, maxNewTokens, temperature, topK, topP, seed}, {onToken, signal}) -> Promise<{text, run_id, n_tokens}>
  *       Streams server-sent events over fetch(); onToken({step, token: {id, text, prob}, top}) per token.
  *       Rejects with ApiError on an `event: error`, or with an AbortError when `signal` aborts.
+ *   openRoom() -> {code, secret, follow_url, expires_in}      POST /api/rooms (follow the teacher)
+ *   publishRoom(code, secret, state) -> {version}            PUT /api/rooms/{code}/state, X-Room-Secret
+ *   roomSnapshot(code) -> {version, state}                   GET /api/rooms/{code} (404 unknown_room, 410 room_expired)
+ *   roomEventsUrl(code), roomQrUrl(code)                     the event stream (for an EventSource) and the QR code's SVG
+ *   Not cached: a room's state changes.
  */
 
 import { t } from "./i18n.js";
@@ -486,3 +491,27 @@ export function listScenes() {
 export function getScene(id) {
   return getJson(null, `/api/scenes/${encodeURIComponent(id)}`);
 }
+
+/** Follow the teacher (room.js): open a room, publish to it with its secret, read it. */
+const roomPath = (code) => `/api/rooms/${encodeURIComponent(code)}`;
+
+export async function openRoom() {
+  return (await request("/api/rooms", { method: "POST" })).json();
+}
+
+export async function publishRoom(code, secret, state) {
+  const response = await request(`${roomPath(code)}/state`, {
+    method: "PUT",
+    headers: { "Content-Type": "application/json", "X-Room-Secret": secret },
+    body: JSON.stringify(state),
+    idempotent: true, // the same state twice is one version
+  });
+  return response.json();
+}
+
+export async function roomSnapshot(code) {
+  return (await request(roomPath(code))).json();
+}
+
+export const roomEventsUrl = (code) => `${roomPath(code)}/events`;
+export const roomQrUrl = (code) => `${roomPath(code)}/qr.svg`;

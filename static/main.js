@@ -13,6 +13,7 @@ import { VIEWS, mountSelects, startup } from "./views.js";
 import { readUrl, restoreControls, startUrlSync } from "./url.js";
 import * as attentionLines from "./attention_lines.js";
 import * as scenes from "./scenes.js";
+import * as room from "./room.js";
 
 const RUN = "main";
 const DEFAULT_PROMPT = "The cat sat on the mat because it was";
@@ -118,6 +119,7 @@ async function start() {
   mountSelects(tokens, store);
   attentionLines.mount(tokens, store, RUN);
   scenes.mount(document.querySelector("header.top"), store, RUN);
+  room.mount(document.querySelector("header.top"), store, RUN); // follow the teacher: /r/CODE, or the teacher's button
   wirePresenter();
   wireKeys();
   trackStickyBar();

@@ -28,6 +28,8 @@
  * random weights (store.state.model.random_weights) scene.untrained is shown instead.
  *
  * URL: `scene=ID&step=N` (N from 1) beside url.js's keys; opening it restores the scene and step.
+ * Store: `scene` = {id, step} (0-based) while a scene is open, else null; setting it from elsewhere
+ * (room.js, following the teacher) opens that scene at that step, moves to the step, or closes it.
  * Keys while a scene is open: PageDown or "." next, PageUp or "," previous.
  *
  *   mount(root, store, runKey) -> unmount     root: the header the menu goes into
@@ -238,6 +240,7 @@ export function mount(root, store, runKey) {
   function go(n) {
     if (!open || n < 0 || n >= open.scene.steps.length) return;
     open.step = n;
+    store.set({ scene: { id: open.scene.id, step: n } });
     probed = null;
     error.hidden = true;
     delete card.dataset.ready;
@@ -246,27 +249,45 @@ export function mount(root, store, runKey) {
     apply(n);
   }
 
+  let starts = 0;
   async function start(id, step) {
+    const mine = ++starts;
     error.hidden = true;
     try {
       const scene = await getScene(id);
+      if (mine !== starts) return; // another scene was asked for meanwhile
       open = { scene, step: 0 };
       card.hidden = false;
       go(Math.min(step, scene.steps.length - 1));
     } catch (e) {
+      if (mine !== starts) return;
       card.hidden = false;
       error.textContent = t("scenes.failed", { error: e.message });
       error.hidden = false;
     }
   }
 
-  function stop() {
+  function stop(focus = true) {
     open = null;
     serial++;
+    starts++;
     card.hidden = true;
     delete card.dataset.ready;
+    store.set({ scene: null });
     writeUrl();
-    toggle.focus();
+    if (focus) toggle.focus();
+  }
+
+  /** The store names another scene or step (room.js): open it, move to it, or close. */
+  function follow(s) {
+    const want = s.scene;
+    if (!want) {
+      if (open || !card.hidden) stop(false);
+    } else if (open && open.scene.id === want.id) {
+      if (open.step !== want.step) go(want.step);
+    } else {
+      start(want.id, want.step);
+    }
   }
 
   /** scene and step in the URL beside url.js's keys (url.js keeps them when it rewrites its own). */
@@ -305,6 +326,7 @@ export function mount(root, store, runKey) {
     if (!list.hidden && !menu.contains(event.target)) showMenu(false);
   }));
   off.push(store.subscribe(["shown", "layer", "head", "pinned", "model"], render));
+  off.push(store.subscribe(["scene"], follow));
 
   listScenes().then((found) => {
     scenes = found;

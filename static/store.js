@@ -30,6 +30,9 @@
  *       candidates         {runKey: {runId, target, baseline}}: the two next tokens the attribution
  *                          stage explains, picked on the output bars (or its selects)
  *       probe              the last induction test's answer {interventions, ...POST /api/induction-probe}, or null
+ *       scene              {id, step (0-based)} of the guided scene playing, or null: scenes.js sets it as
+ *                          it moves, and opens or moves to the scene it names when another module sets it
+ *                          (room.js, following the teacher)
  *     store.set(patch)               merge; subscribers of changed keys are called once, in order
  *     store.subscribe(keys, fn)      fn(state, changed: Set) when one of `keys` ("*" = any) changes;
  *                                    returns the unsubscribe function
@@ -83,6 +86,7 @@ export function createStore(initial = {}) {
     ablate: false,
     candidates: {},
     probe: null,
+    scene: null,
     ...initial,
   };
   const listeners = [];

@@ -4,6 +4,7 @@ main.
 
 - `/`: the explainer, every stage showing the run of the prompt typed.
 - `/compare?a=...&b=...`: two prompts side by side, every stage mounted once per run.
+- `/r/CODE`: the explainer following the teacher's room CODE (static/room.js).
 """
 
 from __future__ import annotations
@@ -46,3 +47,9 @@ def index(request: Request) -> HTMLResponse:
 @router.get("/compare", response_class=HTMLResponse, include_in_schema=False)
 def compare(request: Request) -> HTMLResponse:
     return render(request, "compare.html")
+
+
+@router.get("/r/{code}", response_class=HTMLResponse, include_in_schema=False)
+def follow_room(request: Request, code: str) -> HTMLResponse:
+    """A student's page: the explainer, following the teacher's room `code` (static/room.js)."""
+    return render(request, "index.html")

@@ -6,13 +6,15 @@ import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
 from model import Explainer
-from model.generation import Generation, generate as generate_steps
+from model.batching import Request as DecodeRequest
+from model.generation import Generation, Step, generate as generate_steps
 from model.sampling import Distribution, distribution, sample as draw
 
 from ..analysis import analyze_and_cache, run_id_for, with_patterns
@@ -49,6 +51,29 @@ def _event(payload: dict, event: str | None = None) -> bytes:
     return f"{head}data: {json.dumps(payload, separators=(',', ':'))}\n\n".encode()
 
 
+async def _steps(http: Request, explainer: Explainer, limiter: ForwardLimiter, ids: list[int],
+                 request: GenerateRequest) -> AsyncIterator[Step]:
+    """The generation's steps: stepped together with the other generations (app/batcher.py),
+    or, with EXPLAINER_DECODE_BATCH=1, alone, one turn of the forward queue per step. Either way
+    the prompt and every step are admitted already: a full queue makes them wait, never ends
+    the stream."""
+    if http.app.state.settings.decode_batch > 1:
+        batched = http.app.state.batcher.generate(DecodeRequest(tuple(ids), request.max_new_tokens, request.temperature,
+                                                          request.top_k, request.top_p, request.seed))
+        async with aclosing(batched):
+            async for step in batched:
+                yield step
+        return
+    generation = Generation(generate_steps(explainer, ids, request.max_new_tokens, request.temperature,
+                                           request.top_k, request.top_p, request.seed))
+    try:
+        while (step := await limiter.run(generation.step, admitted=True)) is not None:
+            yield step
+    finally:
+        # Never closes the generator under a running step: that step's thread closes it.
+        generation.cancel()
+
+
 @router.post(
     "/generate",
     summary="Stream new tokens as server-sent events",
@@ -66,20 +91,14 @@ async def generate(
 ) -> StreamingResponse:
     ids = await run_in_threadpool(explainer.tokenize, request.text)  # 422 before the stream starts
     limiter.admit()  # likewise a full queue: 503 + Retry-After, which the page waits out
-    generation = Generation(generate_steps(explainer, ids, request.max_new_tokens, request.temperature,
-                                           request.top_k, request.top_p, request.seed))
+    steps = _steps(http, explainer, limiter, ids, request)
 
     async def events() -> AsyncIterator[bytes]:
         text = request.text
         try:
-            while True:
+            async for step in steps:
                 if await http.is_disconnected():
                     return  # the client left: stop computing at once
-                # One slot per step, so that other students' requests interleave with a long generation.
-                # Admitted above: a full queue makes a step wait, never ends the stream.
-                step = await limiter.run(generation.step, admitted=True)
-                if step is None:
-                    break
                 text += step.token.text
                 yield _event({
                     "step": step.step,
@@ -101,8 +120,7 @@ async def generate(
             log.error("generation stream ended with an error event: %s", detail, exc_info=error)
             yield _event({"detail": detail, "code": getattr(error, "code", "internal")}, "error")
         finally:
-            # Never closes the generator under a running step: that step's thread closes it.
-            generation.cancel()
+            await steps.aclose()
 
     return StreamingResponse(events(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

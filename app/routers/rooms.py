@@ -1,0 +1,78 @@
+"""Follow the teacher (issue 13): open a room, publish the teacher's view to it, and follow it
+live (server-sent events). The work is app/rooms.py's; the store is app.state.rooms."""
+
+from __future__ import annotations
+
+import io
+from typing import Annotated
+
+import segno
+from fastapi import APIRouter, Depends, Header, Path, Request
+from fastapi.responses import Response, StreamingResponse
+
+from ..deps import get_room_followers, get_rooms
+from ..errors import documented
+from ..rooms import Followers, follow, normalize
+from ..schemas import RoomOpened, RoomSnapshot, RoomState, RoomVersion
+
+router = APIRouter(prefix="/api", responses=documented(400, 413, 422, 503))
+
+Code = Annotated[str, Path(min_length=1, max_length=16, description="The room's code, as issued (any case).")]
+
+
+def follow_path(code: str) -> str:
+    return f"/r/{code}"
+
+
+@router.post("/rooms", response_model=RoomOpened, status_code=201,
+             summary="Open a room the teacher's page publishes its view to")
+async def open_room(rooms=Depends(get_rooms)) -> dict:
+    opened = await rooms.open()
+    return {**opened, "follow_url": follow_path(opened["code"])}
+
+
+@router.put("/rooms/{code}/state", response_model=RoomVersion, responses=documented(403, 404, 410),
+            summary="Publish the teacher's view (only with the secret the room was opened with)")
+async def publish(code: Code, state: RoomState, rooms=Depends(get_rooms),
+                  x_room_secret: Annotated[str | None, Header(max_length=256, description=(
+                      "The secret POST /api/rooms gave the teacher's page."))] = None) -> dict:
+    version = await rooms.publish(code, x_room_secret or "", state.model_dump(mode="json"))
+    return {"version": version}
+
+
+@router.get("/rooms/{code}", response_model=RoomSnapshot, responses=documented(404, 410),
+            summary="The room's current state")
+async def snapshot(code: Code, rooms=Depends(get_rooms)) -> dict:
+    version, state = await rooms.snapshot(code)
+    return {"version": version, "state": state}
+
+
+@router.get(
+    "/rooms/{code}/events",
+    summary="Follow the room: its state now, then each new one, as server-sent events",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}},
+                     "description": "First the current state, then each new version, each as `id: <version>` and "
+                                    "`data: {version, state}`; a `: heartbeat` comment every 15 s while nothing "
+                                    "changes; `event: end` with {detail, code} when the room closes."},
+               **documented(404, 410)},
+)
+async def events(code: Code, request: Request, rooms=Depends(get_rooms),
+                 followers: Followers = Depends(get_room_followers)) -> StreamingResponse:
+    version, state = await rooms.snapshot(code)  # 404 / 410 before the stream starts
+    ticket = followers.enter(code)  # 503 room_full
+    stream = follow(rooms, normalize(code), version, state, ticket, request.is_disconnected)
+    return StreamingResponse(stream, media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+@router.get("/rooms/{code}/qr.svg", response_class=Response, responses={
+    200: {"content": {"image/svg+xml": {}}, "description": "A QR code of the room's absolute follow URL."},
+    **documented(404, 410)}, summary="The room's follow URL as a QR code (SVG)")
+async def qr(code: Code, request: Request, rooms=Depends(get_rooms)) -> Response:
+    await rooms.snapshot(code)  # 404 / 410
+    url = str(request.base_url).rstrip("/") + follow_path(normalize(code))
+    out = io.BytesIO()
+    segno.make(url, error="m").save(out, kind="svg", xmldecl=False, omitsize=True, border=2, dark="#000",
+                                    light="#fff", title=url, svgclass=None, lineclass=None)
+    return Response(out.getvalue(), media_type="image/svg+xml", headers={"Cache-Control": "no-store"})

@@ -1,0 +1,285 @@
+"""Follow the teacher (issue 13) in Chromium: a teacher's page opens a room and two students'
+pages follow it live over server-sent events. Each change the teacher makes (layer, head,
+pinned token, prompt, temperature, stage, scene step) reaches both students' stores, and the
+time it takes is printed (run with -s); a student who explores on their own stops following and
+catches up when following again; a student cannot publish; unknown and closed codes are said on
+the page. Screenshots: test-artifacts/room-*.png."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+
+import httpx
+import pytest
+
+from .browser import ARTIFACTS, chromium, require_chromium  # noqa: F401 (chromium is a fixture)
+from .conftest import build_checkpoint
+from .live_server import live_server
+from .test_browser import Page
+from .test_browser_i18n import LEAKS
+from .test_browser_layout import serious
+
+require_chromium()
+
+IDLE_S = 6  # rooms close after 6 s without a publish; the teacher's page re-publishes every 2 s
+N_LAYERS, N_HEADS = 3, 4
+
+STATE = """() => { const s = explainer.store.state; const run = s.runs.get(s.shown.main);
+  return {text: run ? run.text : null, layer: s.layer, head: s.head, pinned: s.pinned,
+          temperature: s.temperature, scene: s.scene}; }"""
+
+# Records Date.now() in a student's page when its store first satisfies `cond` (s: the state, run: the shown run).
+WATCH = """(cond) => { window.__seenAt = null; if (window.__stopWatch) window.__stopWatch();
+  const test = new Function('s', 'run', `return (${cond});`);
+  const check = () => { const s = explainer.store.state; const run = s.runs.get(s.shown.main) || null;
+    if (window.__seenAt == null && test(s, run)) window.__seenAt = Date.now(); };
+  window.__stopWatch = explainer.store.subscribe('*', check); check(); }"""
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    path = build_checkpoint(tmp_path_factory.mktemp("rooms-gpt2"), seed=7, n_layer=N_LAYERS, n_head=N_HEADS)
+    with live_server(path, env={"EXPLAINER_ROOM_IDLE": str(IDLE_S)}) as url:
+        yield url
+
+
+def state(page: Page) -> dict:
+    return page.page.evaluate(STATE)
+
+
+def follow_latency(students: list[Page], cond: str, change, timeout_ms: int = 20_000) -> list[tuple[float, float]]:
+    """Watch every student for `cond`, call change() (which returns the teacher's Date.now() at the
+    change), and return each student's delays in ms: (its store satisfies cond, the last event
+    it received before that arrived)."""
+    for s in students:
+        s.page.evaluate(WATCH, cond)
+    t0 = change()
+    out = []
+    for s in students:
+        s.page.wait_for_function("window.__seenAt != null", timeout=timeout_ms)
+        seen, received = s.page.evaluate("[window.__seenAt, window.explainer.room.receivedAt]")
+        out.append((seen - t0, min(received, seen) - t0))
+    return out
+
+
+def now(page: Page) -> int:
+    return page.page.evaluate("Date.now()")
+
+
+
+def test_two_students_follow_the_teacher_step_off_and_back(chromium, server):
+    teacher = Page(chromium, server)
+    students = [Page(chromium, server), Page(chromium, server)]
+    latencies: dict[str, list[float]] = {}
+    try:
+        teacher.open("?present=1")
+        teacher.page.get_by_test_id("room-open").click()
+        panel = teacher.page.get_by_test_id("room-panel")
+        panel.wait_for(state="visible")
+        code = teacher.page.get_by_test_id("room-code").inner_text().replace("\n", "")
+        assert len(code) == 6 and not set(code) & set("0O1IL")
+        assert teacher.page.get_by_test_id("room-url").inner_text() == f"{server}/r/{code}"
+        teacher.page.wait_for_function("document.querySelector('[data-testid=room-qr]').naturalWidth > 0")
+        # Opened on 127.0.0.1: the panel says students cannot reach the address... only for "localhost"-like names.
+        assert teacher.page.get_by_test_id("room-localhost").is_visible()
+        # The panel sits inside the projected screen, and the code is large.
+        box = panel.bounding_box()
+        assert box["x"] >= 0 and box["y"] >= 0 and box["x"] + box["width"] <= 1280 and box["y"] + box["height"] <= 720
+        assert teacher.page.evaluate("parseFloat(getComputedStyle(document.querySelector('.room-code')).fontSize)") >= 48
+        teacher.page.wait_for_function("window.explainer.room.version >= 1")  # the first state is published
+        ARTIFACTS.mkdir(exist_ok=True)
+        teacher.page.screenshot(path=str(ARTIFACTS / "room-teacher-presenter-1280.png"))
+
+        for s in students:
+            s.open(f"r/{code}")
+            s.page.get_by_test_id("room-bar").wait_for(state="visible")
+        for s in students:
+            s.page.wait_for_function("window.explainer.room.applied >= 1")
+            s.page.wait_for_function(f"(() => {{ const s = explainer.store.state; const r = s.runs.get(s.shown.main); "
+                                     f"return r && r.text === {json.dumps(state(teacher)['text'])}; }})()")
+            assert s.page.get_by_test_id("room-status").inner_text() == f"Following the teacher (room {code})"
+            assert s.page.get_by_test_id("room-open").count() == 0  # a student opens no room
+
+        # Everyone is in: the teacher hides the panel down to its code, and goes on.
+        teacher.page.get_by_test_id("room-hide").click()
+        assert teacher.page.get_by_test_id("room-qr").is_hidden() and teacher.page.get_by_test_id("room-code").is_visible()
+        teacher.page.wait_for_timeout(200)
+        teacher.page.screenshot(path=str(ARTIFACTS / "room-teacher-hidden-1280.png"))
+        teacher.page.evaluate("document.querySelector('[data-stage=overview]').scrollIntoView({block: 'start'})")
+
+        # Layer, head, pinned token: each the teacher's keys and clicks.
+        latencies["layer"] = follow_latency(students, "s.layer === 1", lambda: (now(teacher), teacher.page.keyboard.press("]"))[0])
+        latencies["head"] = follow_latency(students, "s.head === 2", lambda: (now(teacher), teacher.page.keyboard.press("="), teacher.page.keyboard.press("="))[0])
+        latencies["pinned"] = follow_latency(students, "s.pinned === 3", lambda: (now(teacher), teacher.chips().nth(3).click())[0])
+        # The prompt: from the teacher's run shown (its own analysis is not the room's latency).
+        text = "When Mary and John went to the store, John gave a drink to"
+        teacher.page.evaluate("() => { window.__shownAt = null; explainer.store.subscribe(['shown'], (s) => {"
+                              f" const r = s.runs.get(s.shown.main); if (r && r.text === {json.dumps(text)} && window.__shownAt == null) window.__shownAt = Date.now(); }}); }}")
+
+        def new_prompt():
+            teacher.analyze(text)
+            return teacher.page.evaluate("window.__shownAt")
+
+        latencies["prompt"] = follow_latency(students, f"run && run.text === {json.dumps(text)}", new_prompt)
+        latencies["temperature"] = follow_latency(students, "s.temperature === 0.5",
+                                                  lambda: (now(teacher), teacher.set_temperature(0.5))[0])
+        for s in students:
+            assert state(s) == {**state(teacher), "pinned": None} or state(s) == state(teacher)
+
+        # The stage the teacher scrolls to is scrolled into view on each student's page.
+        teacher.page.evaluate("document.querySelector('[data-stage=mlp]').scrollIntoView({block: 'start'})")
+        for s in students:
+            s.page.wait_for_function("(() => { const top = document.querySelector('[data-stage=mlp]').getBoundingClientRect().top;"
+                                     " return top >= 0 && top < innerHeight / 2; })()", timeout=10_000)
+        teacher.page.evaluate("scrollTo(0, 0)")
+
+        # One student explores on their own: the teacher's next head is not applied there.
+        explorer, follower = students[1], students[0]
+        explorer.page.get_by_test_id("room-follow-toggle").click()
+        assert explorer.page.get_by_test_id("room-status").inner_text() == f"Exploring on your own (room {code})"
+        assert explorer.page.get_by_test_id("room-follow-toggle").inner_text() == "Follow again"
+        explorer.page.keyboard.press("-")  # their own head: 1
+        follow_latency([follower], "s.head === 3", lambda: (now(teacher), teacher.page.keyboard.press("="))[0])
+        explorer.page.wait_for_timeout(1000)
+        assert state(explorer)["head"] == 1 and state(follower)["head"] == 3
+        # Their own changes publish nothing: the teacher still shows head 3.
+        assert state(teacher)["head"] == 3
+        # Following again catches up at once.
+        latencies["follow again"] = follow_latency([explorer], "s.head === 3", lambda: (
+            now(explorer), explorer.page.get_by_test_id("room-follow-toggle").click())[0])
+        assert state(explorer)["head"] == 3 and explorer.page.get_by_test_id("room-follow-toggle").inner_text() == "Explore on my own"
+
+        # A scene: opened, moved and closed by the teacher, on every student's page.
+        teacher.page.get_by_test_id("scene-menu-button").click()
+        teacher.page.locator("[data-testid=scene-menu] [data-scene='5-temperature']").click()
+        for page in (teacher, *students):  # the scene's first step shown everywhere (its prompt analyzed)
+            page.page.wait_for_selector("[data-testid=scene-step][data-scene='5-temperature'][data-ready='1']", timeout=20_000)
+        latencies["scene step"] = follow_latency(students, "s.scene && s.scene.step === 1 && s.temperature === 0.3", lambda: (
+            now(teacher), teacher.page.get_by_test_id("scene-next").click())[0])
+        for s in students:
+            s.page.wait_for_selector("[data-testid=scene-step][data-scene='5-temperature'][data-step='2']")
+        follower.page.wait_for_timeout(400)
+        follower.page.screenshot(path=str(ARTIFACTS / "room-student-scene-1280.png"))
+        teacher.page.get_by_test_id("scene-close").click()
+        for s in students:
+            s.page.wait_for_selector("[data-testid=scene-step]", state="hidden")
+        follower.page.wait_for_timeout(300)
+        follower.page.screenshot(path=str(ARTIFACTS / "room-student-1280.png"))
+
+        # A student's page cannot publish: it has no secret (and a guessed one is refused).
+        for headers in ({}, {"X-Room-Secret": "guess"}):
+            answer = follower.page.request.put(f"{server}/api/rooms/{code}/state", data={"text": "hijacked"}, headers=headers)
+            assert answer.status == 403 and answer.json()["code"] == "not_teacher"
+        assert httpx.get(f"{server}/api/rooms/{code}").json()["state"]["text"] == state(teacher)["text"] != "hijacked"
+
+        # The panel shows the code again, and closes.
+        teacher.page.get_by_test_id("room-hide").click()
+        assert teacher.page.get_by_test_id("room-qr").is_visible()
+        teacher.page.get_by_test_id("room-close").click()
+        assert panel.is_hidden() and teacher.page.get_by_test_id("room-open").is_visible()
+
+        for page in (teacher, *students):
+            assert not page.unexpected_errors(), page.errors
+    finally:
+        for page in (teacher, *students):
+            page.close()
+    print("\nfollow latency, teacher's change -> student's store updated (its event received), ms:")
+    for what, values in latencies.items():
+        print(f"  {what:>12}: {', '.join(f'{v:.0f} ({r:.0f})' if r >= 0 else f'{v:.0f}' for v, r in values)}")
+    every = [v for values in latencies.values() for v, _ in values]
+    print(f"  store updated: median {statistics.median(every):.0f} ms, max {max(every):.0f} ms over {len(every)} changes")
+
+
+def test_a_reloaded_teacher_page_keeps_its_room(chromium, server):
+    teacher = Page(chromium, server)
+    try:
+        teacher.open()
+        teacher.page.get_by_test_id("room-open").click()
+        code = teacher.page.get_by_test_id("room-code").inner_text().replace("\n", "")
+        teacher.page.reload()
+        teacher.page.wait_for_selector("body[data-loaded='1']")
+        teacher.page.get_by_test_id("room-panel").wait_for(state="visible")
+        assert teacher.page.get_by_test_id("room-code").inner_text().replace("\n", "") == code
+        teacher.page.keyboard.press("]")
+        teacher.page.wait_for_function("window.explainer.room.version >= 2", timeout=10_000)
+        assert httpx.get(f"{server}/api/rooms/{code}").json()["state"]["layer"] == 1
+        assert not teacher.unexpected_errors(), teacher.errors
+    finally:
+        teacher.close()
+
+
+@pytest.mark.parametrize("case", ["unknown", "expired"])
+def test_an_unknown_or_closed_code_is_said_on_the_page(chromium, server, case):
+    if case == "unknown":
+        code, words, status = "ZZZZZZ", "There is no room ZZZZZZ", 404
+    else:
+        code = httpx.post(f"{server}/api/rooms").json()["code"]
+        time.sleep(IDLE_S + 0.5)  # never published to: it closes
+        words, status = f"Room {code} has closed", 410
+    student = Page(chromium, server)
+    student.allowed.append(f"status of {status}")  # the browser's own line for the refused request
+    try:
+        student.open(f"r/{code.lower()}")
+        error = student.page.get_by_test_id("room-error")
+        error.wait_for(state="visible")
+        assert words in error.inner_text()
+        assert error.get_attribute("data-code") == ("unknown_room" if case == "unknown" else "room_expired")
+        assert student.page.get_by_test_id("room-follow-toggle").is_hidden()
+        student.page.screenshot(path=str(ARTIFACTS / f"room-student-{case}.png"))
+        assert not student.unexpected_errors(), student.errors
+    finally:
+        student.close()
+
+
+def test_a_room_closing_while_followed_is_said_on_the_page(chromium, server):
+    room = httpx.post(f"{server}/api/rooms").json()
+    httpx.put(f"{server}/api/rooms/{room['code']}/state", json={"text": "Hello there"},
+              headers={"X-Room-Secret": room["secret"]})
+    student = Page(chromium, server)
+    try:
+        student.open(f"r/{room['code']}")
+        student.page.wait_for_function("window.explainer.room.applied === 1")
+        time.sleep(IDLE_S + 0.5)
+        httpx.get(f"{server}/api/rooms/{room['code']}")  # any read closes it now (else the stream's next heartbeat)
+        student.page.get_by_test_id("room-error").wait_for(state="visible", timeout=10_000)
+        assert "has closed" in student.page.get_by_test_id("room-error").inner_text()
+        assert not student.unexpected_errors(), student.errors
+    finally:
+        student.close()
+
+
+def test_the_room_panel_and_bar_pass_axe_and_speak_the_pseudo_language(chromium, server):
+    teacher = Page(chromium, server)
+    student = Page(chromium, server)
+    try:
+        teacher.open("?lang=en-XA")
+        teacher.page.get_by_test_id("room-open").click()
+        teacher.page.wait_for_function("window.explainer.room.version >= 1")
+        code = teacher.page.evaluate("window.explainer.room.code")
+        student.open(f"r/{code}?lang=en-XA")
+        student.page.wait_for_function("window.explainer.room.applied >= 1")
+        for page in (teacher, student):
+            leaks = [leak for leak in page.page.evaluate(LEAKS)]
+            assert not leaks, leaks
+        student.page.get_by_test_id("room-follow-toggle").click()
+        assert not student.page.evaluate(LEAKS)
+        for page in (teacher, student):
+            page.page.goto(page.page.url.replace("lang=en-XA", "lang=en"))
+            page.page.wait_for_selector("body[data-loaded='1']")
+        teacher.page.get_by_test_id("room-panel").wait_for(state="visible")
+        student.page.get_by_test_id("room-bar").wait_for(state="visible")
+        student.page.wait_for_timeout(500)
+        assert serious(teacher.page) == []
+        assert serious(student.page) == []
+        # On a phone the panel and the bar stay on screen.
+        for page, part in ((teacher, "room-panel"), (student, "room-bar")):
+            page.page.set_viewport_size({"width": 390, "height": 844})
+            box = page.page.get_by_test_id(part).bounding_box()
+            assert box["x"] >= 0 and box["x"] + box["width"] <= 390 and box["y"] + box["height"] <= 844
+        for page in (teacher, student):
+            assert not page.unexpected_errors(), page.errors
+    finally:
+        teacher.close()
+        student.close()
