@@ -203,21 +203,35 @@ def test_generate_with_a_full_queue_answers_503_before_streaming(explainer, chec
             assert int(response.headers["Retry-After"]) > 0
 
 
-def test_a_generation_under_way_is_not_cut_off_when_the_queue_fills(explainer, checkpoint_dir, monkeypatch):
+@pytest.mark.parametrize("decode_batch", [16, 1])
+def test_a_generation_under_way_is_not_cut_off_when_the_queue_fills(explainer, checkpoint_dir, monkeypatch, decode_batch):
     """Once a generation streams (its 200 is sent), other students filling the queue must not
-    end it with an error: its later steps and its final analysis wait their turn."""
+    end it with an error: its later steps and its final analysis wait their turn. Batched
+    (the steps are the batcher's turns) and alone (each step its own turn)."""
     from app.routers import sampling
+    from model.batching import DecodeBatch
 
-    app = create_app(Settings(model=checkpoint_dir, max_waiting=1), explainer=explainer)
-    real_steps = sampling.generate_steps
+    app = create_app(Settings(model=checkpoint_dir, max_waiting=1, decode_batch=decode_batch), explainer=explainer)
+    full = lambda: setattr(app.state.limiter, "waiting", app.state.limiter.waiting + 1)  # noqa: E731 - a student queued behind the first token
+    if decode_batch == 1:
+        real_steps = sampling.generate_steps
 
-    def steps_then_a_full_queue(*args, **kwargs):
-        for step in real_steps(*args, **kwargs):
-            if step.step == 0:
-                app.state.limiter.waiting += 1  # stands for a student queued behind the first token
-            yield step
+        def steps_then_a_full_queue(*args, **kwargs):
+            for step in real_steps(*args, **kwargs):
+                if step.step == 0:
+                    full()
+                yield step
 
-    monkeypatch.setattr(sampling, "generate_steps", steps_then_a_full_queue)
+        monkeypatch.setattr(sampling, "generate_steps", steps_then_a_full_queue)
+    else:
+        real_prefill = DecodeBatch.prefill
+
+        def prefill_then_a_full_queue(self, request):
+            answer = real_prefill(self, request)
+            full()
+            return answer
+
+        monkeypatch.setattr(DecodeBatch, "prefill", prefill_then_a_full_queue)
     with TestClient(app) as client:
         try:
             response = client.post("/api/generate", json={"text": "Once upon a time", "max_new_tokens": 3, "temperature": 0})
