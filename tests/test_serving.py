@@ -278,6 +278,41 @@ def test_the_forward_queue_serves_clients_in_turn():
     assert asyncio.run(scenario()) == ["A1", "B1", "A2", "A3"]
 
 
+def test_the_batched_decode_step_alternates_with_the_other_clients():
+    """With analyses of three students and two decode steps waiting, a decode step goes every
+    other turn: one step advances every generation, so it must not wait behind the whole class,
+    and an analysis waits behind at most one step. The order of service is checked, not a time."""
+    from app.concurrency import DECODE, client
+
+    async def scenario():
+        limiter = ForwardLimiter(max_concurrent=1, max_waiting=16, timeout_s=30)
+        started: list[str] = []
+        names = ("A1", "C1", "B1", "D1", "D2", "B2")
+        gates = {name: threading.Event() for name in names}
+
+        def job(name):
+            started.append(name)
+            gates[name].wait(10)
+            return name
+
+        async def submit(who, name):
+            client.set(who)
+            return await limiter.run(job, name)
+
+        tasks = []
+        for who, name in (("10.0.0.1", "A1"), ("10.0.0.3", "C1"), ("10.0.0.2", "B1"), (DECODE, "D1"), (DECODE, "D2"),
+                          ("10.0.0.2", "B2")):
+            tasks.append(asyncio.create_task(submit(who, name)))
+            await asyncio.sleep(0.05)
+        for name in names:
+            gates[name].set()
+        await asyncio.gather(*tasks)
+        limiter.shutdown()
+        return started
+
+    assert asyncio.run(scenario()) == ["A1", "D1", "C1", "D2", "B1", "B2"]
+
+
 def test_one_client_cannot_fill_the_whole_queue():
     from app.concurrency import MAX_WAITING_PER_CLIENT, Busy, client
 
