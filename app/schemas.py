@@ -485,7 +485,9 @@ class RoomState(BaseModel):
     """What the teacher's page shows, and every student's follows: nothing else can be stored."""
     model_config = ConfigDict(strict=True, extra="forbid")
 
-    text: str = _prompt("The prompt shown.")
+    # An example, so that a generator of test cases (schemathesis) has a text that fits NOT_BLANK.
+    text: str = Field(max_length=MAX_PROMPT_CHARS, description="The prompt shown.",
+                      json_schema_extra={"pattern": NOT_BLANK, "examples": ["The cat sat on the mat"]})
     stage: Literal[tuple(sorted(STAGES))] | None = Field(None, description="The stage card scrolled to.")
     layer: body_integer(ge=0, le=MAX_ROOM_INDEX) = 0
     head: body_integer(ge=0, le=MAX_ROOM_INDEX) = 0

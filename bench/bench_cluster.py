@@ -2,10 +2,12 @@
 
     python bench/bench_cluster.py [--model DIR] [--requests 30] [--rounds 3]
 
-GPT-2 small shapes with seeded random weights (checkpoint.py). Three configurations, all up at
+GPT-2 small shapes with seeded random weights (checkpoint.py). Four configurations, all up at
 once, the machine's cores given to each in turn:
 
 - plain: `explainer serve` (one uvicorn process, no Ray, torch on every core);
+- plain, 2 passes at once: the same with EXPLAINER_MAX_CONCURRENT=2 and OMP_NUM_THREADS at half
+  the cores (one process: the rooms and the run index stay whole without Ray);
 - Ray Serve, 1 replica of all the cores (torch threads: as many), behind Ray's HTTP proxy;
 - Ray Serve, 2 replicas of half the cores each (ray_actor_options num_cpus, torch threads: as many).
 
@@ -114,16 +116,21 @@ def main() -> int:
     print(f"GPT-2 small shapes, random weights; {cores} cores; {args.rounds} interleaved bursts of {args.requests} "
           f"concurrent analyze requests of fresh {N_TOKENS}-token prompts per configuration", flush=True)
     server = Server(model_dir, free_port())
-    # Logical CPUs for both deployments at once (only one is loaded at a time): 1 x all cores, 2 x half.
-    ray.init(num_cpus=2 * cores, include_dashboard=False, object_store_memory=200 << 20, namespace=cluster.NAMESPACE,
-             logging_level=logging.WARNING, log_to_driver=False)
+    # One process, several passes at once, each on its share of the cores: the rooms and the run
+    # index stay whole without Ray, but the passes' Python (hooks, encoding answers) shares one GIL.
+    side_by_side = Server(model_dir, free_port(), threads=max(1, cores // 2), env={"EXPLAINER_MAX_CONCURRENT": "2"})
     try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{server.port}", timeout=120, trust_env=False) as client:
-            server.wait_ready(client)
+        # Logical CPUs for both deployments at once (only one is loaded at a time): 1 x all cores, 2 x half.
+        ray.init(num_cpus=2 * cores, include_dashboard=False, object_store_memory=200 << 20, namespace=cluster.NAMESPACE,
+                 logging_level=logging.WARNING, log_to_driver=False)
+        for process in (server, side_by_side):
+            with httpx.Client(base_url=f"http://127.0.0.1:{process.port}", timeout=120, trust_env=False) as client:
+                process.wait_ready(client)
         port = free_port()
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         settings = Settings(model=model_dir, log_level="warning")
-        configs = [("plain uvicorn (no Ray)", 1, f"http://127.0.0.1:{server.port}")]
+        configs = [("plain uvicorn (no Ray)", 1, f"http://127.0.0.1:{server.port}"),
+                   (f"plain, 2 passes x {max(1, cores // 2)} thr", 1, f"http://127.0.0.1:{side_by_side.port}")]
         for name, replicas in (("one", 1), ("two", 2)):
             share = cores / replicas
             serve.run(cluster.deployment(settings, replicas, share), name=name, route_prefix=f"/{name}")
@@ -135,7 +142,7 @@ def main() -> int:
         loads = {name: [] for name, _, _ in configs}
         for round_ in range(args.rounds):
             # Interleaved, the order rotated each round: other load on the machine falls on all alike.
-            for name, _, url in configs[round_ % 3:] + configs[:round_ % 3]:
+            for name, _, url in configs[round_ % len(configs):] + configs[:round_ % len(configs)]:
                 texts = [prompts.fresh(N_TOKENS)[0] for _ in range(args.requests)]
                 loads[name].append(os.getloadavg()[0])
                 wall, got = asyncio.run(burst(url, texts))
@@ -144,15 +151,18 @@ def main() -> int:
         rows = [summary(name, replicas, walls[name], results[name], loads[name]) for name, replicas, _ in configs]
     finally:
         server.stop()
+        side_by_side.stop()
         serve.shutdown()
         ray.shutdown()
 
-    plain, one, two = rows
+    plain, side, one, two = rows
     print()
     print(f"2 replicas / 1 replica under Ray Serve: throughput x{two['throughput'] / one['throughput']:.2f}, "
           f"p50 x{two['p50'] / one['p50']:.2f}, p95 x{two['p95'] / one['p95']:.2f}")
     print(f"1 replica under Ray Serve / plain uvicorn: throughput x{one['throughput'] / plain['throughput']:.2f}, "
           f"p50 x{one['p50'] / plain['p50']:.2f} (the proxy's hop, the shared actor's calls)")
+    print(f"2 replicas under Ray Serve / one process with 2 passes at once: throughput x{two['throughput'] / side['throughput']:.2f}, "
+          f"p50 x{two['p50'] / side['p50']:.2f}, p95 x{two['p95'] / side['p95']:.2f}")
     # Extrapolation to a 16-core server from the figures per replica measured here: replicas scale
     # with the cores as long as memory bandwidth and the proxy keep up (an upper bound).
     for row in (two, one):

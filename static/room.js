@@ -15,8 +15,9 @@
  * /api/rooms/CODE/events) and, while following, applies each state: layer, head, temperature
  * and the scene through the store, the prompt analyzed (prompt.js) only when it differs, the
  * pinned token once the run is shown, the stage card scrolled into view when it changes.
- * Exploring keeps listening but applies nothing; following again applies the latest state. A
- * student publishes nothing. An unknown or closed room is said on the page.
+ * Exploring keeps listening but applies nothing; following again applies the latest state (and
+ * drops what the student switched off meanwhile). A student publishes nothing. An unknown or
+ * closed room is said on the page.
  *
  *   mount(root, store, runKey) -> unmount     root: the header the teacher's button goes into
  *
@@ -28,7 +29,7 @@
 import { openRoom, publishRoom, roomEventsUrl, roomQrUrl, roomSnapshot } from "./api.js";
 import { el, listen, withData } from "./dom.js";
 import { t } from "./i18n.js";
-import { analyzeText } from "./prompt.js";
+import { analyzeText, analyzeWith } from "./prompt.js";
 import { selectRun } from "./store.js";
 
 const PUBLISH_DELAY_MS = 150;
@@ -115,17 +116,23 @@ function teacher(root, store, runKey, info) {
     };
   }
 
-  /** At most one publish per PUBLISH_DELAY_MS: a lone change goes at once (after this task, so
-   * that the changes made together go together), a stream of them (the temperature slider
-   * dragged) every 150 ms, the last one always. */
+  /** At most one publish per PUBLISH_DELAY_MS: a lone change goes at once (once the code that
+   * made it has run, so that changes made together go together, and before the views' next frame
+   * is drawn), a stream of them (the temperature slider dragged) every 150 ms, the last one always. */
   function schedule() {
     if (!room || timer) return;
-    const wait = Math.max(0, lastPublish + PUBLISH_DELAY_MS - performance.now());
-    timer = setTimeout(() => {
+    const wait = lastPublish + PUBLISH_DELAY_MS - performance.now();
+    const go = () => {
       timer = null;
       lastPublish = performance.now();
       publish();
-    }, wait);
+    };
+    if (wait > 0) {
+      timer = setTimeout(go, wait);
+    } else {
+      timer = true;
+      queueMicrotask(go);
+    }
   }
 
   /** Send the state if it changed (or `force`: the same again, to keep the room open); one request at a time. */
@@ -189,7 +196,7 @@ function teacher(root, store, runKey, info) {
   function forget() {
     room = null;
     info.code = null;
-    clearTimeout(timer);
+    if (timer !== true) clearTimeout(timer);
     timer = null;
     clearInterval(keepalive);
     sessionStorage.removeItem(SAVED);
@@ -218,6 +225,7 @@ function teacher(root, store, runKey, info) {
       const saved = { code: opened.code, secret: opened.secret, keepaliveMs: keepaliveMs(opened.expires_in) };
       sessionStorage.setItem(SAVED, JSON.stringify(saved));
       show(saved);
+      hide.focus(); // the button that was pressed is gone: keep the keyboard in the panel
     } catch (e) {
       error.textContent = t("room.open_failed", { error: e.message });
       error.hidden = false;
@@ -304,13 +312,13 @@ function student(store, runKey, code, info) {
   let latest = null; // {version, state} last received
   let target = null; // the state being applied: {...state, scrolled: the stage last scrolled to}
   let ready = false; // the model is known and the page's first analysis has started
-  let connected = false;
+  let lost = false; // the event stream dropped, and EventSource is connecting again
 
   function render() {
     if (info.ended) return;
     const key = info.following ? "room.following" : "room.exploring";
     status.replaceChildren(...withData(t(key), { code }));
-    if (!connected && source) status.append(" ", t("room.reconnecting"));
+    if (lost && source) status.append(" ", t("room.reconnecting"));
     else if (info.following && latest && !latest.state) status.append(" ", t("room.waiting"));
     toggle.textContent = info.following ? t("room.explore") : t("room.follow");
     toggle.setAttribute("aria-pressed", info.following ? "true" : "false");
@@ -360,7 +368,10 @@ function student(store, runKey, code, info) {
     const run = selectRun(store.state, runKey);
     const analysis = store.state.analysis[runKey];
     const coming = analysis && analysis.text === target.text && analysis.status === "running";
-    if (!(sceneChanged && state.scene) && (!run || run.text !== target.text) && !coming) {
+    if (force && !state.scene && store.state.interventions.length) {
+      // Following again: the teacher's view, without what this student switched off meanwhile.
+      analyzeWith(store, runKey, target.text, []);
+    } else if (!(sceneChanged && state.scene) && (!run || run.text !== target.text) && !coming) {
       analyzeText(store, runKey, target.text, { pinned: target.pinned });
     }
     settle();
@@ -395,7 +406,7 @@ function student(store, runKey, code, info) {
     latest = data;
     info.version = data.version;
     info.receivedAt = Date.now();
-    connected = true;
+    lost = false;
     render();
     apply();
   }
@@ -403,7 +414,7 @@ function student(store, runKey, code, info) {
   function listenToRoom() {
     source = new EventSource(roomEventsUrl(code));
     source.onopen = () => {
-      connected = true;
+      lost = false;
       render();
     };
     source.onmessage = receive;
@@ -416,7 +427,7 @@ function student(store, runKey, code, info) {
     });
     source.onerror = () => {
       if (!source) return;
-      connected = false;
+      lost = true;
       if (source.readyState === EventSource.CLOSED) {
         // Refused (the room closed while the connection was down): the snapshot says why.
         stopListening();

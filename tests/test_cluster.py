@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
+import signal
 from pathlib import Path
 
 import httpx
@@ -115,9 +115,9 @@ def test_the_readme_serve_config_builds_the_deployment():
     from ray.serve.schema import ServeDeploySchema
 
     readme = (ROOT / "README.md").read_text()
-    block = readme.split("```yaml\n# serve.yaml", 1)[1].split("```", 1)[0]
+    [block] = [b.split("```", 1)[0] for b in readme.split("```yaml\n")[1:] if b.startswith("# serve.yaml")]
     config = yaml.safe_load(block)
-    ServeDeploySchema.model_validate(config) if hasattr(ServeDeploySchema, "model_validate") else ServeDeploySchema.parse_obj(config)
+    ServeDeploySchema.model_validate(config)  # Ray's own schema of a config file
     [application] = config["applications"]
     module, name = application["import_path"].split(":")
     builder = getattr(__import__(module, fromlist=[name]), name)
@@ -135,6 +135,7 @@ def cluster(checkpoint_dir):
     serve = pytest.importorskip("ray.serve", reason='the cluster extra is not installed: pip install -e ".[cluster]"')
     from app import cluster
 
+    sigterm = signal.getsignal(signal.SIGTERM)  # ray.init sets its own in this process: put back after
     try:
         ray.init(num_cpus=2, include_dashboard=False, object_store_memory=100 << 20, namespace=cluster.NAMESPACE,
                  logging_level=logging.WARNING, log_to_driver=False)
@@ -148,6 +149,7 @@ def cluster(checkpoint_dir):
     finally:
         serve.shutdown()
         ray.shutdown()
+        signal.signal(signal.SIGTERM, sigterm)
 
 
 def shared_stats() -> dict:

@@ -221,6 +221,17 @@ def test_the_qr_code_is_an_svg_of_the_absolute_follow_url(client):
     assert svg.get("viewBox") == f"0 0 {w} {h}"
 
 
+def test_every_stage_card_of_the_page_is_a_stage_a_room_takes():
+    """The teacher's page publishes the data-stage of the card it is at: each must fit RoomState."""
+    from pathlib import Path
+
+    from app.schemas import STAGES
+
+    templates = Path(__file__).resolve().parents[1] / "templates"
+    found = {m for f in templates.rglob("*.html") for m in re.findall(r'data-stage="([^"{]+)"', f.read_text())}
+    assert len(found) >= 15 and found <= STAGES, found - STAGES
+
+
 def test_the_follow_page_is_the_explainer(client):
     room = open_room(client)
     html = client.get(f"/r/{room['code']}").text
@@ -420,3 +431,12 @@ def test_thirty_followers_get_the_state_then_each_publish_over_a_real_server(che
         latencies = sorted((events[1][0] - sent) * 1000 for events in received)
         print(f"\npublish -> 30 followers over loopback: median {latencies[n // 2]:.1f} ms, max {latencies[-1]:.1f} ms")
         assert httpx.get(f"{url}/api/rooms/ZZZZZZ").json()["code"] == "unknown_room"
+
+        # A client that leaves gives its place back: 300 streams opened and closed one after the
+        # other, in a room that takes 256 at once, are all let in.
+        room = httpx.post(f"{url}/api/rooms").json()
+        with httpx.Client(timeout=30) as http:
+            for i in range(300):
+                with http.stream("GET", f"{url}/api/rooms/{room['code']}/events") as response:
+                    assert response.status_code == 200, (i, response.read())
+                    assert next(response.iter_lines()).startswith("retry:")

@@ -34,9 +34,9 @@ async def open_room(rooms=Depends(get_rooms)) -> dict:
 @router.put("/rooms/{code}/state", response_model=RoomVersion, responses=documented(403, 404, 410),
             summary="Publish the teacher's view (only with the secret the room was opened with)")
 async def publish(code: Code, state: RoomState, rooms=Depends(get_rooms),
-                  x_room_secret: Annotated[str | None, Header(max_length=256, description=(
-                      "The secret POST /api/rooms gave the teacher's page."))] = None) -> dict:
-    version = await rooms.publish(code, x_room_secret or "", state.model_dump(mode="json"))
+                  x_room_secret: Annotated[str, Header(max_length=256, description=(
+                      "The secret POST /api/rooms gave the teacher's page (without it: 403 not_teacher)."))] = "") -> dict:
+    version = await rooms.publish(code, x_room_secret, state.model_dump(mode="json"))
     return {"version": version}
 
 
