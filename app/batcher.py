@@ -5,7 +5,7 @@ A generation's prompt runs alone, in its client's own turn (`prefill`). Its sequ
 to join the batch, which a single task steps for as long as it has members: between two steps,
 finished sequences and those whose client left are dropped and waiting ones join (at most
 `max_batch`; the rest join as places free up). Each step takes one turn of the forward queue
-under the name DECODE, which alternates with the other clients (concurrency.FairSlots).
+under the name DECODE, which counts there as the generations it advances (concurrency.FairSlots).
 
     batcher = DecodeBatcher(explainer, limiter, max_batch=16, metrics=None)
     async with contextlib.aclosing(batcher.generate(request)) as steps:
@@ -99,6 +99,7 @@ class DecodeBatcher:
                     return
                 if self.metrics is not None:
                     self.metrics.decode_batch_size.observe(len(self._members))
+                self.limiter.decode_weight(len(self._members))
                 try:
                     results = await self.limiter.run(self._batch.step, admitted=True)
                 except Exception as error:  # a time limit, the server stopping, a failed pass

@@ -119,6 +119,9 @@ class ExplainerShared:
     async def publish(self, *args, **kwargs):
         return await self.rooms.publish(*args, **kwargs)
 
+    async def close(self, *args, **kwargs):
+        return await self.rooms.close(*args, **kwargs)
+
     async def snapshot(self, *args, **kwargs):
         return await self.rooms.snapshot(*args, **kwargs)
 
@@ -211,6 +214,9 @@ class RayRoomStore(_Proxy):
 
     async def publish(self, code, secret, state):
         return await self._call("publish", code, secret, state)
+
+    async def close(self, code, secret):
+        return await self._call("close", code, secret)
 
     async def snapshot(self, code):
         return await self._call("snapshot", code)

@@ -32,26 +32,30 @@ class FairSlots:
     longest ago (one never served first), and within a client in arrival order. A client with
     a queue of work therefore delays another's single request by at most the one it is running.
 
-    The batched decode step (DECODE) alternates with everyone else: while both wait, a slot goes
-    to it every other grant. One step advances every generation at once, so it must not wait
-    behind thirty analyses; and an analysis waits behind at most one step."""
+    The batched decode step (DECODE) counts as the generations it advances (`decode_weight`, set
+    by the batcher): in a round of the other waiting clients and those generations, it gets one
+    turn per generation, and at most every other turn. A lone generation among ten students'
+    analyses is stepped once a round, as when each generation stepped alone; sixteen generations
+    are stepped every other turn, and an analysis waits behind at most one step per turn."""
 
     def __init__(self, slots: int):
         self.free = slots
         self._queues: OrderedDict[str, deque[asyncio.Future]] = OrderedDict()
         self._served: dict[str, int] = {}  # client -> when it was last given a slot
         self._grants = 0
-        self._last: str | None = None  # who was given the last slot
+        self.decode_weight = 1  # generations one DECODE turn advances
+        self._since_decode = 0  # turns given to others since DECODE's last
 
     def _next(self) -> str:
         """The waiting client to serve next."""
-        if DECODE in self._queues and (self._last != DECODE or len(self._queues) == 1):
+        others = [w for w in self._queues if w != DECODE]
+        if DECODE in self._queues and (not others or self._since_decode * self.decode_weight >= len(others)):
             return DECODE
-        return min((w for w in self._queues if w != DECODE), key=lambda w: self._served.get(w, 0))  # ties: the earliest queued
+        return min(others, key=lambda w: self._served.get(w, 0))  # ties: the earliest queued
 
     def _grant(self, who: str, future: asyncio.Future) -> None:
         self._grants += 1
-        self._last = who
+        self._since_decode = 0 if who == DECODE else self._since_decode + 1
         self._served[who] = self._grants
         if len(self._served) > 4096:  # forget the clients served longest ago
             for old in sorted(self._served, key=self._served.get)[:1024]:
@@ -102,6 +106,10 @@ class ForwardLimiter:
         self.running = 0
         # Called with each grant's wait in seconds (app/metrics.py sets it); None: not measured.
         self.observe_wait: Callable[[float], None] | None = None
+
+    def decode_weight(self, generations: int) -> None:
+        """How many generations the next DECODE turn advances (its share of the queue's turns)."""
+        self._slots.decode_weight = max(1, generations)
 
     @property
     def closing(self) -> bool:

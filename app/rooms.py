@@ -5,7 +5,8 @@ and that students' pages follow live over server-sent events.
 A room is a 6-character code from an alphabet without look-alikes (no 0/O, 1/I/L), and a secret
 only the teacher's page holds: a publish without it is 403 `not_teacher`. Rooms are bounded in
 number (EXPLAINER_ROOMS_MAX, else 503 `too_many_rooms`) and close after EXPLAINER_ROOM_IDLE
-seconds without a publish (the teacher's page re-publishes while it is open); a closed room's
+seconds without a publish (the teacher's page re-publishes while it is open), or when the teacher
+closes it (DELETE, with the secret: its followers are told at once); a closed room's
 code is remembered for a while, so a student gets 410 `room_expired` rather than 404
 `unknown_room`.
 
@@ -15,6 +16,7 @@ of it before start-up, e.g. one behind a Ray actor):
     await open() -> {"code", "secret", "expires_in"}
     await publish(code, secret, state: dict) -> version      a state equal to the current one only
                                                              refreshes the room (same version)
+    await close(code, secret)                                 the teacher ends it (followers told at once)
     await snapshot(code) -> (version, state | None)
     await wait(code, after, timeout) -> (version, state | None)   at once if version > after,
                                                              else when it is, or at timeout
@@ -88,9 +90,7 @@ class LocalRoomStore:
             code, room = next(iter(self._rooms.items()))
             if now - room.touched < self.idle_s:
                 break
-            del self._rooms[code]
-            self._tombstones[code] = now
-            room.changed.set()  # its followers wake now, and find it closed
+            self._end(code)
         while self._tombstones and (len(self._tombstones) > self.max_tombstones
                                     or now - next(iter(self._tombstones.values())) > self.tombstone_s):
             self._tombstones.popitem(last=False)
@@ -102,8 +102,8 @@ class LocalRoomStore:
         if room is not None:
             return room
         if code in self._tombstones:
-            raise ApiError(410, "room_expired", f"code: room {code} has closed: it was left unchanged for "
-                           f"{_duration(self.idle_s)}. Ask the teacher for a new code.", field="code")
+            raise ApiError(410, "room_expired", f"code: room {code} has closed: the teacher closed it, or it was left "
+                           f"unchanged for {_duration(self.idle_s)}. Ask the teacher for a new code.", field="code")
         raise ApiError(404, "unknown_room", f"code: there is no room {code!r}: check the code the teacher shows.",
                        field="code")
 
@@ -136,11 +136,16 @@ class LocalRoomStore:
         self._rooms[code] = _Room(secret, self.clock())
         return {"code": code, "secret": secret, "expires_in": self.idle_s}
 
-    async def publish(self, code: str, secret: str, state: dict) -> int:
+    def _teachers(self, code: str, secret: str) -> _Room:
+        """The room, if `secret` is its teacher's; else 403 not_teacher (404 / 410 as _room)."""
         room = self._room(code)
         if not hmac.compare_digest(room.secret.encode(), (secret or "").encode("utf-8", "surrogateescape")):
             raise ApiError(403, "not_teacher", "x-room-secret: only the teacher's page, which opened the room, "
                            "can change it.", field="x-room-secret")
+        return room
+
+    async def publish(self, code: str, secret: str, state: dict) -> int:
+        room = self._teachers(code, secret)
         self._touch(normalize(code), room)
         if state != room.state:
             room.version += 1
@@ -148,6 +153,16 @@ class LocalRoomStore:
             room.changed.set()
             room.changed = asyncio.Event()
         return room.version
+
+    async def close(self, code: str, secret: str) -> None:
+        """The teacher closes the room: its followers are told at once (410 room_expired after)."""
+        self._teachers(code, secret)
+        self._end(normalize(code))
+
+    def _end(self, code: str) -> None:
+        room = self._rooms.pop(code)
+        self._tombstones[code] = self.clock()
+        room.changed.set()  # its followers wake now, and find it closed
 
     async def snapshot(self, code: str) -> tuple[int, dict | None]:
         room = self._room(code)

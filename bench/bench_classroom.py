@@ -447,6 +447,15 @@ async def mix(base_url: str, n_students: int, seconds: float, n_layers: int, see
     return stats, wall, hung
 
 
+def batch_sizes(text: str) -> tuple[float, float]:
+    """(steps, generations stepped) from /metrics' explainer_decode_batch_size histogram."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    found = {s.name: s.value for f in text_string_to_metric_families(text) if f.name == "explainer_decode_batch_size"
+             for s in f.samples}
+    return found.get("explainer_decode_batch_size_count", 0.0), found.get("explainer_decode_batch_size_sum", 0.0)
+
+
 def lone_generation(client, prompts: Prompts, n: int, repeats: int = 2) -> float:
     """Seconds for one n-token generation with nothing else running (median of `repeats`)."""
     times = []
@@ -480,6 +489,7 @@ def run_mix(model_dir: str, n_students: int, seconds: float, seed: int, gen_shar
             client.post("/api/analyze", json={"text": prompts.fresh(64)[0], "patterns": "auto"}).raise_for_status()
             lone_analyze = time.perf_counter() - t0
             stats, wall, hung = asyncio.run(mix(base_url, n_students, seconds, n_layers, seed, gen_share))
+            steps = batch_sizes(client.get("/metrics").text)
         finally:
             client.close()
             server.stop()
@@ -490,6 +500,7 @@ def run_mix(model_dir: str, n_students: int, seconds: float, seed: int, gen_shar
         ratios = [t / lone_at(n) for n, t in gens]
         tokens = sum(n for n, _ in gens)
         rows.append((name, lone, lone_analyze, stats, wall, hung, ratios, tokens))
+        stats.steps = steps
 
     print(f"\n== Realistic mix: {n_students} students, {seconds:.0f} s, 1-4 s think time, "
           f"{gen_share:.0%} of rounds generate {MIX_LENGTHS[0]}-{MIX_LENGTHS[-1]} tokens ==")
@@ -504,6 +515,9 @@ def run_mix(model_dir: str, n_students: int, seconds: float, seed: int, gen_shar
             print(f"    generation: {len(gen)} done, p50 {pct(gen, 0.5):.2f} s, p95 {pct(gen, 0.95):.2f} s; "
                   f"p50 {pct(ratios, 0.5):.1f}x a lone one of the same length (p95 {pct(ratios, 0.95):.1f}x)")
         print(f"    generated tokens/s, all students together: {tokens / wall:.1f}")
+        count, total = stats.steps
+        if count:
+            print(f"    batched decode steps (from /metrics): {count:.0f}, {total / count:.1f} generations each on average")
         if analyze:
             print(f"    analyze: {len(analyze)} done, p50 {pct(analyze, 0.5) * 1e3:.0f} ms, p95 {pct(analyze, 0.95) * 1e3:.0f} ms")
         print(f"    errors {errors}, 503s waited out {sum(stats.busy.values())}, gave up {sum(stats.gave_up.values())}, "

@@ -55,6 +55,7 @@
  *       Rejects with ApiError on an `event: error`, or with an AbortError when `signal` aborts.
  *   openRoom() -> {code, secret, follow_url, expires_in}      POST /api/rooms (follow the teacher)
  *   publishRoom(code, secret, state) -> {version}            PUT /api/rooms/{code}/state, X-Room-Secret
+ *   closeRoom(code, secret)                                  DELETE /api/rooms/{code}, X-Room-Secret
  *   roomSnapshot(code) -> {version, state}                   GET /api/rooms/{code} (404 unknown_room, 410 room_expired)
  *   roomEventsUrl(code), roomQrUrl(code)                     the event stream (for an EventSource) and the QR code's SVG
  *   Not cached: a room's state changes.
@@ -497,6 +498,11 @@ const roomPath = (code) => `/api/rooms/${encodeURIComponent(code)}`;
 
 export async function openRoom() {
   return (await request("/api/rooms", { method: "POST" })).json();
+}
+
+/** DELETE /api/rooms/{code} with the teacher's secret: the room ends, its followers are told. */
+export async function closeRoom(code, secret) {
+  await request(roomPath(code), { method: "DELETE", headers: { "X-Room-Secret": secret }, idempotent: true });
 }
 
 export async function publishRoom(code, secret, state) {

@@ -7,8 +7,8 @@
  * From then on the page publishes what it shows (PUT /api/rooms/CODE/state, X-Room-Secret):
  * the prompt, the stage card scrolled to, layer, head, pinned token, temperature and the scene
  * step (store.state.scene), when something changed: at once, and at most every 150 ms while
- * changes keep coming; and the same state again now and then, which keeps an idle room open. "Close room" stops publishing (the
- * room then closes on the server after its idle time).
+ * changes keep coming; and the same state again now and then, which keeps an idle room open.
+ * "Close room" ends it on the server (DELETE /api/rooms/CODE): the students' pages say so at once.
  *
  * Student (/r/CODE): a bar "Following the teacher (room CODE)" with "Explore on my own" /
  * "Follow again". The page listens to the room's event stream (EventSource on
@@ -26,7 +26,7 @@
  *   error code when the room is unknown or has closed), sentAt / receivedAt (Date.now() of the last
  *   publish sent, of the last state received)}.
  */
-import { openRoom, publishRoom, roomEventsUrl, roomQrUrl, roomSnapshot } from "./api.js";
+import { closeRoom, openRoom, publishRoom, roomEventsUrl, roomQrUrl, roomSnapshot } from "./api.js";
 import { el, listen, withData } from "./dom.js";
 import { t } from "./i18n.js";
 import { analyzeText, analyzeWith } from "./prompt.js";
@@ -238,10 +238,18 @@ function teacher(root, store, runKey, info) {
     }
   }
 
-  function closeRoom() {
+  async function endRoom() {
+    const ending = room;
     forget();
     panel.hidden = true;
     openButton.focus();
+    if (!ending) return;
+    try {
+      await closeRoom(ending.code, ending.secret); // the students' pages say so at once
+    } catch (e) {
+      // Gone already (expired, or the server restarted): nothing left to close.
+      if (!(e && e.name === "ApiError" && (e.status === 404 || e.status === 410))) console.error(e);
+    }
   }
 
   /** A room this tab opened before a reload: shown again if the server still has it. */
@@ -273,7 +281,7 @@ function teacher(root, store, runKey, info) {
   }
 
   off.push(listen(openButton, "click", open));
-  off.push(listen(close, "click", closeRoom));
+  off.push(listen(close, "click", endRoom));
   off.push(listen(hide, "click", () => setCollapsed(!panel.classList.contains("collapsed"))));
   off.push(listen(window, "scroll", onScroll, { passive: true }));
   off.push(store.subscribe(WATCHED, schedule));

@@ -253,6 +253,27 @@ def test_a_room_closing_while_followed_is_said_on_the_page(chromium, server):
         student.close()
 
 
+def test_the_teacher_closing_the_room_is_said_on_the_students_page_at_once(chromium, server):
+    teacher = Page(chromium, server)
+    student = Page(chromium, server)
+    try:
+        teacher.open()
+        teacher.page.get_by_test_id("room-open").click()
+        code = teacher.page.get_by_test_id("room-code").inner_text().strip()
+        student.open(f"r/{code}")
+        student.page.wait_for_function("window.explainer.room.applied >= 1")
+        teacher.page.get_by_test_id("room-close").click()
+        student.page.get_by_test_id("room-error").wait_for(state="visible", timeout=5_000)
+        assert "has closed" in student.page.get_by_test_id("room-error").inner_text()
+        assert httpx.get(f"{server}/api/rooms/{code}").status_code == 410
+        assert teacher.page.get_by_test_id("room-open").is_visible()
+        assert not teacher.unexpected_errors(), teacher.errors
+        assert not student.unexpected_errors(), student.errors
+    finally:
+        teacher.close()
+        student.close()
+
+
 def test_the_room_panel_and_bar_pass_axe_and_speak_the_pseudo_language(chromium, server):
     teacher = Page(chromium, server)
     student = Page(chromium, server)

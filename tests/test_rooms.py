@@ -119,6 +119,20 @@ def test_only_the_secret_publishes(client, secret):
     assert client.get(f"/api/rooms/{room['code']}").json() == {"version": 1, "state": FULL}
 
 
+def test_only_the_teacher_closes_a_room_and_its_code_then_says_so(client, app):
+    room = open_room(client)
+    code = room["code"]
+    publish(client, code, STATE, room["secret"])
+    refused = client.delete(f"/api/rooms/{code}", headers={"X-Room-Secret": "wrong"})
+    assert refused.status_code == 403 and refused.json()["code"] == "not_teacher"
+    assert client.get(f"/api/rooms/{code}").status_code == 200
+    assert client.delete(f"/api/rooms/{code}", headers={"X-Room-Secret": room["secret"]}).status_code == 204
+    gone = client.get(f"/api/rooms/{code}")
+    assert gone.status_code == 410 and gone.json()["code"] == "room_expired"
+    assert client.delete(f"/api/rooms/{code}", headers={"X-Room-Secret": room["secret"]}).status_code == 410
+    assert app.state.rooms.active == 0
+
+
 @pytest.mark.parametrize("method, path", [("GET", ""), ("PUT", "/state"), ("GET", "/events"), ("GET", "/qr.svg")])
 def test_an_unknown_code_is_404(client, method, path):
     response = client.request(method, f"/api/rooms/ZZZZZZ{path}", json=STATE if method == "PUT" else None,
@@ -300,6 +314,27 @@ def test_followers_wake_when_their_room_closes():
         with pytest.raises(ApiError) as caught:
             await asyncio.wait_for(waiter, 5)
         assert caught.value.code == "room_expired"
+
+    asyncio.run(main())
+
+
+def test_a_closed_room_ends_its_followers_streams_at_once():
+    async def main():
+        store = LocalRoomStore(idle_s=600)
+        followers = Followers()
+        room = await store.open()
+        code, secret = room["code"], room["secret"]
+        await store.publish(code, secret, {"text": "a"})
+        stream = follow(store, code, *(await store.snapshot(code)), followers.enter(code), heartbeat_s=30)
+        await anext(stream)  # the state
+        next_event = asyncio.ensure_future(anext(stream))
+        await asyncio.sleep(0.005)
+        await store.close(code, secret)
+        end = parse(await asyncio.wait_for(next_event, 5))  # not at the next heartbeat, 30 s away
+        assert end["event"] == "end" and json.loads(end["data"])["code"] == "room_expired"
+        with pytest.raises(StopAsyncIteration):
+            await anext(stream)
+        assert followers.count(code) == 0
 
     asyncio.run(main())
 

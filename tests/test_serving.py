@@ -278,14 +278,20 @@ def test_the_forward_queue_serves_clients_in_turn():
     assert asyncio.run(scenario()) == ["A1", "B1", "A2", "A3"]
 
 
-def test_the_batched_decode_step_alternates_with_the_other_clients():
-    """With analyses of three students and two decode steps waiting, a decode step goes every
-    other turn: one step advances every generation, so it must not wait behind the whole class,
-    and an analysis waits behind at most one step. The order of service is checked, not a time."""
+@pytest.mark.parametrize("weight, order", [
+    (2, ["A1", "D1", "C1", "D2", "B1", "B2"]),  # two generations: every other turn
+    (1, ["A1", "C1", "D1", "B1", "D2", "B2"]),  # one: a turn per round of the waiting clients
+])
+def test_the_batched_decode_step_gets_a_turn_per_generation_it_advances(weight, order):
+    """With analyses of three students and two decode steps waiting, the decode step counts as
+    the generations it advances: with two, it goes every other turn (no more: an analysis waits
+    behind at most one step); with one, once per round of the waiting clients, like a student.
+    The order of service is checked, not a time."""
     from app.concurrency import DECODE, client
 
     async def scenario():
         limiter = ForwardLimiter(max_concurrent=1, max_waiting=16, timeout_s=30)
+        limiter.decode_weight(weight)
         started: list[str] = []
         names = ("A1", "C1", "B1", "D1", "D2", "B2")
         gates = {name: threading.Event() for name in names}
@@ -310,7 +316,7 @@ def test_the_batched_decode_step_alternates_with_the_other_clients():
         limiter.shutdown()
         return started
 
-    assert asyncio.run(scenario()) == ["A1", "D1", "C1", "D2", "B1", "B2"]
+    assert asyncio.run(scenario()) == order
 
 
 def test_one_client_cannot_fill_the_whole_queue():

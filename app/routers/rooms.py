@@ -20,6 +20,10 @@ router = APIRouter(prefix="/api", responses=documented(400, 413, 422, 503))
 Code = Annotated[str, Path(min_length=1, max_length=16, description="The room's code, as issued (any case).")]
 
 
+TeacherSecret = Annotated[str, Header(max_length=256, description=(
+    "The secret POST /api/rooms gave the teacher's page (without it: 403 not_teacher)."))]
+
+
 def follow_path(code: str) -> str:
     return f"/r/{code}"
 
@@ -33,11 +37,16 @@ async def open_room(rooms=Depends(get_rooms)) -> dict:
 
 @router.put("/rooms/{code}/state", response_model=RoomVersion, responses=documented(403, 404, 410),
             summary="Publish the teacher's view (only with the secret the room was opened with)")
-async def publish(code: Code, state: RoomState, rooms=Depends(get_rooms),
-                  x_room_secret: Annotated[str, Header(max_length=256, description=(
-                      "The secret POST /api/rooms gave the teacher's page (without it: 403 not_teacher)."))] = "") -> dict:
+async def publish(code: Code, state: RoomState, rooms=Depends(get_rooms), x_room_secret: TeacherSecret = "") -> dict:
     version = await rooms.publish(code, x_room_secret, state.model_dump(mode="json"))
     return {"version": version}
+
+
+@router.delete("/rooms/{code}", status_code=204, response_class=Response, responses=documented(403, 404, 410),
+               summary="Close the room (only with the secret it was opened with): its followers are told at once")
+async def close(code: Code, rooms=Depends(get_rooms), x_room_secret: TeacherSecret = "") -> Response:
+    await rooms.close(code, x_room_secret)
+    return Response(status_code=204)
 
 
 @router.get("/rooms/{code}", response_model=RoomSnapshot, responses=documented(404, 410),
