@@ -76,32 +76,46 @@ class DecodeBatcher:
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="decode-batcher")
 
-    def _regroup(self) -> None:
-        """Between steps: the finished and the abandoned leave, the waiting join."""
-        for member in [m for m in self._members if m.gone or m.sequence.finished]:
-            self._batch.leave(member.sequence)
+    def _regroup(self) -> tuple[list[Sequence], list[Sequence]]:
+        """Between steps: who leaves (finished or abandoned) and who joins. The caches are
+        regrouped by `_advance`, in the worker thread: padding a long prompt against sixteen rows
+        copies hundreds of MB, which must not hold up the event loop."""
+        leaving = [m for m in self._members if m.gone or m.sequence.finished]
+        for member in leaving:
             self._members.remove(member)
             member.queue.put_nowait(_END)
+        joining = []
         while self._joining and len(self._members) < self.max_batch:
             member = self._joining.popleft()
             if not member.gone:
-                self._batch.join(member.sequence)
                 self._members.append(member)
+                joining.append(member.sequence)
         if self.metrics is not None:
             self.metrics.active_generations.set(self.active)
+        return [m.sequence for m in leaving], joining
+
+    def _advance(self, batch: DecodeBatch, leaving: list[Sequence], joining: list[Sequence]):
+        """In the worker thread: regroup the caches, then one step for every member."""
+        for sequence in leaving:
+            batch.leave(sequence)
+        for sequence in joining:
+            batch.join(sequence)
+        return batch.step()
 
     async def _run(self) -> None:
         client.set(DECODE)  # this task's turns in the forward queue are the batch's, not a client's
         try:
             while True:
-                self._regroup()
+                leaving, joining = self._regroup()
                 if not self._members:
+                    # Nobody left to step: the batch is emptied with the next one (or now, if idle).
+                    self._batch = DecodeBatch(self.explainer)
                     return
                 if self.metrics is not None:
                     self.metrics.decode_batch_size.observe(len(self._members))
                 self.limiter.decode_weight(len(self._members))
                 try:
-                    results = await self.limiter.run(self._batch.step, admitted=True)
+                    results = await self.limiter.run(self._advance, self._batch, leaving, joining, admitted=True)
                 except Exception as error:  # a time limit, the server stopping, a failed pass
                     self._fail(error)
                     continue
