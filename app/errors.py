@@ -11,6 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
 from model import PromptError, PromptTooLongError
 
@@ -92,8 +93,15 @@ def install(app: FastAPI) -> None:
         # Starlette's own: an unknown path (404), a method the path lacks (405, with Allow),
         # a body it could not parse (400).
         code = _STATUS_CODES.get(error.status_code, "internal" if error.status_code >= 500 else "invalid")
+        headers = error.headers
+        if error.status_code == 405:
+            # Starlette names the methods of the first route with this path only; a path with two
+            # routes (GET and DELETE /api/rooms/{code}) must list both.
+            methods = [m for m in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+                       if any(route.matches({**request.scope, "method": m})[0] == Match.FULL for route in request.app.router.routes)]
+            headers = {**(headers or {}), "Allow": ", ".join(methods)}
         return JSONResponse({"detail": str(error.detail), "code": code, "errors": []},
-                            status_code=error.status_code, headers=error.headers)
+                            status_code=error.status_code, headers=headers)
 
     @app.exception_handler(PromptError)
     async def prompt_error(request: Request, error: PromptError) -> JSONResponse:

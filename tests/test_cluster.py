@@ -83,10 +83,14 @@ def test_api_errors_cross_processes_whole():
 
 
 def test_explainer_serve_goes_to_ray_only_with_replicas_or_the_flag(monkeypatch, checkpoint_dir):
-    from app import cli, cluster
+    from app import cli, cluster, logs
 
     calls = []
     monkeypatch.setattr(cluster, "serve_on_ray", lambda *args: calls.append(args) or 0)
+    # In this process, the command's logging set-up (its own, and the one uvicorn.Config applies)
+    # would outlive the test: the "explainer" logger stops propagating, and later tests' caplog sees nothing.
+    monkeypatch.setattr(logs, "configure", lambda level="info": None)
+    monkeypatch.setattr(logs, "config", lambda level="info": {"version": 1, "disable_existing_loggers": False})
     assert cli.main(["serve", "--model", checkpoint_dir, "--replicas", "3", "--port", "9001", "--cpus-per-replica", "0.5"]) == 0
     [(settings, host, port, replicas, address, cpus)] = calls
     assert (settings.model, host, port, replicas, address, cpus) == (checkpoint_dir, "127.0.0.1", 9001, 3, None, 0.5)
