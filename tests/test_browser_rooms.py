@@ -68,6 +68,12 @@ def now(page: Page) -> int:
     return page.page.evaluate("Date.now()")
 
 
+
+def shown_code(page) -> str:
+    """The room's code once the teacher's panel shows it (the room is opened asynchronously)."""
+    page.wait_for_function("() => (document.querySelector('[data-testid=room-code]')?.textContent || '').trim().length === 6")
+    return page.get_by_test_id("room-code").inner_text().replace("\n", "").strip()
+
 def test_two_students_follow_the_teacher_step_off_and_back(chromium, server):
     teacher = Page(chromium, server)
     students = [Page(chromium, server), Page(chromium, server)]
@@ -77,7 +83,7 @@ def test_two_students_follow_the_teacher_step_off_and_back(chromium, server):
         teacher.page.get_by_test_id("room-open").click()
         panel = teacher.page.get_by_test_id("room-panel")
         panel.wait_for(state="visible")
-        code = teacher.page.get_by_test_id("room-code").inner_text().replace("\n", "")
+        code = shown_code(teacher.page)
         assert len(code) == 6 and not set(code) & set("0O1IL")
         assert teacher.page.get_by_test_id("room-url").inner_text() == f"{server}/r/{code}"
         teacher.page.wait_for_function("document.querySelector('[data-testid=room-qr]').naturalWidth > 0")
@@ -200,11 +206,11 @@ def test_a_reloaded_teacher_page_keeps_its_room(chromium, server):
     try:
         teacher.open()
         teacher.page.get_by_test_id("room-open").click()
-        code = teacher.page.get_by_test_id("room-code").inner_text().replace("\n", "")
+        code = shown_code(teacher.page)
         teacher.page.reload()
         teacher.page.wait_for_selector("body[data-loaded='1']")
         teacher.page.get_by_test_id("room-panel").wait_for(state="visible")
-        assert teacher.page.get_by_test_id("room-code").inner_text().replace("\n", "") == code
+        assert shown_code(teacher.page) == code
         teacher.page.keyboard.press("]")
         teacher.page.wait_for_function("window.explainer.room.version >= 2", timeout=10_000)
         assert httpx.get(f"{server}/api/rooms/{code}").json()["state"]["layer"] == 1
@@ -259,7 +265,7 @@ def test_the_teacher_closing_the_room_is_said_on_the_students_page_at_once(chrom
     try:
         teacher.open()
         teacher.page.get_by_test_id("room-open").click()
-        code = teacher.page.get_by_test_id("room-code").inner_text().strip()
+        code = shown_code(teacher.page)
         student.open(f"r/{code}")
         student.page.wait_for_function("window.explainer.room.applied >= 1")
         teacher.page.get_by_test_id("room-close").click()
