@@ -244,36 +244,44 @@ def test_a_generation_under_way_is_not_cut_off_when_the_queue_fills(explainer, c
         assert client.get("/healthz").json()["forward_passes"] == {"running": 0, "waiting": 0}
 
 
+class GatedJobs:
+    """Forward passes that note when they start and then wait for their gate, each submitted as
+    a given client: the order of service can be read off `started`."""
+
+    def __init__(self, limiter: ForwardLimiter, names):
+        self.limiter = limiter
+        self.started: list[str] = []
+        self.gates = {name: threading.Event() for name in names}
+
+    def job(self, name: str) -> str:
+        self.started.append(name)
+        self.gates[name].wait(10)
+        return name
+
+    async def submit(self, who: str, name: str) -> str:
+        from app.concurrency import client
+
+        client.set(who)
+        return await self.limiter.run(self.job, name)
+
+
 def test_the_forward_queue_serves_clients_in_turn():
     """A flooder queues three requests, then another client one: the other client is served
     right after the flooder's running request, before the flooder's second starts. The order
     of service is checked, not a time."""
-    from app.concurrency import client
-
     async def scenario():
         limiter = ForwardLimiter(max_concurrent=1, max_waiting=16, timeout_s=30)
-        started: list[str] = []
-        gates = {name: threading.Event() for name in ("A1", "A2", "A3", "B1")}
-
-        def job(name):
-            started.append(name)
-            gates[name].wait(10)
-            return name
-
-        async def submit(who, name):
-            client.set(who)
-            return await limiter.run(job, name)
-
+        jobs = GatedJobs(limiter, ("A1", "A2", "A3", "B1"))
         tasks = []
         for who, name in (("10.0.0.1", "A1"), ("10.0.0.1", "A2"), ("10.0.0.1", "A3"), ("10.0.0.2", "B1")):
-            tasks.append(asyncio.create_task(submit(who, name)))
+            tasks.append(asyncio.create_task(jobs.submit(who, name)))
             await asyncio.sleep(0.05)
         for name in ("A1", "B1", "A2", "A3"):
-            gates[name].set()
+            jobs.gates[name].set()
             await asyncio.sleep(0.1)
         assert await asyncio.gather(*tasks) == ["A1", "A2", "A3", "B1"]
         limiter.shutdown()
-        return started
+        return jobs.started
 
     assert asyncio.run(scenario()) == ["A1", "B1", "A2", "A3"]
 
@@ -287,34 +295,23 @@ def test_the_batched_decode_step_gets_a_turn_per_generation_it_advances(weight, 
     the generations it advances: with two, it goes every other turn (no more: an analysis waits
     behind at most one step); with one, once per round of the waiting clients, like a student.
     The order of service is checked, not a time."""
-    from app.concurrency import DECODE, client
+    from app.concurrency import DECODE
 
     async def scenario():
         limiter = ForwardLimiter(max_concurrent=1, max_waiting=16, timeout_s=30)
         limiter.decode_weight(weight)
-        started: list[str] = []
         names = ("A1", "C1", "B1", "D1", "D2", "B2")
-        gates = {name: threading.Event() for name in names}
-
-        def job(name):
-            started.append(name)
-            gates[name].wait(10)
-            return name
-
-        async def submit(who, name):
-            client.set(who)
-            return await limiter.run(job, name)
-
+        jobs = GatedJobs(limiter, names)
         tasks = []
         for who, name in (("10.0.0.1", "A1"), ("10.0.0.3", "C1"), ("10.0.0.2", "B1"), (DECODE, "D1"), (DECODE, "D2"),
                           ("10.0.0.2", "B2")):
-            tasks.append(asyncio.create_task(submit(who, name)))
+            tasks.append(asyncio.create_task(jobs.submit(who, name)))
             await asyncio.sleep(0.05)
         for name in names:
-            gates[name].set()
+            jobs.gates[name].set()
         await asyncio.gather(*tasks)
         limiter.shutdown()
-        return started
+        return jobs.started
 
     assert asyncio.run(scenario()) == order
 
