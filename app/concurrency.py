@@ -9,6 +9,7 @@ import functools
 import time
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager, nullcontext
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
@@ -95,8 +96,10 @@ class Busy(ApiError):
 
 
 class ForwardLimiter:
-    def __init__(self, max_concurrent: int, max_waiting: int, timeout_s: float):
+    def __init__(self, max_concurrent: int, max_waiting: int, timeout_s: float,
+                 pass_running: Callable[[], AbstractContextManager] = nullcontext):
         self.max_waiting = max_waiting
+        self._pass_running = pass_running  # entered in the worker thread around each pass (model/threads.py)
         self.timeout_s = timeout_s
         self._slots = FairSlots(max_concurrent)
         self._executor = ThreadPoolExecutor(max_workers=max_concurrent, thread_name_prefix="forward")
@@ -155,7 +158,7 @@ class ForwardLimiter:
         self._tokens.add(token)
         loop = asyncio.get_running_loop()
         work = functools.partial(fn, *args, cancel=token) if cancellable else functools.partial(fn, *args)
-        future = loop.run_in_executor(self._executor, work)
+        future = loop.run_in_executor(self._executor, self._sharing, work)
 
         def release(_):
             # The slot is freed when the work really ends, even after a timeout or a
@@ -175,6 +178,10 @@ class ForwardLimiter:
             raise
         except Cancelled:  # only close() cancels a token someone still waits on
             raise Busy(STOPPING, "stopping") from None
+
+    def _sharing(self, work: Callable[[], T]) -> T:
+        with self._pass_running():
+            return work()
 
     async def _acquire(self) -> None:
         """A slot, or Busy when the time limit passes or the server starts stopping first."""

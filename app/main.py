@@ -16,6 +16,7 @@ from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.staticfiles import StaticFiles
 
 from model import Explainer
+from model.threads import ThreadShare
 
 from . import contract, disconnect, errors, logs, security, startup
 from .batcher import DecodeBatcher
@@ -37,7 +38,8 @@ def create_app(settings: Settings | None = None, explainer: Explainer | None = N
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         app.state.cache = RunCache(settings.cache_entries, settings.cache_bytes)
-        app.state.limiter = ForwardLimiter(settings.max_concurrent, settings.max_waiting, settings.request_timeout_s)
+        app.state.limiter = ForwardLimiter(settings.max_concurrent, settings.max_waiting, settings.request_timeout_s,
+                                           ThreadShare().pass_running)
         app.state.limiter.observe_wait = app.state.metrics.queue_wait.observe
         app.state.coalescer = Coalescer()
         if getattr(app.state, "rooms", None) is None:  # a deployment may have set its own store

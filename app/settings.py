@@ -78,8 +78,9 @@ class Settings:
     # Host names (besides IP addresses and localhost) the server answers to; None: no check.
     allowed_hosts: tuple[str, ...] | None = None
     frame_ancestors: str = "'none'"  # CSP frame-ancestors: who may embed the page
-    # Forward passes at once. Two cores: one pass already uses both through torch's threads.
-    max_concurrent: int = 1
+    # Forward passes at once. Two, sharing the cores (model/threads.py): a pass alone uses every
+    # core, and a decode step can run beside an analysis instead of waiting for it to end.
+    max_concurrent: int = 2
     # Requests queued for a forward pass before the server answers 503. Two per student of a
     # class of 30, and more: the queue is fair and each client may hold 8 of it, so a longer
     # queue costs only waiting, while a 503 costs a retry 2 s later at the back of the line

@@ -41,6 +41,10 @@ prompt, a layer, a sample, and in `--gen-share` of the rounds (0.3) a generation
 with 1-4 s of think time between. Per server: lone generations of 16, 32 and 48 tokens first
 (nothing else running), then generation p50/p95 in seconds and as a multiple of a lone one of the
 same length, the generated tokens per second of the whole class, and analyze p50/p95.
+That loop is closed: a server that ends generations sooner is asked for more rounds in the same
+time. `--scheduled` asks both servers for the same rounds instead: each student's rounds start at
+times drawn from the seed (8-14 s apart, about the closed loop's pace), or when the round before
+ends, if later.
 
 `--soak SECONDS` (600 for the 10-minute soak) runs a different scenario instead: each student
 loops for that long over a realistic mix with 1-4 s of think time between requests: analyze a
@@ -407,18 +411,19 @@ MIX_LENGTHS = (16, 32, 48)
 
 
 async def mix_student(i: int, client, stats: Stats, rng: random.Random, prompts: Prompts, n_layers: int, end: float,
-                      gen_share: float) -> None:
+                      gen_share: float, schedule: list[float] | None = None) -> None:
     """The realistic mix with 1-4 s of think time: analyze a fresh prompt, a layer, a sample, and
-    with probability gen_share a generation of 16-48 tokens."""
+    with probability gen_share a generation of 16-48 tokens. Rounds follow one another until
+    `end`; or, with a `schedule` (perf_counter times), each round starts at its time (or when the
+    one before ends, if later), so that the same rounds are asked of both servers."""
     async def think():
         await asyncio.sleep(rng.uniform(1.0, 4.0))
 
-    await asyncio.sleep(rng.uniform(0, 5.0))
-    while time.perf_counter() < end:
+    async def one_round():
         got, _ = await call(client, stats, "analyze", "POST", "/api/analyze",
                             json={"text": prompts.fresh(rng.randint(20, 64))[0], "patterns": "auto"})
         if got is None:
-            continue
+            return
         await think()
         await call(client, stats, "layer", "GET", f"/api/runs/{got['run_id']}/layers/{rng.randrange(n_layers)}",
                    params={"fields": LAYER_FIELDS})
@@ -429,18 +434,39 @@ async def mix_student(i: int, client, stats: Stats, rng: random.Random, prompts:
             await think()
             await generate(client, stats, {"text": prompts.fresh(rng.randint(20, 48))[0], "temperature": rng.choice([0.7, 1.0, 1.3]),
                                            "max_new_tokens": rng.randint(MIX_LENGTHS[0], MIX_LENGTHS[-1]), "seed": i})
+
+    if schedule is not None:
+        for start in schedule:
+            await asyncio.sleep(max(0.0, start - time.perf_counter()))
+            await one_round()
+        return
+    await asyncio.sleep(rng.uniform(0, 5.0))
+    while time.perf_counter() < end:
+        await one_round()
         await think()
 
 
-async def mix(base_url: str, n_students: int, seconds: float, n_layers: int, seed: int, gen_share: float):
+SCHEDULE_GAP_S = (8.0, 14.0)  # between a student's round starts: about the closed loop's pace
+
+
+async def mix(base_url: str, n_students: int, seconds: float, n_layers: int, seed: int, gen_share: float,
+              scheduled: bool = False):
     stats = Stats()
     prompts = Prompts(seed=seed + 2)
     clients = [httpx_client(base_url, i) for i in range(n_students)]
     rng = random.Random(seed)
     start = time.perf_counter()
     end = start + seconds
-    hung = await run_students([mix_student(i, clients[i], stats, random.Random(rng.random()), prompts, n_layers, end, gen_share)
-                               for i in range(n_students)], stats, seconds + WALL_CAP_S)
+    students = []
+    for i in range(n_students):
+        schedule = None
+        if scheduled:  # drawn from the seed alone: the same rounds at the same times on both servers
+            when, schedule, pace = random.Random(seed * 1000 + i).uniform(0, 5.0), [], random.Random(seed * 1000 + i + 500)
+            while when < seconds:
+                schedule.append(start + when)
+                when += pace.uniform(*SCHEDULE_GAP_S)
+        students.append(mix_student(i, clients[i], stats, random.Random(rng.random()), prompts, n_layers, end, gen_share, schedule))
+    hung = await run_students(students, stats, seconds + WALL_CAP_S)
     wall = time.perf_counter() - start
     for client in clients:
         await client.aclose()
@@ -469,7 +495,7 @@ def lone_generation(client, prompts: Prompts, n: int, repeats: int = 2) -> float
     return statistics.median(times)
 
 
-def run_mix(model_dir: str, n_students: int, seconds: float, seed: int, gen_share: float) -> int:
+def run_mix(model_dir: str, n_students: int, seconds: float, seed: int, gen_share: float, scheduled: bool = False) -> int:
     """Before and after in one run: the same mix against a server that steps each generation
     alone, then one that steps them together."""
     import httpx
@@ -488,7 +514,7 @@ def run_mix(model_dir: str, n_students: int, seconds: float, seed: int, gen_shar
             t0 = time.perf_counter()
             client.post("/api/analyze", json={"text": prompts.fresh(64)[0], "patterns": "auto"}).raise_for_status()
             lone_analyze = time.perf_counter() - t0
-            stats, wall, hung = asyncio.run(mix(base_url, n_students, seconds, n_layers, seed, gen_share))
+            stats, wall, hung = asyncio.run(mix(base_url, n_students, seconds, n_layers, seed, gen_share, scheduled))
             steps = batch_sizes(client.get("/metrics").text)
         finally:
             client.close()
@@ -502,7 +528,9 @@ def run_mix(model_dir: str, n_students: int, seconds: float, seed: int, gen_shar
         rows.append((name, lone, lone_analyze, stats, wall, hung, ratios, tokens))
         stats.steps = steps
 
-    print(f"\n== Realistic mix: {n_students} students, {seconds:.0f} s, 1-4 s think time, "
+    pace = (f"rounds at the same scheduled times on both servers ({SCHEDULE_GAP_S[0]:.0f}-{SCHEDULE_GAP_S[1]:.0f} s apart)"
+            if scheduled else "each student's next round when the last ends")
+    print(f"\n== Realistic mix: {n_students} students, {seconds:.0f} s, {pace}, 1-4 s think time, "
           f"{gen_share:.0%} of rounds generate {MIX_LENGTHS[0]}-{MIX_LENGTHS[-1]} tokens ==")
     for name, lone, lone_analyze, stats, wall, hung, ratios, tokens in rows:
         gen = [t for _, t in stats.generations]
@@ -552,9 +580,12 @@ def main() -> int:
     parser.add_argument("--mix", type=float, default=0, metavar="SECONDS",
                         help="instead: the realistic mix for this long, before (EXPLAINER_DECODE_BATCH=1) and after (16)")
     parser.add_argument("--gen-share", type=float, default=0.3, help="with --mix: the share of rounds that generate")
+    parser.add_argument("--scheduled", action="store_true",
+                        help="with --mix: each student's rounds start at times drawn from the seed, the same on both "
+                             "servers (the same work asked of each), instead of each round when the last ends")
     args = parser.parse_args()
     if args.mix:
-        return run_mix(checkpoint_dir(args.model), args.students, args.mix, args.seed, args.gen_share)
+        return run_mix(checkpoint_dir(args.model), args.students, args.mix, args.seed, args.gen_share, args.scheduled)
 
     import httpx
 

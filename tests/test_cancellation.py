@@ -151,7 +151,7 @@ def test_a_request_whose_client_left_while_queued_never_runs(explainer, checkpoi
     monkeypatch.setattr(lens_router, "lens_body", lambda *a, **k: computed.append(1) or real(*a, **k))
 
     async def scenario():
-        application = create_app(Settings(model=checkpoint_dir), explainer=explainer)
+        application = create_app(Settings(model=checkpoint_dir, max_concurrent=1), explainer=explainer)  # one slot, held below
         async with application.router.lifespan_context(application):
             state = application.state
             from app.analysis import analyze_and_cache
@@ -226,7 +226,7 @@ def test_identical_expensive_requests_in_flight_are_computed_once(explainer, che
     monkeypatch.setattr(space_router, "map_json", counting_map)
 
     async def scenario():
-        application = create_app(Settings(model=checkpoint_dir), explainer=explainer)
+        application = create_app(Settings(model=checkpoint_dir, max_concurrent=1), explainer=explainer)  # one slot, held below
         async with application.router.lifespan_context(application):
             state = application.state
             from app.analysis import analyze_and_cache

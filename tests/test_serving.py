@@ -115,16 +115,17 @@ def test_limiter_time_limit_answers_503_and_frees_the_slot_when_work_ends():
 
 @contextlib.contextmanager
 def queue_full(app, client):
-    """Inside the block, the app's queue is full: one pass running, one waiting."""
-    limiter = app.state.limiter
+    """Inside the block, the app's queue is full: every slot running, max_waiting waiting."""
+    limiter, settings = app.state.limiter, app.state.settings
+    full = (settings.max_concurrent, settings.max_waiting)
     release = threading.Event()
-    blockers = [threading.Thread(target=lambda: client.portal.call(limiter.run, release.wait, 10)) for _ in range(2)]
+    blockers = [threading.Thread(target=lambda: client.portal.call(limiter.run, release.wait, 10)) for _ in range(sum(full))]
     for blocker in blockers:
         blocker.start()
         time.sleep(0.1)
     try:
         deadline = time.time() + 5
-        while (limiter.running, limiter.waiting) != (1, 1) and time.time() < deadline:
+        while (limiter.running, limiter.waiting) != full and time.time() < deadline:
             time.sleep(0.01)
         yield
     finally:
@@ -338,3 +339,37 @@ def test_one_client_cannot_fill_the_whole_queue():
         return results
 
     assert asyncio.run(scenario())[-1] == "other"
+
+
+def test_passes_running_at_once_share_the_cores():
+    """Torch's threads follow the number of passes running: all the budget for one, half each for two."""
+    import threading
+
+    import torch
+
+    from model.threads import ThreadShare
+
+    before = torch.get_num_threads()
+    try:
+        share = ThreadShare(cores=4)
+        seen: dict[str, int] = {}
+        inside, release = threading.Event(), threading.Event()
+
+        def first():
+            with share.pass_running():
+                seen["alone"] = torch.get_num_threads()
+                inside.set()
+                release.wait(10)
+                seen["after the second left"] = torch.get_num_threads()
+
+        worker = threading.Thread(target=first)
+        worker.start()
+        assert inside.wait(10)
+        with share.pass_running():
+            seen["two at once"] = torch.get_num_threads()
+        release.set()
+        worker.join(10)
+        assert seen == {"alone": 4, "two at once": 2, "after the second left": 4}
+        assert share.running == 0
+    finally:
+        torch.set_num_threads(before)
