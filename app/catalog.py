@@ -70,6 +70,41 @@ def choose(requested: str | None) -> str:
     return requested if requested in languages() else DEFAULT
 
 
+def offered() -> tuple[str, ...]:
+    """The languages a person can choose: every catalog but the pseudo-language (a test aid)."""
+    return tuple(lang for lang in languages() if lang != PSEUDO)
+
+
+def from_accept_language(header: str | None) -> str:
+    """The offered language the browser prefers most (RFC 9110 `Accept-Language`, q-values):
+    an exact tag first, else the same primary language ("zh", "zh-TW" and "zh-Hans" read the
+    zh-CN page, the only Chinese one); the default if none matches."""
+    ranked = []
+    for order, part in enumerate((header or "").split(",")):
+        tag, _, params = part.strip().partition(";")
+        q = 1.0
+        for param in params.split(";"):
+            name, _, value = param.strip().partition("=")
+            if name == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        if tag and q > 0:
+            ranked.append((-q, order, tag.lower()))
+    by_tag = {lang.lower(): lang for lang in offered()}
+    for _, _, tag in sorted(ranked):
+        if tag in by_tag:
+            return by_tag[tag]
+        primary = tag.split("-")[0]
+        if primary == "*":
+            return DEFAULT
+        for lang in offered():
+            if lang.lower().split("-")[0] == primary:
+                return lang
+    return DEFAULT
+
+
 class Translator:
     """`t` for Jinja in one language: t("attention.title", layer=3) -> Markup."""
 

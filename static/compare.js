@@ -19,6 +19,7 @@ import { createStore, selectRun } from "./store.js";
 import { readUrl, writeInterventions } from "./url.js";
 import { VIEWS, mountSelects, startup } from "./views.js";
 import * as attentionLines from "./attention_lines.js";
+import { mountLanguageSwitch } from "./language.js";
 
 // The classic pair: GPT-2 should say " Mary" after the first and " John" after the second.
 const DEFAULTS = {
@@ -37,6 +38,8 @@ function writeUrl() {
     const run = selectRun(store.state, key);
     if (run) q.set(key, run.text);
   }
+  q.set("layer", String(store.state.layer));
+  q.set("head", String(store.state.head));
   writeInterventions(q, store.state.interventions);
   history.replaceState(null, "", `?${q.toString()}`);
 }
@@ -86,10 +89,15 @@ async function start() {
     document.documentElement.classList.toggle("presenter", s.presenter);
     button.setAttribute("aria-pressed", s.presenter ? "true" : "false");
   });
+  mountLanguageSwitch(writeUrl);
   const embedded = JSON.parse(document.getElementById("model-info").textContent || "null");
+  const model = embedded || (await getModel());
+  const url = readUrl();
+  const within = (v, n) => (v != null && v < n ? v : 0);
   // The URL's switched-off parts apply to both prompts from the first analysis.
-  startup(store, embedded || (await getModel()), { interventions: readUrl().interventions || [] });
-  store.subscribe(["shown", "interventions"], writeUrl);
+  startup(store, model, { interventions: url.interventions || [], layer: within(url.layer, model.n_layers),
+                          head: within(url.head, model.n_heads) });
+  store.subscribe(["shown", "interventions", "layer", "head"], writeUrl);
   unmounts.push(store.subscribe(["shown"], summarize)); // the summary card is a view too
   document.body.dataset.loaded = "1";
   const q = new URLSearchParams(location.search);

@@ -14,6 +14,7 @@ import { readUrl, restoreControls, startUrlSync } from "./url.js";
 import * as attentionLines from "./attention_lines.js";
 import * as scenes from "./scenes.js";
 import * as room from "./room.js";
+import { mountLanguageSwitch } from "./language.js";
 
 const RUN = "main";
 const DEFAULT_PROMPT = "The cat sat on the mat because it was";
@@ -121,6 +122,8 @@ async function start() {
   scenes.mount(document.querySelector("header.top"), store, RUN);
   room.mount(document.querySelector("header.top"), store, RUN); // follow the teacher: /r/CODE, or the teacher's button
   wirePresenter();
+  let flushUrl = () => {}; // until the URL follows the view
+  mountLanguageSwitch(() => flushUrl());
   wireKeys();
   trackStickyBar();
 
@@ -145,7 +148,7 @@ async function start() {
     presenter: !!url.presenter,
   });
   restoreControls();
-  startUrlSync(store, RUN);
+  flushUrl = startUrlSync(store, RUN);
   window.addEventListener("popstate", followHistory);
   document.body.dataset.loaded = "1";
   // The first screen is alive: the URL's prompt, or the example, is analyzed at once.

@@ -4,9 +4,10 @@
  *
  *   readUrl() -> {prompt?, layer?, head?, temperature?, pinned?, topK?, topP?, seed?, presenter?, interventions?}
  *       interventions: the switched-off heads... (`abl`, compact JSON: [{"hook", "op", "head"?, ...}])
- *   startUrlSync(store, runKey)   keep location.search up to date with the store and the view's
- *       other controls (url_controls.js). A new prompt pushes a history entry; the rest replaces it.
- *       The URL's interventions go into the store first, so the first analysis applies them.
+ *   startUrlSync(store, runKey) -> flush()   keep location.search up to date with the store and the
+ *       view's other controls (url_controls.js). A new prompt pushes a history entry; the rest
+ *       replaces it. The URL's interventions go into the store first, so the first analysis
+ *       applies them. flush() writes a change still pending at once.
  *   restoreControls()    set those controls from the URL
  */
 import * as controls from "./url_controls.js";
@@ -64,7 +65,6 @@ function writeUrl(store, runKey) {
   const state = store.state;
   const run = selectRun(state, runKey);
   const q = new URLSearchParams();
-  // The language is the server's choice of page: it stays as the link gave it.
   // Kept as the link gave them: the language (the server's choice of page) and the scene playing.
   const kept = new URLSearchParams(location.search);
   for (const key of ["lang", "scene", "step"]) if (kept.get(key)) q.set(key, kept.get(key));
@@ -99,6 +99,11 @@ export function startUrlSync(store, runKey) {
   };
   store.subscribe(["shown", "layer", "head", "temperature", "pinned", "topK", "topP", "seed", "presenter", "attnMode", "interventions"], schedule);
   controls.watch(schedule);
+  // For leaving the page (language.js): the change still waiting for its 150 ms, written now.
+  return () => {
+    clearTimeout(timer);
+    writeUrl(store, runKey);
+  };
 }
 
 export function restoreControls() {
