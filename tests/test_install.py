@@ -59,9 +59,10 @@ def test_the_wheel_serves_the_page_from_a_fresh_virtual_environment(tmp_path):
     with serving([str(explainer), "serve", "--random-weights"], cwd=str(elsewhere)) as server:
         responses = {path: httpx.get(server.url + path, timeout=30) for path in
                      ("/", "/static/main.js", "/static/style.css", "/static/vendor/plotly.min.js", "/docs",
-                      "/static/swagger/swagger-ui-bundle.js", "/api/model")}
+                      "/static/swagger/swagger-ui-bundle.js", "/api/model", "/?lang=zh-CN")}
     assert {path: r.status_code for path, r in responses.items()} == dict.fromkeys(responses, 200)
     assert responses["/static/main.js"].content == (ROOT / "static" / "main.js").read_bytes()
     assert 'id="prompt-input"' in responses["/"].text
+    assert '<html lang="zh-CN">' in responses["/?lang=zh-CN"].text  # the catalogs are package data too
     assert "Plotly" in responses["/static/vendor/plotly.min.js"].text[:5000]
     assert responses["/api/model"].json()["version"] == version
