@@ -64,30 +64,33 @@ def serious(page, **options) -> list:
             for v in results.response["violations"] if v["impact"] in ("serious", "critical")]
 
 
-LAYOUTS = [(390, 844, False), (800, 900, False), (1280, 720, False), (1920, 1080, False),
-           (1280, 720, True), (1920, 1080, True)]
+LAYOUTS = [(390, 844, False, "en"), (800, 900, False, "en"), (1280, 720, False, "en"), (1920, 1080, False, "en"),
+           (1280, 720, True, "en"), (1920, 1080, True, "en"),
+           # Chinese sentences wrap anywhere, its labels are shorter or longer: the narrowest and widest again.
+           (390, 844, False, "zh-CN"), (1280, 720, False, "zh-CN"), (1920, 1080, True, "zh-CN")]
 
 
-@pytest.mark.parametrize("width, height, presenter", LAYOUTS,
-                         ids=[f"{w}{'-presenter' if p else ''}" for w, _, p in LAYOUTS])
-def test_nothing_spills_out_of_its_card(chromium, server, width, height, presenter):
-    query = f"?p={urllib.parse.quote(PROMPT)}" + ("&present=1" if presenter else "")
+@pytest.mark.parametrize("width, height, presenter, lang", LAYOUTS,
+                         ids=[f"{w}{'-presenter' if p else ''}{'' if lang == 'en' else '-' + lang}" for w, _, p, lang in LAYOUTS])
+def test_nothing_spills_out_of_its_card(chromium, server, width, height, presenter, lang):
+    query = f"?lang={lang}&p={urllib.parse.quote(PROMPT)}" + ("&present=1" if presenter else "")
     context, page, errors = open_page(chromium, server, width, height, query)
     render_every_stage(page)
     spilled = page.evaluate(OVERFLOW)
     page.evaluate("scrollTo(0, 0)")
     page.wait_for_timeout(200)
     ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"layout-{width}{'-presenter' if presenter else ''}.png"))
+    page.screenshot(path=str(ARTIFACTS / f"layout-{width}{'-presenter' if presenter else ''}{'' if lang == 'en' else '-' + lang}.png"))
     assert spilled == [], json.dumps(spilled[:20], indent=1)
     assert page.evaluate("document.documentElement.scrollWidth <= innerWidth"), "the page scrolls sideways"
     assert errors == [] and csp_violations(page) == []
     context.close()
 
 
-def test_axe_finds_nothing_serious_before_after_and_in_presenter_mode(chromium, server):
+@pytest.mark.parametrize("lang", ["en", "zh-CN"])
+def test_axe_finds_nothing_serious_before_after_and_in_presenter_mode(chromium, server, lang):
     held = []  # the analyze request, held back to see the page before its answer
-    context, page, errors = open_page(chromium, server, 1280, 720, f"?p={urllib.parse.quote(PROMPT)}",
+    context, page, errors = open_page(chromium, server, 1280, 720, f"?lang={lang}&p={urllib.parse.quote(PROMPT)}",
                                       before_goto=lambda p: p.route("**/api/analyze", lambda route: held.append(route)))
     page.wait_for_timeout(300)
     before = serious(page)
