@@ -19,7 +19,7 @@ import { createStore, selectRun } from "./store.js";
 import { readUrl, writeInterventions } from "./url.js";
 import { VIEWS, mountSelects, startup } from "./views.js";
 import * as attentionLines from "./attention_lines.js";
-import { mountLanguageSwitch } from "./language.js";
+import { mountLanguageSwitch, restoreDrafts } from "./language.js";
 
 // The classic pair: GPT-2 should say " Mary" after the first and " John" after the second.
 const DEFAULTS = {
@@ -102,6 +102,7 @@ async function start() {
   document.body.dataset.loaded = "1";
   const q = new URLSearchParams(location.search);
   await Promise.all(Object.entries(DEFAULTS).map(([key, text]) => analyzeText(store, key, q.get(key) || text)));
+  restoreDrafts();
 }
 
 start().catch((error) => console.error(error));

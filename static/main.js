@@ -14,7 +14,7 @@ import { readUrl, restoreControls, startUrlSync } from "./url.js";
 import * as attentionLines from "./attention_lines.js";
 import * as scenes from "./scenes.js";
 import * as room from "./room.js";
-import { mountLanguageSwitch } from "./language.js";
+import { mountLanguageSwitch, restoreDrafts } from "./language.js";
 
 const RUN = "main";
 const DEFAULT_PROMPT = "The cat sat on the mat because it was";
@@ -153,6 +153,7 @@ async function start() {
   document.body.dataset.loaded = "1";
   // The first screen is alive: the URL's prompt, or the example, is analyzed at once.
   await analyzeText(store, RUN, url.prompt || DEFAULT_PROMPT, { pinned: url.pinned });
+  restoreDrafts();
 }
 
 start().catch((error) => console.error(error));

@@ -160,7 +160,8 @@ def test_in_zh_cn_no_english_catalog_value_is_on_the_page(chromium, server, path
 
 def view(page) -> dict:
     return page.evaluate("""() => { const s = window.explainer.store.state;
-        return {lang: document.documentElement.lang, prompt: document.querySelector('[data-testid=prompt-input]').value,
+        return {lang: document.documentElement.lang, analyzed: s.analysis.main && s.analysis.main.text,
+                typed: document.querySelector('[data-testid=prompt-input]').value,
                 layer: s.layer, head: s.head, pinned: s.pinned}; }""")
 
 
@@ -173,14 +174,18 @@ def test_switching_language_keeps_the_view(chromium, server):
         ui.page.get_by_test_id("head-select").select_option("2")
         ui.chips().nth(3).click()
         ui.page.wait_for_function("window.explainer.store.state.pinned === 3")
+        # Typed but not analyzed: not in the URL, and not lost either.
+        ui.page.get_by_test_id("prompt-input").fill("A draft, typed but not analyzed yet")
         before = view(ui.page)
-        assert before == {"lang": "en", "prompt": "The quick brown fox jumps over the lazy dog", "layer": 1, "head": 2, "pinned": 3}
+        assert before == {"lang": "en", "analyzed": "The quick brown fox jumps over the lazy dog",
+                          "typed": "A draft, typed but not analyzed yet", "layer": 1, "head": 2, "pinned": 3}
         for lang in ("zh-CN", "en"):
             with ui.page.expect_navigation():
                 ui.page.get_by_test_id("lang-switch").select_option(lang)
             ui.page.wait_for_selector("body[data-loaded='1']")
             ui.wait_run(0)  # the URL's prompt, analyzed again
             ui.page.wait_for_function("window.explainer.store.state.pinned === 3")
+            ui.page.wait_for_function("document.querySelector('[data-testid=prompt-input]').value.startsWith('A draft')")
             assert view(ui.page) == {**before, "lang": lang}
             assert ui.page.get_by_test_id("lang-switch").input_value() == lang
             assert ui.page.locator("h1").first.text_content().startswith(catalog.catalog(lang)["page.title"])
