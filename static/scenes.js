@@ -95,7 +95,8 @@ export function mount(root, store, runKey) {
   const previous = el("button", { type: "button", class: "ghost", "data-testid": "scene-previous", text: t("scenes.previous") });
   const next = el("button", { type: "button", "data-testid": "scene-next", text: t("scenes.next") });
   const close = el("button", { type: "button", class: "ghost", "data-testid": "scene-close", title: t("scenes.close_title"), text: t("scenes.close") });
-  const keys = el("span", { class: "scene-keys" }, ...withData(t("scenes.keys"), { previous: "PageUp ,", next: "PageDown ." }));
+  const keys = el("span", { class: "scene-keys" },
+    ...withData(t("scenes.keys"), { previous: "PageUp", previous_alt: ",", next: "PageDown", next_alt: "." }));
   const card = el("section", { class: "scene-card", "data-testid": "scene-step", "aria-labelledby": "scene-title", hidden: true },
     title, count, text, known, error, el("div", { class: "scene-buttons" }, previous, next, close, keys));
   document.body.append(card);
