@@ -65,11 +65,6 @@ def catalog(lang: str) -> dict[str, str]:
     return read(lang)
 
 
-def choose(requested: str | None) -> str:
-    """The language to render: `requested` if there is a catalog for it, else the default."""
-    return requested if requested in languages() else DEFAULT
-
-
 def offered() -> tuple[str, ...]:
     """The languages a person can choose: every catalog but the pseudo-language (a test aid)."""
     return tuple(lang for lang in languages() if lang != PSEUDO)
@@ -78,30 +73,32 @@ def offered() -> tuple[str, ...]:
 def from_accept_language(header: str | None) -> str:
     """The offered language the browser prefers most (RFC 9110 `Accept-Language`, q-values):
     an exact tag first, else the same primary language ("zh", "zh-TW" and "zh-Hans" read the
-    zh-CN page, the only Chinese one); the default if none matches."""
-    ranked = []
+    zh-CN page, the only Chinese one), never one it refuses (q=0); the default if none matches."""
+    ranked, refused = [], set()
     for order, part in enumerate((header or "").split(",")):
-        tag, _, params = part.strip().partition(";")
-        q = 1.0
-        for param in params.split(";"):
-            name, _, value = param.strip().partition("=")
-            if name == "q":
+        tag, *params = (piece.strip() for piece in part.split(";"))
+        tag, q = tag.lower(), 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
                 try:
-                    q = float(value)
+                    q = float(value.strip())
                 except ValueError:
                     q = 0.0
-        if tag and q > 0:
-            ranked.append((-q, order, tag.lower()))
-    by_tag = {lang.lower(): lang for lang in offered()}
+        if not tag:
+            continue
+        if q > 0:
+            ranked.append((-q, order, tag))
+        else:
+            refused.add(tag)
+    acceptable = [lang for lang in offered() if lang.lower() not in refused]
     for _, _, tag in sorted(ranked):
-        if tag in by_tag:
-            return by_tag[tag]
-        primary = tag.split("-")[0]
-        if primary == "*":
+        if tag == "*":
             return DEFAULT
-        for lang in offered():
-            if lang.lower().split("-")[0] == primary:
-                return lang
+        exact = [lang for lang in acceptable if lang.lower() == tag]
+        same_language = [lang for lang in acceptable if lang.lower().split("-")[0] == tag.split("-")[0]]
+        if exact or same_language:
+            return (exact or same_language)[0]
     return DEFAULT
 
 

@@ -285,7 +285,8 @@ class ExplainerReplica:
         from . import logs, startup
 
         logs.configure(settings.log_level)
-        torch.set_num_threads(max(1, threads))  # this replica's share of the cores, not all of them
+        self.threads = max(1, threads)
+        torch.set_num_threads(self.threads)  # this replica's share of the cores, not all of them
         try:
             self.explainer = startup.load_explainer(settings)  # load here: a failure fails the deployment
         except SystemExit as stop:  # ... rather than os._exit() in the app's lifespan
@@ -301,6 +302,9 @@ class ExplainerReplica:
         actor = shared_actor(self.settings, context.app_name)
         await actor.stats.remote()  # up before this replica takes requests (its first start takes seconds)
         app = create_app(self.settings, self.explainer)
+        # The passes' thread budget: torch's count belongs to the thread that set it (this
+        # constructor's), and the app's forward threads are others.
+        app.state.cores = self.threads
         attach(app, actor)
         app.add_middleware(ReplicaHeader, replica=context.replica_id.unique_id)
         return app

@@ -39,7 +39,7 @@ def create_app(settings: Settings | None = None, explainer: Explainer | None = N
     async def lifespan(app: FastAPI):
         app.state.cache = RunCache(settings.cache_entries, settings.cache_bytes)
         app.state.limiter = ForwardLimiter(settings.max_concurrent, settings.max_waiting, settings.request_timeout_s,
-                                           ThreadShare().pass_running)
+                                           ThreadShare(getattr(app.state, "cores", None)).pass_running)
         app.state.limiter.observe_wait = app.state.metrics.queue_wait.observe
         app.state.coalescer = Coalescer()
         if getattr(app.state, "rooms", None) is None:  # a deployment may have set its own store

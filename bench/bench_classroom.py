@@ -44,7 +44,9 @@ same length, the generated tokens per second of the whole class, and analyze p50
 That loop is closed: a server that ends generations sooner is asked for more rounds in the same
 time. `--scheduled` asks both servers for the same rounds instead: each student's rounds start at
 times drawn from the seed (8-14 s apart, about the closed loop's pace), or when the round before
-ends, if later.
+ends, if later. The same rounds, not the same texts: the prompts come from one shared stream in
+the order asked. A server that falls behind by more than the wall cap has its last rounds cut
+(students still running at the cap); compare the analyses done, which are printed.
 
 `--soak SECONDS` (600 for the 10-minute soak) runs a different scenario instead: each student
 loops for that long over a realistic mix with 1-4 s of think time between requests: analyze a

@@ -5,9 +5,10 @@
 GPT-2 small shapes with seeded random weights (checkpoint.py). Four configurations, all up at
 once, the machine's cores given to each in turn:
 
-- plain: `explainer serve` (one uvicorn process, no Ray, torch on every core);
-- plain, 2 passes at once: the same with EXPLAINER_MAX_CONCURRENT=2 and OMP_NUM_THREADS at half
-  the cores (one process: the rooms and the run index stay whole without Ray);
+- plain, 1 pass at a time: `explainer serve` (one uvicorn process, no Ray) with
+  EXPLAINER_MAX_CONCURRENT=1, torch on every core;
+- plain, 2 passes at once: `explainer serve` as it comes (two passes, each on cores // passes
+  running: model/threads.py; one process: the rooms and the run index stay whole without Ray);
 - Ray Serve, 1 replica of all the cores (torch threads: as many), behind Ray's HTTP proxy;
 - Ray Serve, 2 replicas of half the cores each (ray_actor_options num_cpus, torch threads: as many).
 
@@ -115,10 +116,11 @@ def main() -> int:
     prompts = Prompts(seed=13)
     print(f"GPT-2 small shapes, random weights; {cores} cores; {args.rounds} interleaved bursts of {args.requests} "
           f"concurrent analyze requests of fresh {N_TOKENS}-token prompts per configuration", flush=True)
-    server = Server(model_dir, free_port())
-    # One process, several passes at once, each on its share of the cores: the rooms and the run
-    # index stay whole without Ray, but the passes' Python (hooks, encoding answers) shares one GIL.
-    side_by_side = Server(model_dir, free_port(), threads=max(1, cores // 2), env={"EXPLAINER_MAX_CONCURRENT": "2"})
+    server = Server(model_dir, free_port(), env={"EXPLAINER_MAX_CONCURRENT": "1"})
+    # One process, several passes at once, each on its share of the cores (the default): the rooms
+    # and the run index stay whole without Ray, but the passes' Python (hooks, encoding answers)
+    # shares one GIL.
+    side_by_side = Server(model_dir, free_port())
     try:
         # Logical CPUs for both deployments at once (only one is loaded at a time): 1 x all cores, 2 x half.
         ray.init(num_cpus=2 * cores, include_dashboard=False, object_store_memory=200 << 20, namespace=cluster.NAMESPACE,
@@ -129,8 +131,8 @@ def main() -> int:
         port = free_port()
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         settings = Settings(model=model_dir, log_level="warning")
-        configs = [("plain uvicorn (no Ray)", 1, f"http://127.0.0.1:{server.port}"),
-                   (f"plain, 2 passes x {max(1, cores // 2)} thr", 1, f"http://127.0.0.1:{side_by_side.port}")]
+        configs = [("plain uvicorn (no Ray), 1 pass at a time", 1, f"http://127.0.0.1:{server.port}"),
+                   ("plain, 2 passes sharing the cores", 1, f"http://127.0.0.1:{side_by_side.port}")]
         for name, replicas in (("one", 1), ("two", 2)):
             share = cores / replicas
             serve.run(cluster.deployment(settings, replicas, share), name=name, route_prefix=f"/{name}")

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from transformers import GPT2LMHeadModel
 from transformers.models.gpt2.modeling_gpt2 import GPT2Block
 
+from . import threads
 from .cancellation import NEVER, CancelToken
 
 # Per-layer hooks, in the order the computation produces them. Full name: f"blocks.{l}.{suffix}".
@@ -124,9 +125,11 @@ def unembed(model: GPT2LMHeadModel, resid_final: torch.Tensor, record: Record) -
 
 def forward(model: GPT2LMHeadModel, ids: torch.Tensor, record: Record, cancel: CancelToken = NEVER) -> torch.Tensor:
     """The whole model, recording every hook once. ids [pos] -> last-position logits [d_vocab].
-    `cancel` is checked before each block: a pass nobody waits for stops there (Cancelled)."""
+    `cancel` is checked before each block: a pass nobody waits for stops there (Cancelled); and
+    the pass takes its share of the cores again there (model/threads.py)."""
     resid = embed(model, ids, record)
     for layer, module in enumerate(model.transformer.h):
         cancel.check()
+        threads.checkpoint()
         resid = block(layer, module, resid, record)
     return unembed(model, resid, record)

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from transformers import GPT2LMHeadModel
 
+from . import threads
 from .cancellation import NEVER, CancelToken
 from .engine import layer_hook
 from .run import Run
@@ -136,6 +137,7 @@ def logit_lens(run: Run, positions: Sequence[int] | None = None, k: int = 10, st
     flat_cells: list[LensCell] = []
     for start in range(0, resid.shape[0], CHUNK):
         cancel.check()
+        threads.checkpoint()  # this pass's share of the cores, if passes started or ended
         logits = lens_logits(model, resid[start:start + CHUNK])  # [chunk, d_vocab]
         log_probs = torch.log_softmax(logits, dim=-1)
         top_logits, top_ids = torch.topk(logits, k, dim=-1)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from . import engine
+from . import engine, threads
 from .cancellation import NEVER, CancelToken
 
 # The sweep's hook -> (the engine's suffix, the axis swept).
@@ -77,6 +77,7 @@ def sweep(model, clean, corrupted, target: int, baseline: int, hook: str, cancel
     ld_clean = ld_corrupted = None
     for layer in range(n_layers):
         cancel.check()
+        threads.checkpoint()  # this pass's share of the cores, if passes started or ended
         start = corrupted[engine.layer_hook(layer, "hook_resid_pre")]
         clean_value = clean[engine.layer_hook(layer, suffix)]
         masks = _masks(suffix, axis, n_pos, n_heads)

@@ -16,7 +16,7 @@ import { fmt, pct, visible } from "./format.js";
 import { t } from "./i18n.js";
 import { analyzeText } from "./prompt.js";
 import { createStore, selectRun } from "./store.js";
-import { readUrl, writeInterventions } from "./url.js";
+import { readUrl, urlIndex, writeInterventions } from "./url.js";
 import { VIEWS, mountSelects, startup } from "./views.js";
 import * as attentionLines from "./attention_lines.js";
 import { mountLanguageSwitch, restoreDrafts } from "./language.js";
@@ -93,10 +93,9 @@ async function start() {
   const embedded = JSON.parse(document.getElementById("model-info").textContent || "null");
   const model = embedded || (await getModel());
   const url = readUrl();
-  const within = (v, n) => (v != null && v < n ? v : 0);
   // The URL's switched-off parts apply to both prompts from the first analysis.
-  startup(store, model, { interventions: url.interventions || [], layer: within(url.layer, model.n_layers),
-                          head: within(url.head, model.n_heads) });
+  startup(store, model, { interventions: url.interventions || [], layer: urlIndex(url.layer, model.n_layers),
+                          head: urlIndex(url.head, model.n_heads) });
   store.subscribe(["shown", "interventions", "layer", "head"], writeUrl);
   unmounts.push(store.subscribe(["shown"], summarize)); // the summary card is a view too
   document.body.dataset.loaded = "1";

@@ -10,7 +10,7 @@ import { t } from "./i18n.js";
 import { analyzeText } from "./prompt.js";
 import { createStore, selectRun } from "./store.js";
 import { VIEWS, mountSelects, startup } from "./views.js";
-import { readUrl, restoreControls, startUrlSync } from "./url.js";
+import { readUrl, restoreControls, startUrlSync, urlIndex } from "./url.js";
 import * as attentionLines from "./attention_lines.js";
 import * as scenes from "./scenes.js";
 import * as room from "./room.js";
@@ -22,10 +22,6 @@ const presenterButton = document.getElementById("presenter-toggle");
 const modelError = document.getElementById("model-error");
 const store = createStore();
 window.explainer = { store };
-
-function clamp(value, n) {
-  return Number.isInteger(value) && value >= 0 && value < n ? value : 0;
-}
 
 function wirePresenter() {
   store.subscribe(["presenter"], (s) => {
@@ -91,7 +87,7 @@ function trackStickyBar() {
 function followHistory() {
   const url = readUrl();
   const { n_layers: L, n_heads: H } = store.state.model;
-  store.set({ layer: clamp(url.layer, L), head: clamp(url.head, H), pinned: null });
+  store.set({ layer: urlIndex(url.layer, L), head: urlIndex(url.head, H), pinned: null });
   const switchedOff = url.interventions || [];
   if (JSON.stringify(switchedOff) !== JSON.stringify(store.state.interventions)) store.set({ interventions: switchedOff });
   restoreControls();
@@ -139,8 +135,8 @@ async function start() {
   }
   const url = readUrl();
   startup(store, model, {
-    layer: clamp(url.layer, model.n_layers),
-    head: clamp(url.head, model.n_heads),
+    layer: urlIndex(url.layer, model.n_layers),
+    head: urlIndex(url.head, model.n_heads),
     temperature: url.temperature != null && url.temperature >= 0 && url.temperature <= 10 ? url.temperature : 1,
     topK: url.topK != null && url.topK >= 1 ? Math.min(url.topK, model.d_vocab) : null,
     topP: url.topP != null && url.topP > 0 && url.topP <= 1 ? url.topP : null,

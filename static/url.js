@@ -9,6 +9,7 @@
  *       replaces it. The URL's interventions go into the store first, so the first analysis
  *       applies them. flush() writes a change still pending at once.
  *   restoreControls()    set those controls from the URL
+ *   urlIndex(value, n)   a layer or head index from the URL if below n, else 0
  */
 import * as controls from "./url_controls.js";
 import { selectRun } from "./store.js";
@@ -37,6 +38,11 @@ export function writeInterventions(q, interventions) {
   }
   const compact = interventions.map((x) => Object.fromEntries(INTERVENTION_FIELDS.filter((f) => x[f] != null).map((f) => [f, x[f]])));
   q.set(URL_KEYS.interventions, JSON.stringify(compact));
+}
+
+/** A layer or head index from the URL, if the model has it; else 0. */
+export function urlIndex(value, n) {
+  return Number.isInteger(value) && value >= 0 && value < n ? value : 0;
 }
 
 export function readUrl() {
@@ -69,6 +75,8 @@ function writeUrl(store, runKey) {
   const kept = new URLSearchParams(location.search);
   for (const key of ["lang", "scene", "step"]) if (kept.get(key)) q.set(key, kept.get(key));
   if (run) q.set(URL_KEYS.prompt, run.text);
+  // Until the first run is shown, the link's prompt and pinned token are still the view.
+  else for (const key of [URL_KEYS.prompt, URL_KEYS.pinned]) if (kept.has(key)) q.set(key, kept.get(key));
   q.set(URL_KEYS.layer, String(state.layer));
   q.set(URL_KEYS.head, String(state.head));
   q.set(URL_KEYS.temperature, String(state.temperature));

@@ -188,6 +188,7 @@ def test_switching_language_keeps_the_view(chromium, server):
             ui.page.wait_for_function("document.querySelector('[data-testid=prompt-input]').value.startsWith('A draft')")
             assert view(ui.page) == {**before, "lang": lang}
             assert ui.page.get_by_test_id("lang-switch").input_value() == lang
+            assert f"lang={lang}" in ui.page.evaluate("document.cookie")  # the choice, for pages opened without ?lang=
             assert ui.page.locator("h1").first.text_content().startswith(catalog.catalog(lang)["page.title"])
         assert not ui.unexpected_errors(), ui.errors
     finally:

@@ -148,9 +148,7 @@ def test_the_pages_render_in_every_language_with_its_catalog_embedded(client, pa
         title = catalog.catalog(lang)["compare.title" if page == "/compare" else "page.title"]
         assert f"<title>{title}" in html
         assert '<script id="catalog" type="application/json">' in html
-    # An unknown language is the one remembered (the last chosen), else English; not an error.
-    assert f'<html lang="{lang}">' in client.get(page, params={"lang": "xx-unknown"}).text
-    client.cookies.clear()
+    # An unknown language is English, not an error.
     assert '<html lang="en">' in client.get(page, params={"lang": "xx-unknown"}).text
 
 
@@ -160,25 +158,30 @@ def test_the_pages_render_in_every_language_with_its_catalog_embedded(client, pa
     ("fr, de;q=0.9", "en"), ("zh;q=0, en", "en"), ("en;q=0.1, zh-CN;q=0.2", "zh-CN"), ("*", "en"),
     ("en-XA", "en"),  # the pseudo-language is a test aid: asked for by ?lang= only
     ("zh;q=abc, en;q=0.5", "en"), (";;,,", "en"),
+    ("zh ;q=0.8, en;q=0.5", "zh-CN"), ("zh;Q=0.8, en;q=0.5", "zh-CN"),  # spaces before ";", a capital Q
+    ("zh-CN;q=0, zh", "en"), ("zh-CN;q=0, zh, en;q=0.5", "en"),  # zh-CN refused outright
 ])
 def test_accept_language_chooses_among_the_languages_offered(header, lang):
     assert catalog.from_accept_language(header) == lang
 
 
-def test_the_first_visit_follows_accept_language_and_a_choice_is_remembered(client):
+def test_the_first_visit_follows_accept_language_then_the_choice_and_a_link_wins(client):
     html_lang = re.compile(r'<html lang="([^"]+)">')
     zh = {"Accept-Language": "zh-CN,zh;q=0.9"}
     client.cookies.clear()
     first = client.get("/", headers=zh)
     assert html_lang.search(first.text).group(1) == "zh-CN"
-    assert "lang" not in first.cookies  # nothing chosen yet: the browser's preference stays in charge
-    assert "Accept-Language" in first.headers["vary"]
-    # The switch (?lang=) wins over the browser, and is remembered for the pages linked without it.
-    chosen = client.get("/", params={"lang": "en"}, headers=zh)
-    assert html_lang.search(chosen.text).group(1) == "en"
-    assert chosen.cookies.get("lang") == "en"
-    assert html_lang.search(client.get("/compare", headers=zh).text).group(1) == "en"
-    assert html_lang.search(client.get("/r/ABCDEF", headers=zh).text).group(1) == "en"
+    assert "Accept-Language" in first.headers["vary"] and "Cookie" in first.headers["vary"]
+    # A link's ?lang= shows that language, and is not remembered: the server sets no cookie.
+    linked = client.get("/", params={"lang": "en"}, headers=zh)
+    assert html_lang.search(linked.text).group(1) == "en" and "set-cookie" not in linked.headers
+    # The switch's choice (the cookie static/language.js sets) wins over the browser on every page.
+    client.cookies.set("lang", "en")
+    for path in ("/", "/compare", "/r/ABCDEF"):
+        assert html_lang.search(client.get(path, headers=zh).text).group(1) == "en", path
+    assert html_lang.search(client.get("/", params={"lang": "zh-CN"}).text).group(1) == "zh-CN"  # a link still wins
+    client.cookies.set("lang", "en-XA")  # the pseudo-language is not a choice to remember
+    assert html_lang.search(client.get("/", headers=zh).text).group(1) == "zh-CN"
     # Each language named in itself in the switch, the page's own selected.
     page = client.get("/", params={"lang": "zh-CN"}).text
     assert '<option value="zh-CN" lang="zh-CN" selected>简体中文</option>' in page

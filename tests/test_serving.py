@@ -342,34 +342,48 @@ def test_one_client_cannot_fill_the_whole_queue():
 
 
 def test_passes_running_at_once_share_the_cores():
-    """Torch's threads follow the number of passes running: all the budget for one, half each for two."""
+    """Torch's threads follow the number of passes running: all the budget for one, half each for
+    two. A thread's count is its own (OpenMP's per-thread setting), so the pass already running
+    takes its new share at its next checkpoint, and its whole share back after the other leaves."""
     import threading
 
     import torch
 
+    from model import threads
     from model.threads import ThreadShare
 
     before = torch.get_num_threads()
     try:
         share = ThreadShare(cores=4)
         seen: dict[str, int] = {}
-        inside, release = threading.Event(), threading.Event()
+        first_in, second_in, second_out = threading.Event(), threading.Event(), threading.Event()
 
         def first():
             with share.pass_running():
                 seen["alone"] = torch.get_num_threads()
-                inside.set()
-                release.wait(10)
-                seen["after the second left"] = torch.get_num_threads()
+                first_in.set()
+                assert second_in.wait(10)
+                seen["first, second started"] = torch.get_num_threads()  # not yet: no checkpoint since
+                threads.checkpoint()
+                seen["first, at its checkpoint"] = torch.get_num_threads()
+                assert second_out.wait(10)
+                threads.checkpoint()
+                seen["first, second gone"] = torch.get_num_threads()
 
         worker = threading.Thread(target=first)
         worker.start()
-        assert inside.wait(10)
+        assert first_in.wait(10)
         with share.pass_running():
-            seen["two at once"] = torch.get_num_threads()
-        release.set()
+            seen["second"] = torch.get_num_threads()
+            second_in.set()
+            while "first, at its checkpoint" not in seen and worker.is_alive():
+                time.sleep(0.01)
+        second_out.set()
         worker.join(10)
-        assert seen == {"alone": 4, "two at once": 2, "after the second left": 4}
+        assert seen == {"alone": 4, "second": 2, "first, second started": 4, "first, at its checkpoint": 2,
+                        "first, second gone": 4}
         assert share.running == 0
+        threads.checkpoint()  # outside any pass: nothing changes
+        assert torch.get_num_threads() == 2  # this thread's count, as its pass left it
     finally:
         torch.set_num_threads(before)

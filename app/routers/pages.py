@@ -1,5 +1,6 @@
-"""The pages, rendered by Jinja2 from the installed templates in one language: `?lang=` (which is
-remembered in a cookie), else the cookie's, else the browser's `Accept-Language`, else English.
+"""The pages, rendered by Jinja2 from the installed templates in one language: `?lang=`, else the
+one last chosen with the page's switch (the `lang` cookie, which static/language.js sets), else
+the browser's `Accept-Language`, else English.
 Static files (and plotly.js from the installed package) are mounted in
 main.
 
@@ -25,24 +26,22 @@ templates = Jinja2Templates(directory=data_dir("templates"))
 router = APIRouter()
 
 
-LANG_COOKIE = "lang"
-LANG_COOKIE_AGE_S = 365 * 24 * 3600
+LANG_COOKIE = "lang"  # set by the page's language switch (static/language.js), not by a link
 
 
-def page_language(request: Request) -> tuple[str, bool]:
-    """(the language to render, whether the URL chose it)."""
+def page_language(request: Request) -> str:
     asked = request.query_params.get("lang")
-    if asked in catalog.languages():
-        return asked, True
-    remembered = request.cookies.get(LANG_COOKIE)
-    if remembered in catalog.languages():
-        return remembered, False
-    return catalog.from_accept_language(request.headers.get("accept-language")), False
+    if asked in catalog.languages():  # the pseudo-language too: a link can ask for it
+        return asked
+    chosen = request.cookies.get(LANG_COOKIE)
+    if chosen in catalog.offered():
+        return chosen
+    return catalog.from_accept_language(request.headers.get("accept-language"))
 
 
 def render(request: Request, name: str, **extra) -> HTMLResponse:
     explainer = getattr(request.app.state, "explainer", None)
-    lang, chosen = page_language(request)
+    lang = page_language(request)
     response = templates.TemplateResponse(request, name, {
         "model": model_info(explainer) if explainer else None,
         # Only GPT-2 small falls back to random weights, so that is what the page asks to download.
@@ -55,10 +54,6 @@ def render(request: Request, name: str, **extra) -> HTMLResponse:
         **extra,
     })
     response.headers["Vary"] = "Accept-Language, Cookie"  # the same URL is another page for another reader
-    if chosen and request.cookies.get(LANG_COOKIE) != lang:
-        # The pages link to each other (and a teacher shares /r/CODE) without ?lang=: the
-        # choice lives on in the cookie.
-        response.set_cookie(LANG_COOKIE, lang, max_age=LANG_COOKIE_AGE_S, samesite="lax")
     return response
 
 
