@@ -9,6 +9,12 @@ then one forward pass per step for all of them. Both produce the same tokens (ch
 tests/test_batching.py). Printed: generated tokens per second both ways and their ratio (target
 >= 5x at 16 sequences), end to end and for the decode steps alone (the prompts' passes are the
 same work both ways). Repeats are interleaved; medians.
+
+Then, per batch size (`--sizes`, default 1,2,3,4,8,16) and for 1 thread and every core: the time
+of one batched decode step (`DecodeBatch.step`, prompts of 24-40 tokens, 40 steps in), as a
+multiple of one sequence's step in the same run; and the unembedding both ways
+(`hidden @ W_U.T` against `W_U @ hidden.T`, the choice model/batching.py `unembed` makes up to
+UNEMBED_AS_COLUMNS rows), so that the rule can be checked on another machine.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ def main() -> int:
     parser.add_argument("--sequences", type=int, default=16)
     parser.add_argument("--new-tokens", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--sizes", default="1,2,3,4,8,16", help="batch sizes for the per-step table ('' to skip)")
     args = parser.parse_args()
 
     import torch
@@ -94,7 +101,48 @@ def main() -> int:
     print(f"  same tokens both ways: {same}")
     print(f"  together / one at a time, end to end   {rate['together'] / rate['one at a time']:5.2f}x")
     print(f"  together / one at a time, decode steps {decode_rate['together'] / decode_rate['one at a time']:5.2f}x   target >= 5x")
+    if args.sizes:
+        step_table(explainer, [int(n) for n in args.sizes.split(",")])
     return 0 if same else 1
+
+
+def step_table(explainer, sizes: list[int], steps_in: int = 40, repeats: int = 15) -> None:
+    import torch
+
+    from model.batching import UNEMBED_AS_COLUMNS, DecodeBatch, Request
+
+    def timed(fn) -> float:
+        fn()
+        samples = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            fn()
+            samples.append(time.perf_counter() - t0)
+        return median(samples) * 1e3
+
+    weight = explainer.model.lm_head.weight.detach()
+    everyone = os.cpu_count() or 1
+    print(f"\nOne batched decode step, and the unembedding both ways ({UNEMBED_AS_COLUMNS=}), medians of {repeats}:")
+    for threads in sorted({1, everyone}):
+        torch.set_num_threads(threads)
+        one = None
+        for n in sizes:
+            batch = DecodeBatch(explainer)
+            for i in range(n):
+                sequence, _ = batch.prefill(Request(tuple(prompt_ids(24 + 4 * (i % 5), seed=300 + i)), steps_in + 2 * repeats + 2,
+                                                    1.0, None, None, i))
+                batch.join(sequence)
+            for _ in range(steps_in):
+                batch.step()
+            step = timed(batch.step)
+            one = one or step
+            hidden = torch.randn(n, weight.shape[1], generator=torch.Generator().manual_seed(n))
+            with torch.inference_mode():
+                rows, columns = timed(lambda: hidden @ weight.T), timed(lambda: (weight @ hidden.T).T)
+            print(f"  {threads} thread{'s' * (threads > 1)}, {n:2d} sequences: step {step:6.1f} ms = {step / one:4.2f}x one "
+                  f"sequence's ({step / one / n:4.2f}x per sequence); unembedding hidden @ W_U.T {rows:5.1f} ms, "
+                  f"W_U @ hidden.T {columns:5.1f} ms")
+    torch.set_num_threads(everyone)
 
 
 if __name__ == "__main__":

@@ -11,10 +11,11 @@ import json
 import httpx
 import numpy as np
 import pytest
+import torch
 
 from app.main import create_app
 from app.settings import Settings
-from model.batching import DecodeBatch, Request
+from model.batching import UNEMBED_AS_COLUMNS, DecodeBatch, GrowingLayer, Request, unembed
 from model.generation import generate
 
 # Different prompts (lengths 1..20 tokens), lengths, temperatures, top-k/p and seeds.
@@ -47,7 +48,10 @@ def assert_same(batched, single, what) -> None:
         assert a.prob == pytest.approx(b.prob, abs=1e-5)
 
 
-def test_a_batch_with_sequences_joining_and_leaving_between_steps_equals_each_alone(explainer):
+# ROOM 1: the cache's buffers are full at every step and grow each time, across joins and leaves.
+@pytest.mark.parametrize("room", [GrowingLayer.ROOM, 1])
+def test_a_batch_with_sequences_joining_and_leaving_between_steps_equals_each_alone(explainer, monkeypatch, room):
+    monkeypatch.setattr(GrowingLayer, "ROOM", room)
     reqs = requests(explainer)
     batch = DecodeBatch(explainer)
     got: dict[int, list] = {i: [] for i in range(len(reqs))}
@@ -95,6 +99,16 @@ def test_a_sequence_dropped_mid_way_changes_nothing_for_the_others(explainer):
         single = alone(explainer, reqs[i])
         assert_same(got[i], single[: len(got[i])], CASES[i])
     assert len(got[2]) == 3
+
+
+def test_the_unembedding_equals_the_plain_product_for_every_batch_size(explainer):
+    weight = explainer.model.lm_head.weight.detach()  # [d_vocab, d_model]
+    for rows in (1, 2, 3, UNEMBED_AS_COLUMNS, UNEMBED_AS_COLUMNS + 1, 16):
+        hidden = torch.randn(rows, weight.shape[1], generator=torch.Generator().manual_seed(rows))
+        want = hidden.double() @ weight.double().T
+        got = unembed(hidden, weight)
+        assert got.shape == (rows, weight.shape[0]) and got.dtype == torch.float32
+        np.testing.assert_allclose(got.double().numpy(), want.numpy(), rtol=1e-5, atol=1e-5, err_msg=str(rows))
 
 
 def test_a_prompt_at_the_context_limit_has_nothing_to_generate(explainer):
