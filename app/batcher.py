@@ -127,7 +127,8 @@ class DecodeBatcher:
 
     def _fail(self, error: Exception) -> None:
         """Every member gets the error. The batch is replaced, not reused: after a time limit its
-        step may still be running in a worker thread."""
+        step may still be running in a worker thread, and a step that failed part-way has left
+        its cache uneven."""
         for member in self._members:
             member.queue.put_nowait(error)
         self._members = []

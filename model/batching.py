@@ -135,7 +135,9 @@ class DecodeBatch:
 
     @torch.inference_mode()
     def step(self) -> list[tuple[Sequence, Step]]:
-        """One forward pass for every member: each one's next token and distribution."""
+        """One forward pass for every member: each one's next token and distribution. A step
+        that fails part-way leaves some layers a column longer than others: the batch is then
+        dropped, not stepped again (app/batcher.py replaces it)."""
         if not self.members:
             return []
         device = self._valid.device
@@ -164,11 +166,12 @@ class GrowingLayer(DynamicLayer):
         self.device, self.is_initialized = keys.device, True
         self._hold(keys, values)
 
-    def _hold(self, keys: torch.Tensor, values: torch.Tensor) -> None:
-        """Copy keys and values into new buffers with ROOM free columns after them."""
+    def _hold(self, keys: torch.Tensor, values: torch.Tensor, room: int = 0) -> None:
+        """Copy keys and values into new buffers with max(room, ROOM) free columns after them."""
         batch, heads, width, d_head = keys.shape
-        self._keys = keys.new_empty(batch, heads, width + self.ROOM, d_head)
-        self._values = values.new_empty(batch, heads, width + self.ROOM, d_head)
+        room = max(room, self.ROOM)
+        self._keys = keys.new_empty(batch, heads, width + room, d_head)
+        self._values = values.new_empty(batch, heads, width + room, d_head)
         self._keys[:, :, :width] = keys
         self._values[:, :, :width] = values
         self.keys, self.values = self._keys[:, :, :width], self._values[:, :, :width]
@@ -176,8 +179,10 @@ class GrowingLayer(DynamicLayer):
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
         """Append the step's keys and values [batch, head, new, d_head]: the whole cache after."""
         width, new = self.keys.shape[2], key_states.shape[2]
-        if width + new > self._keys.shape[2]:
-            self._hold(self.keys, self.values)
+        # DynamicLayer's own methods (batch_select_indices and the like) replace self.keys with
+        # a new tensor: hold that one, rather than write beside rows that are no longer the cache.
+        if width + new > self._keys.shape[2] or self.keys.data_ptr() != self._keys.data_ptr():
+            self._hold(self.keys, self.values, new)
         self._keys[:, :, width:width + new] = key_states
         self._values[:, :, width:width + new] = value_states
         self.keys, self.values = self._keys[:, :, :width + new], self._values[:, :, :width + new]
