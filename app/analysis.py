@@ -1,9 +1,10 @@
 """The analysis service: a prompt run once through the model and cached under an id derived
 from its content, and a run found again by that id, recomputed if the cache let it go.
 
-A run's identity is its content (the model and the text), so any id this server issued can be
-recomputed bitwise: students never lose a run to eviction, and a 404 is only for an id the
-server never issued (or issued so long ago that even the small index of texts forgot it)."""
+A run's identity is its content (the model, the token ids and the interventions), so any id
+this server issued can be recomputed bitwise: students never lose a run to eviction, and a 404
+is only for an id the server never issued (or issued so long ago that even the index of recipes
+forgot it). A prompt given as text is its tokens: the text's run and the same ids' run are one."""
 
 from __future__ import annotations
 
@@ -12,13 +13,14 @@ import json
 import zlib
 from functools import partial
 
-from model import Explainer, Run
+from model import Explainer, PromptTooLongError, Run
+from model.explainer import TokenIdError
 from model.cancellation import NEVER, CancelToken
 from model.interventions import Editor, Intervention
 from model.sampling import distribution
 
 from . import tensors
-from .cache import CachedRun, RunCache
+from .cache import CachedRun, RunCache, unpack_ids
 from .concurrency import ForwardLimiter
 from .errors import ApiError, field_error
 from .model_info import model_info
@@ -26,9 +28,27 @@ from .model_info import model_info
 N_TOP = 10
 
 
-def run_id_for(explainer: Explainer, text: str, interventions: str = "") -> str:
-    """The id of a run: its content (the model, the text, the interventions' canonical JSON)."""
-    return RunCache.id_for(explainer.identity, text, interventions)
+def run_id_for(explainer: Explainer, ids, interventions: str = "") -> str:
+    """The id of a run: its content (the model, the token ids, the interventions' canonical JSON)."""
+    return RunCache.id_for(explainer.identity, ids, interventions)
+
+
+def prompt_ids(explainer: Explainer, text: str | None = None, ids: list[int] | None = None) -> list[int]:
+    """The token ids of a request's prompt, given as text or as ids (exactly one), or a 422
+    naming the field."""
+    if (text is None) == (ids is None):
+        raise field_error("ids" if ids is not None else "text",
+                          "give the prompt as text or as ids, not both" if ids is not None else "give the prompt as text or as ids",
+                          code="one_of")
+    if ids is None:
+        return explainer.tokenize(text)
+    try:
+        return explainer.check_ids(ids)
+    except TokenIdError as error:
+        raise field_error(f"ids.{error.index}", str(error), code="out_of_range") from None
+    except PromptTooLongError as error:
+        error.field = "ids"
+        raise
 
 
 def gzipped(data: bytes) -> bytes:
@@ -38,6 +58,17 @@ def gzipped(data: bytes) -> bytes:
     level 5 (0.80 MB)."""
     compressor = zlib.compressobj(6, zlib.DEFLATED, 31, 8, zlib.Z_RLE)  # wbits 31: gzip framing
     return compressor.compress(data) + compressor.flush()
+
+
+def run_text(run: Run) -> str:
+    """The run's tokens as text (they join back to it; a byte token's half character is U+FFFD)."""
+    return "".join(t.text for t in run.tokens)
+
+
+def run_summary(explainer: Explainer, entry: CachedRun) -> dict:
+    """GET /api/runs/{run_id}: what the run is, without its tensors."""
+    return {"run_id": entry.run_id, "model": explainer.loaded.name, "text": run_text(entry.run),
+            "tokens": token_list(entry.run), "interventions": [it.as_dict() for it in entry.run.interventions]}
 
 
 def token_list(run: Run) -> list[dict]:
@@ -85,6 +116,7 @@ def analyze_body(explainer: Explainer, run_id: str, run: Run, include_patterns: 
     body = {
         "run_id": run_id,
         "model": model_info(explainer),
+        "text": run_text(run),
         "tokens": token_list(run),
         "tensors": {**patterns, "logits": tensors.encode(logits, "float32")},
         "resid_norms": tensors.encode(run.resid_norms(), "float32"),
@@ -95,27 +127,26 @@ def analyze_body(explainer: Explainer, run_id: str, run: Run, include_patterns: 
     return json.dumps(body, separators=(",", ":")).encode()
 
 
-def analyze_and_cache(explainer: Explainer, cache: RunCache, text: str, include: bool = True,
+def analyze_and_cache(explainer: Explainer, cache: RunCache, ids: list[int], include: bool = True,
                       cancel: CancelToken = NEVER) -> CachedRun:
-    return analyze_into_cache(explainer, cache, text, include, cancel)[0]
+    return analyze_into_cache(explainer, cache, ids, include, cancel)[0]
 
 
-def analyze_into_cache(explainer: Explainer, cache: RunCache, text: str, include: bool,
+def analyze_into_cache(explainer: Explainer, cache: RunCache, ids: list[int], include: bool,
                        cancel: CancelToken = NEVER, editor: Editor | None = None) -> tuple[CachedRun, bytes]:
     """The cached run, and its body as plain JSON for a client that does not accept gzip.
     `cancel` stops the forward pass between blocks when nobody waits for it any more; `editor`
     applies the run's interventions (checked already)."""
-    ids = explainer.tokenize(text)
     run = explainer.analyze_ids(ids, keep=["attn.hook_pattern"] if include else (), cancel=cancel, editor=editor)
     interventions = canonical(run.interventions)
-    run_id = run_id_for(explainer, text, interventions)
+    run_id = run_id_for(explainer, ids, interventions)
     plain = analyze_body(explainer, run_id, run, include)
     # Gzipped once, here, and kept so in the cache: a repeated prompt is served without
     # compressing 1.8 MB again, and a run holds 0.8 MB of body instead of 1.8 MB.
     body = gzipped(plain)
     # Patterns are in the body already; the Run keeps only the residual stream.
     run.stored = {k: v for k, v in run.stored.items() if not k.endswith("attn.hook_pattern")}
-    entry = CachedRun(run_id=run_id, text=text, run=run, bodies={include: body}, interventions=interventions)
+    entry = CachedRun(run_id=run_id, run=run, bodies={include: body}, interventions=interventions)
     cache.put(entry)
     return entry, plain
 
@@ -135,31 +166,32 @@ def canonical(interventions) -> str:
     return json.dumps([it.as_dict() for it in interventions], separators=(",", ":"), sort_keys=True)
 
 
-def recompute(explainer: Explainer, cache: RunCache, run_id: str, text: str, cancel: CancelToken = NEVER,
+def recompute(explainer: Explainer, cache: RunCache, run_id: str, ids: list[int], cancel: CancelToken = NEVER,
               editor: Editor | None = None) -> CachedRun:
-    """The run of `text` again (with its interventions), from the same forward pass code: bitwise
+    """The run of `ids` again (with its interventions), from the same forward pass code: bitwise
     the run that was evicted. Its analyze bodies are rebuilt only if asked for."""
-    run = explainer.analyze_ids(explainer.tokenize(text), cancel=cancel, editor=editor)
-    entry = CachedRun(run_id=run_id, text=text, run=run, bodies={}, interventions=canonical(run.interventions))
+    run = explainer.analyze_ids(ids, cancel=cancel, editor=editor)
+    entry = CachedRun(run_id=run_id, run=run, bodies={}, interventions=canonical(run.interventions))
     cache.put(entry)
     return entry
 
 
 async def resolve(run_id: str, explainer: Explainer, cache: RunCache, limiter: ForwardLimiter, coalescer) -> CachedRun:
     """The cached run `run_id`; recomputed (through the forward limiter, shared by identical
-    requests in flight) when the cache evicted it."""
+    requests in flight) when the cache evicted it, or when it was issued without being computed
+    (a generation's)."""
     entry = cache.get(run_id)
     if entry is not None:
         return entry
     recipe = cache.recipe_of(run_id)
     if recipe is None and cache.shared is not None:  # issued by another replica (app/cluster.py)
         recipe = await cache.shared.lookup(run_id)
-        if recipe is not None and run_id_for(explainer, *recipe) != run_id:
+        if recipe is not None and run_id_for(explainer, unpack_ids(recipe[0]), recipe[1]) != run_id:
             recipe = None  # another model's run (replicas of two models mid-update): not ours to recompute
     if recipe is None:
         raise ApiError(404, "unknown_run", f"Unknown run_id {run_id!r}: this server never issued it, or forgot it long ago. "
                                            "Analyze the prompt again to get a run.", field="run_id")
-    text, interventions = recipe
+    ids, interventions = unpack_ids(recipe[0]), recipe[1]
     editor = None
     if interventions:
         # Its source runs are found the same way (recomputed too if they were let go).
@@ -168,4 +200,4 @@ async def resolve(run_id: str, explainer: Explainer, cache: RunCache, limiter: F
                    for it in parsed if it.source_run_id}
         editor = Editor(parsed, sources)
     return await coalescer.run(("recompute", run_id),
-                               lambda: limiter.run(partial(recompute, editor=editor), explainer, cache, run_id, text, cancellable=True))
+                               lambda: limiter.run(partial(recompute, editor=editor), explainer, cache, run_id, ids, cancellable=True))

@@ -3,15 +3,18 @@ evicted first. Each entry holds the Run (its residual stream, from which any lay
 recomputed) and the serialized analyze response, so a repeated prompt costs no forward pass
 and no encoding.
 
-A run id is derived from the content (the model's identity, the text and the interventions),
-and the cache keeps an index from id to that recipe far larger than itself (bounded in bytes),
-so that a run it evicted can be recomputed rather than lost."""
+A run id is derived from the content (the model's identity, the token ids and the
+interventions), and the cache keeps an index from id to that recipe far larger than itself
+(bounded in bytes), so that a run it evicted can be recomputed rather than lost. A recipe is
+(the ids packed as 4-byte integers, the interventions' canonical JSON): ids, not text, since a
+generated sequence is not always what its text tokenizes to."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 import sys
+from array import array
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -19,10 +22,28 @@ from dataclasses import dataclass
 from model import Run
 
 
+Recipe = tuple[bytes, str]  # (pack_ids(ids), interventions JSON)
+
+
+def pack_ids(ids) -> bytes:
+    """Token ids as little-endian 4-byte integers: a tenth of a tuple of Python ints."""
+    packed = array("I", ids)
+    if sys.byteorder != "little":
+        packed.byteswap()
+    return packed.tobytes()
+
+
+def unpack_ids(blob: bytes) -> list[int]:
+    packed = array("I")
+    packed.frombytes(blob)
+    if sys.byteorder != "little":
+        packed.byteswap()
+    return packed.tolist()
+
+
 @dataclass
 class CachedRun:
     run_id: str
-    text: str
     run: Run
     # Analyze responses, gzipped JSON, keyed by whether they carry every layer's pattern (a
     # long prompt may be asked for with patterns left to the layer endpoint, and without).
@@ -33,8 +54,12 @@ class CachedRun:
     def nbytes(self) -> int:
         return self.run.nbytes + sum(len(b) for b in self.bodies.values())
 
+    @property
+    def recipe(self) -> Recipe:
+        return pack_ids(self.run.ids), self.interventions
 
-INDEX_BYTES = 64 << 20  # of prompt text: tens of thousands of prompts, for a few runs' worth of memory
+
+INDEX_BYTES = 64 << 20  # of recipes: a hundred thousand prompts, for a few runs' worth of memory
 
 
 class RunCache:
@@ -55,8 +80,8 @@ class RunCache:
         self._runs = 0
         self._answers_of: dict[str, set[tuple]] = {}  # run id -> keys of the answers about it
         self._run_of: dict[tuple, str] = {}  # and back
-        self._texts: OrderedDict[str, tuple[str, str]] = OrderedDict()  # every id issued -> its recipe, LRU
-        self._text_bytes = 0
+        self._recipes: OrderedDict[str, Recipe] = OrderedDict()  # every id issued -> its recipe, LRU
+        self._recipe_bytes = 0
         self._bytes = 0
         self.hits = 0  # run lookups by get(), for the metrics
         self.misses = 0
@@ -67,22 +92,24 @@ class RunCache:
         self.shared = None
 
     @staticmethod
-    def id_for(identity: str, text: str, interventions: str = "") -> str:
-        """22 URL-safe characters (128 bits of SHA-256) of the model's identity, the text and the
-        interventions' canonical JSON (a run without any keeps the id it always had)."""
-        content = f"{identity}\0{text}" + (f"\0{interventions}" if interventions else "")
-        digest = hashlib.sha256(content.encode("utf-8", "surrogatepass")).digest()[:16]
+    def id_for(identity: str, ids, interventions: str = "") -> str:
+        """22 URL-safe characters (128 bits of SHA-256) of the model's identity, the token ids and
+        the interventions' canonical JSON."""
+        content = f"{identity}\0{','.join(map(str, ids))}" + (f"\0{interventions}" if interventions else "")
+        digest = hashlib.sha256(content.encode()).digest()[:16]
         return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
-    def text_of(self, run_id: str) -> str | None:
-        """The text of a run this cache ever held (while the index remembers it)."""
-        recipe = self.recipe_of(run_id)
-        return recipe[0] if recipe else None
-
-    def recipe_of(self, run_id: str) -> tuple[str, str] | None:
-        """(text, interventions JSON) of a run this cache ever held, while the index remembers it."""
+    def recipe_of(self, run_id: str) -> Recipe | None:
+        """(packed ids, interventions JSON) of a run this cache issued, while the index remembers it."""
         with self._lock:
-            return _touch(self._texts, run_id)
+            return _touch(self._recipes, run_id)
+
+    def remember(self, run_id: str, recipe: Recipe) -> None:
+        """Issue `run_id` without computing it (a generation's run, computed when first asked for)."""
+        with self._lock:
+            new = self._remember(run_id, recipe)
+        if new and self.shared is not None:  # outside the lock: it may wait on another process
+            self.shared.remember(run_id, recipe)
 
     def get(self, run_id: str) -> CachedRun | None:
         with self._lock:
@@ -96,9 +123,7 @@ class RunCache:
     def put(self, entry: CachedRun) -> None:
         with self._lock:
             self._store(("run", entry.run_id), entry, entry.nbytes)
-            new = self._remember(entry.run_id, (entry.text, entry.interventions))
-        if new and self.shared is not None:  # outside the lock: it may wait on another process
-            self.shared.remember(entry.run_id, (entry.text, entry.interventions))
+        self.remember(entry.run_id, entry.recipe)
 
     def add_body(self, entry: CachedRun, with_patterns: bool, body: bytes) -> None:
         """Attach another form of the analyze response to a cached run, within the budget."""
@@ -152,15 +177,15 @@ class RunCache:
         elif key in self._run_of:
             self._answers_of.get(self._run_of.pop(key), set()).discard(key)
 
-    def _remember(self, run_id: str, recipe: tuple[str, str]) -> bool:
+    def _remember(self, run_id: str, recipe: Recipe) -> bool:
         """Whether `run_id` is new to the index."""
-        if run_id in self._texts:
-            self._texts.move_to_end(run_id)
+        if run_id in self._recipes:
+            self._recipes.move_to_end(run_id)
             return False
-        self._texts[run_id] = recipe
-        self._text_bytes += _size(recipe)
-        while self._text_bytes > self.index_bytes and len(self._texts) > 1:
-            self._text_bytes -= _size(self._texts.popitem(last=False)[1])
+        self._recipes[run_id] = recipe
+        self._recipe_bytes += _size(recipe)
+        while self._recipe_bytes > self.index_bytes and len(self._recipes) > 1:
+            self._recipe_bytes -= _size(self._recipes.popitem(last=False)[1])
         return True
 
     @property
@@ -168,10 +193,10 @@ class RunCache:
         with self._lock:
             return {"entries": self._runs, "answers": len(self._items) - self._runs, "bytes": self._bytes,
                     "max_entries": self.max_entries, "max_bytes": self.max_bytes,
-                    "known_runs": len(self._texts), "index_bytes": self._text_bytes, "hits": self.hits, "misses": self.misses}
+                    "known_runs": len(self._recipes), "index_bytes": self._recipe_bytes, "hits": self.hits, "misses": self.misses}
 
 
-def _size(recipe: tuple[str, str]) -> int:
+def _size(recipe: Recipe) -> int:
     return sys.getsizeof(recipe[0]) + (sys.getsizeof(recipe[1]) if recipe[1] else 0)
 
 

@@ -1,8 +1,8 @@
 """Scale-out on Ray Serve: N replicas of the same FastAPI app (`create_app`), each loading the
 model itself, behind Ray's HTTP proxy, and the little state they must share in one Ray actor.
 
-Why an actor. A run id is content (model, text, interventions), so any replica can recompute any
-run, but only if it knows the text: each replica's RunCache keeps that recipe index for itself,
+Why an actor. A run id is content (model, token ids, interventions), so any replica can recompute any
+run, but only if it knows the ids: each replica's RunCache keeps that recipe index for itself,
 and a replica that never saw the prompt would answer 404 for an id another replica issued. The
 follow-the-teacher rooms are worse: the teacher publishes through one replica while each
 student's follow stream (server-sent events) sits on whichever replica the proxy chose, so a room
@@ -10,7 +10,7 @@ must be visible to every replica at once. A sticky route (teacher and followers 
 replica by a cookie or a hash of the room code) would avoid sharing, but it breaks exactly when
 it matters: a replica restarted, or removed by a scale-down, takes its rooms and its recipes with
 it. So both live in one named actor, `ExplainerShared`, which every replica finds by name:
-- the recipe index: run id -> (text, interventions JSON), bounded in bytes like RunCache's own
+- the recipe index: run id -> (packed token ids, interventions JSON), bounded in bytes like RunCache's own
   (64 MB by default: hundreds of thousands of prompts). A replica tells it each run id that is
   new to its own index, and asks it when a run id misses locally (analysis.resolve), before 404;
 - the rooms: one LocalRoomStore (app/rooms.py), reached through RayRoomStore, which has the same
@@ -40,7 +40,7 @@ import threading
 from collections import OrderedDict
 from contextlib import asynccontextmanager
 
-from .cache import INDEX_BYTES, _size
+from .cache import INDEX_BYTES, Recipe, _size
 from .errors import ApiError
 from .settings import Settings
 
@@ -65,15 +65,15 @@ def _missing_ray() -> SystemExit:
 # ---------------------------------------------------------------- the actor (plain Python) ----
 
 class RecipeIndex:
-    """run id -> (text, interventions JSON), least recently used forgotten first beyond `max_bytes`
+    """run id -> (packed token ids, interventions JSON), least recently used forgotten first beyond `max_bytes`
     (counted as RunCache counts its own index)."""
 
     def __init__(self, max_bytes: int = INDEX_BYTES):
         self.max_bytes = max_bytes
         self.bytes = 0
-        self._recipes: OrderedDict[str, tuple[str, str]] = OrderedDict()
+        self._recipes: OrderedDict[str, Recipe] = OrderedDict()
 
-    def remember(self, run_id: str, recipe: tuple[str, str]) -> None:
+    def remember(self, run_id: str, recipe: Recipe) -> None:
         if run_id in self._recipes:
             self._recipes.move_to_end(run_id)
             return
@@ -82,7 +82,7 @@ class RecipeIndex:
         while self.bytes > self.max_bytes and len(self._recipes) > 1:
             self.bytes -= _size(self._recipes.popitem(last=False)[1])
 
-    def lookup(self, run_id: str) -> tuple[str, str] | None:
+    def lookup(self, run_id: str) -> Recipe | None:
         recipe = self._recipes.get(run_id)
         if recipe is not None:
             self._recipes.move_to_end(run_id)
@@ -102,10 +102,10 @@ class ExplainerShared:
         self.recipes = RecipeIndex(index_bytes)
         self.rooms = LocalRoomStore(rooms_max, room_idle_s)
 
-    async def remember(self, run_id: str, text: str, interventions: str) -> None:
-        self.recipes.remember(run_id, (text, interventions))
+    async def remember(self, run_id: str, ids: bytes, interventions: str) -> None:
+        self.recipes.remember(run_id, (ids, interventions))
 
-    async def lookup(self, run_id: str) -> tuple[str, str] | None:
+    async def lookup(self, run_id: str) -> Recipe | None:
         return self.recipes.lookup(run_id)
 
     async def stats(self) -> dict:
@@ -180,7 +180,7 @@ class _Proxy:
 class SharedRecipes(_Proxy):
     """RunCache.shared: the recipe index every replica reads (duck-typed for app/cache.py)."""
 
-    def remember(self, run_id: str, recipe: tuple[str, str]) -> None:
+    def remember(self, run_id: str, recipe: Recipe) -> None:
         """Sent to the actor; from a worker thread (a forward pass's), waited for up to
         REMEMBER_WAIT_S, so that the id is known to every replica before its response leaves.
         A failure is logged, not raised: the local index still has the recipe."""
@@ -197,7 +197,7 @@ class SharedRecipes(_Proxy):
         except Exception as error:  # noqa: BLE001 (GetTimeoutError, RayActorError...)
             log.warning("the shared recipe index did not confirm %s: %s", run_id, error)
 
-    async def lookup(self, run_id: str) -> tuple[str, str] | None:
+    async def lookup(self, run_id: str) -> Recipe | None:
         recipe = await self._call("lookup", run_id)
         return tuple(recipe) if recipe is not None else None
 

@@ -106,7 +106,7 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(PromptError)
     async def prompt_error(request: Request, error: PromptError) -> JSONResponse:
         if isinstance(error, PromptTooLongError):
-            return ApiError(422, "prompt_too_long", str(error), field="text",
+            return ApiError(422, "prompt_too_long", str(error), field=getattr(error, "field", "text"),
                             n_tokens=error.n_tokens, limit=error.limit).response()
         return ApiError(422, "empty_prompt", str(error), field="text").response()
 

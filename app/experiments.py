@@ -11,15 +11,16 @@ from fastapi.concurrency import run_in_threadpool
 from model import Explainer
 from model.cancellation import NEVER, CancelToken
 from model.interventions import Editor, Intervention, InterventionError, check
-from model.patching import sweep
+from model.patching import RELIABLE_LOGITS, sweep
 
 from . import analysis
 from .errors import ApiError, field_error
 
 
-async def editor_for(specs, text: str, explainer: Explainer, cache, limiter, coalescer) -> tuple[list[int], Editor]:
-    """The prompt's ids and the Editor of `specs` (InterventionSpec), or a 422 naming the field."""
-    ids = await run_in_threadpool(explainer.tokenize, text)
+async def editor_for(specs, n_tokens: int, explainer: Explainer, cache, limiter, coalescer,
+                     generation: bool = False) -> Editor:
+    """The Editor of `specs` (InterventionSpec) for a prompt of `n_tokens`, or a 422 naming the
+    field. `generation`: for a generation of that prompt (interventions.check says what differs)."""
     interventions = tuple(Intervention(**spec.model_dump(exclude_none=True)) for spec in specs)
     sources, lengths = {}, {}
     for source_id in dict.fromkeys(it.source_run_id for it in interventions if it.source_run_id):
@@ -32,10 +33,10 @@ async def editor_for(specs, text: str, explainer: Explainer, cache, limiter, coa
             lengths[source_id] = None
     c = explainer.config
     try:
-        check(interventions, c.n_layer, c.n_head, c.n_inner or 4 * c.n_embd, len(ids), lengths)
+        check(interventions, c.n_layer, c.n_head, c.n_inner or 4 * c.n_embd, n_tokens, lengths, generation)
     except InterventionError as error:
         raise field_error(error.field, str(error), code=error.code) from None
-    return ids, Editor(interventions, sources)
+    return Editor(interventions, sources)
 
 
 def log_softmax(logits: torch.Tensor) -> torch.Tensor:
@@ -68,8 +69,9 @@ def compare(explainer: Explainer, a, b, k: int = 10) -> dict:
 
 def cached_run(explainer: Explainer, cache, text: str, cancel: CancelToken = NEVER):
     """The plain run of `text`, from the cache or analyzed into it (so the page can name it by id)."""
-    entry = cache.get(analysis.run_id_for(explainer, text))
-    return entry or analysis.analyze_and_cache(explainer, cache, text, include=False, cancel=cancel)
+    ids = explainer.tokenize(text)
+    entry = cache.get(analysis.run_id_for(explainer, ids))
+    return entry or analysis.analyze_and_cache(explainer, cache, ids, include=False, cancel=cancel)
 
 
 def check_patching(explainer: Explainer, request, limit: int) -> None:
@@ -93,5 +95,6 @@ def patching(explainer: Explainer, cache, request, cancel: CancelToken = NEVER) 
     return {
         "hook": found.hook, "axis": found.axis, "clean_run_id": clean.run_id, "corrupted_run_id": corrupted.run_id,
         "tokens": analysis.token_list(corrupted.run), "ld_clean": found.ld_clean, "ld_corrupted": found.ld_corrupted,
+        "denominator": found.denominator, "reliable": found.reliable, "threshold": RELIABLE_LOGITS,
         "grid": [[v if math.isfinite(v) else None for v in row] for row in found.grid],
     }

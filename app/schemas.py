@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
+from model.patching import RELIABLE_LOGITS
 from model.tokenizer import BLANK, is_blank
 
 MAX_TOP_K = 50257
@@ -150,9 +151,34 @@ def _check_prompt(text: str) -> str:
     return text
 
 
-def _prompt(description: str):
+def _prompt(description: str, default=...):
     # No min_length: "" is blank, and gets the same empty_prompt as "   " (the pattern implies a character).
-    return Field(max_length=MAX_PROMPT_CHARS, description=description, json_schema_extra={"pattern": NOT_BLANK})
+    return Field(default, max_length=MAX_PROMPT_CHARS, description=description, json_schema_extra={"pattern": NOT_BLANK})
+
+
+MAX_IDS = 16384  # far beyond any GPT-2's context: the model's own n_ctx is checked when the request is served
+
+
+def _ids(description: str):
+    return Field(None, min_length=1, max_length=MAX_IDS, description=description)
+
+
+class PromptInput(BaseModel):
+    """A prompt as text (tokenized by the server) or as token ids (taken as they are): exactly
+    one of the two, else a 422 one_of. Ids are how a generated sequence is named exactly: its
+    text does not always tokenize back to the same ids."""
+    model_config = ConfigDict(strict=True)  # wrong types are a 422, not coerced ("1", true)
+
+    text: str | None = _prompt("The prompt; at most the model's context in tokens (1,024 in GPT-2 small), else a 422 "
+                               "prompt_too_long. Blank means only whitespace characters. Give this or `ids`.", None)
+    ids: list[body_integer(ge=0)] | None = _ids(
+        "The prompt as token ids (e.g. 50256 for <|endoftext|>, which typed text never gives); each below the "
+        "model's vocabulary size, at most its context. Give this or `text`.")
+
+    @field_validator("text")
+    @classmethod
+    def not_blank(cls, text: str | None) -> str | None:
+        return None if text is None else _check_prompt(text)
 
 
 MAX_INTERVENTIONS = 32
@@ -174,11 +200,7 @@ class InterventionSpec(BaseModel):
     source_run_id: str | None = Field(None, min_length=1, max_length=64, description="patch only: the run to copy from.")
 
 
-class AnalyzeRequest(BaseModel):
-    model_config = ConfigDict(strict=True)  # wrong types are a 422, not coerced ("1", true)
-
-    text: str = _prompt("The prompt; at most the model's context in tokens (1,024 in GPT-2 small), else a 422 "
-                        "prompt_too_long. Blank means only whitespace characters.")
+class AnalyzeRequest(PromptInput):
     patterns: Literal["all", "auto"] = Field(
         "all",
         description="'all': every layer's attention pattern in the response, up to 16 MB of them "
@@ -190,17 +212,13 @@ class AnalyzeRequest(BaseModel):
     interventions: list[InterventionSpec] = Field(
         default_factory=list, max_length=MAX_INTERVENTIONS,
         description="Experiments applied in this order during the pass: the response is the intervened run's, with "
-        "its own run_id (a run is identified by its text and its interventions).")
-
-    @field_validator("text")
-    @classmethod
-    def not_blank(cls, text: str) -> str:
-        return _check_prompt(text)
+        "its own run_id (a run is identified by the model, its token ids and its interventions).")
 
 
 class AnalyzeResponse(BaseModel):
     run_id: str
     model: ModelInfo
+    text: str = Field(description="The tokens' texts joined: the prompt, for a prompt given as text.")
     tokens: list[Token]
     tensors: dict[str, Tensor] = Field(
         description="blocks.{l}.attn.hook_pattern [head, q_pos, k_pos] (float16) for every layer; "
@@ -213,6 +231,14 @@ class AnalyzeResponse(BaseModel):
         description="'per-layer': the patterns were left out (a long prompt with patterns='auto')."
     )
     interventions: list[InterventionSpec] = Field(description="The run's interventions, as applied; [] for a plain run.")
+
+
+class RunResponse(BaseModel):
+    run_id: str
+    model: str = Field(description="The model's name (a Hub id or a folder), as /api/model gives it.")
+    text: str = Field(description="The tokens' texts joined.")
+    tokens: list[Token] = Field(description="Exactly the token ids the run was computed on, with their texts.")
+    interventions: list[InterventionSpec] = Field(description="The run's interventions; [] for a plain run.")
 
 
 class TensorsResponse(BaseModel):
@@ -254,14 +280,13 @@ class SampleResponse(BaseModel):
     entropy: float = Field(description="Shannon entropy of the filtered distribution, in bits.")
 
 
-class GenerateRequest(SamplingParams):
-    text: str = _prompt("The prompt to continue; at most the model's context in tokens.")
+class GenerateRequest(SamplingParams, PromptInput):
     max_new_tokens: body_integer(ge=1, le=MAX_NEW_TOKENS) = 32
-
-    @field_validator("text")
-    @classmethod
-    def not_blank(cls, text: str) -> str:
-        return _check_prompt(text)
+    interventions: list[InterventionSpec] = Field(
+        default_factory=list, max_length=MAX_INTERVENTIONS,
+        description="The same experiments as in /api/analyze, applied at every step: one without a position at "
+        "every position, generated ones included. 'mean' is refused (it averages over positions not generated yet), "
+        "and a patch names a position inside the prompt.")
 
 
 # --- Issue 5: embedding space, logit lens, anatomy of the parameters -------------------------
@@ -412,9 +437,17 @@ class PatchingResponse(BaseModel):
     tokens: list[Token] = Field(description="The corrupted prompt's tokens (the position axis).")
     ld_clean: float = Field(description="logit(target) − logit(baseline) at the last position of the clean run.")
     ld_corrupted: float = Field(description="The same for the corrupted run.")
+    denominator: float = Field(description="LD_clean − LD_corrupted: what the two prompts differ by in their answer, "
+                               "in logits, and what every cell of the grid is divided by.")
+    reliable: bool = Field(description="Whether |denominator| ≥ threshold. When false, the two prompts barely differ "
+                           "in their answer: every cell is a small change divided by almost nothing (it can read ±100), "
+                           "so the grid says nothing about where the answer comes from.")
+    threshold: float = Field(description=f"The smallest |denominator| called reliable, in logits: {RELIABLE_LOGITS:g} (the "
+                             f"prompts change the odds of the target against the baseline by e^{RELIABLE_LOGITS:g}). Absolute, not relative "
+                             "to the LDs: a cell is a ratio of log-odds changes, which means the same at any level of them.")
     grid: list[list[float | None]] = Field(
         description="[layer][position or head]: (LD_patched − LD_corrupted) / (LD_clean − LD_corrupted); 1 restores "
-        "the clean answer, 0 changes nothing; null when LD_clean = LD_corrupted.")
+        "the clean answer, 0 changes nothing; null when LD_clean = LD_corrupted. Read it only when `reliable`.")
 
 
 MAX_PROBE_LENGTH = 256

@@ -1,18 +1,21 @@
-"""Continuous batching of generation: every active sequence steps in one forward pass.
+"""Decoding: every active sequence steps in one forward pass of the engine (model/engine.py).
 
 A decode step of GPT-2 small reads all of its weights to produce one token per sequence, so
 sixteen sequences stepped together cost little more than one. Each sequence keeps its own
-sampling settings and its own rows of the key/value cache; sequences join and leave between
-steps.
+sampling settings, its own interventions and its own rows of the key/value cache; sequences
+join and leave between steps. A generation alone is a batch of one (model/generation.py).
 
 How no number changes:
-- A sequence's prompt runs alone (`prefill`), exactly as `generation.generate` runs it, so its
-  first distribution is that path's, bit for bit.
-- In the batch, sequences of different lengths share one cache tensor, left-padded. The padded
-  key columns are masked (weight exactly 0 after softmax) and every sequence gets its own
-  position ids, so a padded row computes what it computes alone, up to float rounding in the
+- A sequence's prompt runs alone (`prefill`), through the engine with its interventions, so its
+  first distribution is that of the prompt's own pass.
+- In the batch, sequences of different lengths share one cache, left-padded. The padded key
+  columns are masked (weight exactly 0 after softmax) and every sequence gets its own
+  positions, so a padded row computes what it computes alone, up to float rounding in the
   batched matrix products (tests/test_batching.py: probabilities within 1e-5, same tokens).
-- Sampling is per sequence with its own seed (step i draws with seed + i), as in `generate`.
+- A sequence's interventions edit its own row only, at the positions they name (or at every
+  position, the new ones included, when they name none): a batch may mix generations with and
+  without interventions.
+- Sampling is per sequence with its own seed (step i draws with seed + i).
 
     batch = DecodeBatch(explainer)
     sequence, first = batch.prefill(request)      # the prompt alone: step 0
@@ -28,22 +31,35 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
-from transformers.cache_utils import Cache, DynamicLayer
 
+from . import engine
 from .explainer import Explainer
-from .generation import Step
-from .sampling import distribution, sample
+from .interventions import Editor
+from .sampling import Distribution, distribution, sample
+from .tokenizer import TokenPiece
+
+NO_EDITS = Editor(())
+
+
+@dataclass
+class Step:
+    step: int
+    token: TokenPiece
+    prob: float
+    dist: Distribution
 
 
 @dataclass(frozen=True)
 class Request:
-    """One generation's prompt and settings (the same as `generation.generate`'s arguments)."""
+    """One generation's prompt, settings and interventions (checked already, for a generation:
+    interventions.check(..., generation=True))."""
     ids: tuple[int, ...]
     max_new_tokens: int
     temperature: float
     top_k: int | None = None
     top_p: float | None = None
     seed: int | None = None
+    editor: Editor = NO_EDITS
 
 
 @dataclass(eq=False)
@@ -53,8 +69,8 @@ class Sequence:
     done: int = 0  # tokens produced so far
     last: int = 0  # the token it feeds next
     pending: bytes = b""  # the tokenizer's incomplete UTF-8 bytes
-    # Its own key/value cache until it joins: per layer ([1, head, pos, d_head], same)
-    cache: list[tuple[torch.Tensor, torch.Tensor]] | None = field(default=None, repr=False)
+    generated: list[int] = field(default_factory=list)  # the ids drawn so far
+    cache: engine.KVCache | None = field(default=None, repr=False)  # its own, until it joins
 
     @property
     def finished(self) -> bool:
@@ -62,17 +78,30 @@ class Sequence:
 
     @property
     def length(self) -> int:
-        """Positions in its cache: the prompt and every token fed since."""
+        """Positions in its cache: the prompt and every token fed since; the next token's position."""
         return len(self.request.ids) + self.done - 1
+
+
+def _editing(editors: list[tuple[int, Editor, int]]) -> engine.BatchRecord:
+    """A record that applies each sequence's interventions to its own row: (row, editor, the
+    position of the row's first new token)."""
+    def record(name: str, tensor: torch.Tensor) -> torch.Tensor | None:
+        out = None
+        for row, editor, offset in editors:
+            edited = editor(name, tensor[row], offset)
+            if edited is not None:
+                if out is None:
+                    out = tensor.clone()
+                out[row] = edited
+        return out
+    return record
 
 
 class DecodeBatch:
     def __init__(self, explainer: Explainer):
         self.explainer = explainer
         self.members: list[Sequence] = []
-        # The members' caches, one row each, left-padded: per layer, keys and values [batch, head, pos, d_head]
-        self._kv: list[GrowingLayer] = []
-        self._valid = torch.zeros(0, 0, dtype=torch.long)  # [batch, pos]: 1 where a cache column is real
+        self._cache: engine.KVCache | None = None  # the members' rows, left-padded
 
     def __len__(self) -> int:
         return len(self.members)
@@ -85,6 +114,7 @@ class DecodeBatch:
         step = Step(step=sequence.done, token=piece, prob=float(dist.probs[token_id]), dist=dist)
         sequence.done += 1
         sequence.last = token_id
+        sequence.generated.append(token_id)
         return step
 
     @torch.inference_mode()
@@ -97,25 +127,17 @@ class DecodeBatch:
                             pending=explainer.tokenizer.stream_texts(list(request.ids), b"")[1])
         if sequence.steps == 0:
             return sequence, None
-        inputs = torch.tensor([request.ids], dtype=torch.long, device=explainer.loaded.device)
-        out = explainer.model(input_ids=inputs, use_cache=True, logits_to_keep=1)
-        sequence.cache = [(layer.keys, layer.values) for layer in out.cache.layers]
-        return sequence, self._draw(sequence, out.logits[0, -1])
+        ids = torch.tensor(request.ids, dtype=torch.long, device=explainer.loaded.device)
+        editor = request.editor
+        logits, sequence.cache = engine.prefill(explainer.model, ids, _editing([(0, editor, 0)]),
+                                                fused=lambda layer: layer not in editor.pattern_layers)
+        return sequence, self._draw(sequence, logits)
 
     def join(self, sequence: Sequence) -> None:
         """Add a prefilled sequence to the batch, padding on the left to a common length."""
         assert sequence.cache is not None and not sequence.finished
-        own = sequence.cache
-        sequence.cache = None
-        mask = torch.ones(1, own[0][0].shape[2], dtype=torch.long, device=own[0][0].device)
-        if not self.members:
-            self._kv, self._valid = [GrowingLayer(k, v) for k, v in own], mask
-        else:
-            width = max(self._valid.shape[1], mask.shape[1])
-            self._kv = [GrowingLayer(torch.cat([_pad(layer.keys, width), _pad(k, width)]),
-                                     torch.cat([_pad(layer.values, width), _pad(v, width)]))
-                        for layer, (k, v) in zip(self._kv, own)]
-            self._valid = torch.cat([_pad(self._valid, width), _pad(mask, width)])
+        own, sequence.cache = sequence.cache, None
+        self._cache = own if self._cache is None else engine.KVCache.stacked([self._cache, own])
         self.members.append(sequence)
 
     def leave(self, sequence: Sequence) -> None:
@@ -124,96 +146,19 @@ class DecodeBatch:
             return
         index = self.members.index(sequence)
         self.members.pop(index)
-        if not self.members:
-            self._kv, self._valid = [], torch.zeros(0, 0, dtype=torch.long)
-            return
-        keep = torch.tensor([i for i in range(len(self.members) + 1) if i != index])
-        valid = self._valid[keep]
-        start = int(valid.any(dim=0).long().argmax())  # the first column someone still uses
-        self._valid = valid[:, start:]
-        self._kv = [GrowingLayer(layer.keys[keep, :, start:], layer.values[keep, :, start:]) for layer in self._kv]
+        self._cache = self._cache.without(index) if self.members else None
 
     @torch.inference_mode()
     def step(self) -> list[tuple[Sequence, Step]]:
         """One forward pass for every member: each one's next token and distribution. A step
-        that fails part-way leaves some layers a column longer than others: the batch is then
-        dropped, not stepped again (app/batcher.py replaces it)."""
+        that fails part-way leaves the cache as it was (its columns are counted only at the end):
+        app/batcher.py still replaces the batch, since the failure may recur."""
         if not self.members:
             return []
-        device = self._valid.device
-        inputs = torch.tensor([[s.last] for s in self.members], dtype=torch.long, device=device)
-        positions = torch.tensor([[s.length] for s in self.members], dtype=torch.long, device=device)
-        valid = torch.cat([self._valid, torch.ones(len(self.members), 1, dtype=torch.long, device=device)], dim=1)
-        model = self.explainer.model
-        out = model.transformer(input_ids=inputs, attention_mask=valid, position_ids=positions,
-                                cache=Cache(layers=self._kv), use_cache=True)  # the layers grow in place
-        self._valid = valid
-        logits = unembed(out.last_hidden_state[:, -1], model.lm_head.weight)  # [batch, d_vocab]
+        device = self._cache.valid.device
+        tokens = torch.tensor([s.last for s in self.members], dtype=torch.long, device=device)
+        positions = torch.tensor([s.length for s in self.members], dtype=torch.long, device=device)
+        editors = [(row, s.request.editor, s.length) for row, s in enumerate(self.members) if s.request.editor]
+        # A decode step never edits a pattern: a generation's pattern patch names a prompt position.
+        logits = engine.decode(self.explainer.model, tokens, positions, self._cache, _editing(editors))  # [batch, d_vocab]
         return [(s, self._draw(s, logits[i])) for i, s in enumerate(self.members)]
-
-
-class GrowingLayer(DynamicLayer):
-    """One layer's cached keys and values for the batch, [batch, head, pos, d_head] each, held in
-    buffers with room for the next steps: a step writes its new column in place. transformers'
-    DynamicLayer concatenates instead, copying the whole cache at every step, and so did building
-    a DynamicCache from tensors: two copies of every member's cache per step, a quarter of the
-    step's time at 16 sequences."""
-
-    ROOM = 32  # columns added when the buffers are full: one copy every 32 steps
-
-    def __init__(self, keys: torch.Tensor, values: torch.Tensor):
-        super().__init__()
-        self.device, self.is_initialized = keys.device, True
-        self._hold(keys, values)
-
-    def _hold(self, keys: torch.Tensor, values: torch.Tensor, room: int = 0) -> None:
-        """Copy keys and values into new buffers with max(room, ROOM) free columns after them."""
-        batch, heads, width, d_head = keys.shape
-        room = max(room, self.ROOM)
-        self._keys = keys.new_empty(batch, heads, width + room, d_head)
-        self._values = values.new_empty(batch, heads, width + room, d_head)
-        self._keys[:, :, :width] = keys
-        self._values[:, :, :width] = values
-        self.keys, self.values = self._keys[:, :, :width], self._values[:, :, :width]
-
-    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
-        """Append the step's keys and values [batch, head, new, d_head]: the whole cache after."""
-        width, new = self.keys.shape[2], key_states.shape[2]
-        # DynamicLayer's own methods (batch_select_indices and the like) replace self.keys with
-        # a new tensor: hold that one, rather than write beside rows that are no longer the cache.
-        if width + new > self._keys.shape[2] or self.keys.data_ptr() != self._keys.data_ptr():
-            self._hold(self.keys, self.values, new)
-        self._keys[:, :, width:width + new] = key_states
-        self._values[:, :, width:width + new] = value_states
-        self.keys, self.values = self._keys[:, :, :width + new], self._values[:, :, :width + new]
-        return self.keys, self.values
-
-
-# Up to this many rows, the unembedding is computed as W_U @ h^T: see `unembed`.
-UNEMBED_AS_COLUMNS = 8
-
-
-def unembed(hidden: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """hidden [batch, d_model] @ weight^T ([d_vocab, d_model], lm_head's) -> logits [batch, d_vocab].
-
-    For a few rows, `hidden @ weight.T` takes MKL's small-batch sgemm, which on this kind of CPU
-    (AMD EPYC, 1 thread) took 27 ms for 2 rows and 40 ms for 3 against 12 ms for one: the 154 MB
-    matrix is streamed once per row. `weight @ hidden.T` (the matrix as the left operand, as
-    stored) streams it once: 8 ms for 2 rows, 11 for 3, 14 for 4. From about 8 rows the plain
-    product is as fast or faster (bench/bench_batching.py prints the step times per batch size).
-    Either way the same sums, in another order: float rounding, as between any batch sizes."""
-    if 1 < hidden.shape[0] <= UNEMBED_AS_COLUMNS:
-        return (weight @ hidden.T).T
-    return hidden @ weight.T
-
-
-def _pad(x: torch.Tensor, width: int) -> torch.Tensor:
-    """x with zero columns on the left of its position axis (the last for a mask [batch, pos],
-    the third for keys and values [batch, head, pos, d_head]) up to `width`."""
-    axis = 1 if x.dim() == 2 else 2
-    missing = width - x.shape[axis]
-    if missing == 0:
-        return x
-    shape = list(x.shape)
-    shape[axis] = missing
-    return torch.cat([x.new_zeros(shape), x], dim=axis)

@@ -31,6 +31,14 @@ class PromptTooLongError(PromptError):
         super().__init__(f"The prompt has {n_tokens} tokens; GPT-2 reads at most {limit}. Shorten it by {n_tokens - limit}.")
 
 
+class TokenIdError(IndexError):
+    """A token id outside the vocabulary; `index` is its place in the list."""
+
+    def __init__(self, index: int, token_id: int, vocab_size: int):
+        self.index = index
+        super().__init__(f"must be a token id from 0 to {vocab_size - 1}, got {token_id}")
+
+
 class Explainer:
     def __init__(self, loaded: LoadedModel, tokenizer: Tokenizer | None = None):
         self.loaded = loaded
@@ -95,6 +103,18 @@ class Explainer:
             raise PromptTooLongError(len(ids), self.n_ctx)
         return ids
 
+    def check_ids(self, ids: list[int]) -> list[int]:
+        """`ids` as given, or a PromptError (none, more than the context) or an IndexError naming
+        the first id outside the vocabulary."""
+        if not ids:
+            raise EmptyPromptError("The prompt is empty: give at least one token id.")
+        if len(ids) > self.n_ctx:
+            raise PromptTooLongError(len(ids), self.n_ctx)
+        for i, token_id in enumerate(ids):
+            if not 0 <= token_id < self.config.vocab_size:
+                raise TokenIdError(i, token_id, self.config.vocab_size)
+        return list(ids)
+
     def analyze(self, text: str, keep: Iterable[str] = (), interventions: Iterable[Intervention] = (),
                 sources: dict[str, Run] | None = None) -> Run:
         """The run of `text`; with `interventions` (model/interventions.py), the run with those
@@ -124,6 +144,12 @@ class Explainer:
                 stored[name] = tensor if out is None else out
             return out
 
+        # Scores and patterns are computed where they are kept: every layer attends with the fused
+        # kernel whatever is kept (but where a pattern is edited), so a run's numbers are its own.
+        observed = {layer for layer in range(n_layers)
+                    if keep_all or {"attn.hook_pattern", "attn.hook_attn_scores"} & keep
+                    or {engine.layer_hook(layer, "attn.hook_pattern"), engine.layer_hook(layer, "attn.hook_attn_scores")} & keep}
         tensor_ids = torch.tensor(ids, dtype=torch.long, device=self.loaded.device)
-        engine.forward(self.model, tensor_ids, record, cancel)
+        engine.forward(self.model, tensor_ids, record, cancel, fused=lambda layer: layer not in editor.pattern_layers,
+                       observe=observed.__contains__)
         return Run(self.model, ids, self.tokenizer.token_texts(ids), stored, editor)

@@ -1,25 +1,17 @@
-"""Token-by-token generation with the KV cache of `transformers`' GPT-2, one step at a time so
-that each step's distribution can be shown while it streams."""
+"""Token-by-token generation of one sequence, one step at a time so that each step's
+distribution can be shown while it streams. It is a decode batch of one (model/batching.py):
+the same engine pass, with the same key/value cache and interventions, as a batched step."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 
-import torch
-
+from .batching import NO_EDITS, DecodeBatch, Request, Step
 from .explainer import Explainer
-from .sampling import Distribution, distribution, sample
-from .tokenizer import TokenPiece
+from .interventions import Editor
 
-
-@dataclass
-class Step:
-    step: int
-    token: TokenPiece
-    prob: float
-    dist: Distribution
+__all__ = ["Generation", "Step", "generate"]
 
 
 def generate(
@@ -30,25 +22,23 @@ def generate(
     top_k: int | None = None,
     top_p: float | None = None,
     seed: int | None = None,
+    editor: Editor = NO_EDITS,
 ) -> Iterator[Step]:
     """Yield one Step per new token. The prompt runs once; each later step feeds only the new
     token and reuses the cached keys and values. Stops early at the context limit.
-    With a seed, step i draws with seed + i, so the whole generation is reproducible."""
-    model = explainer.model
-    device = explainer.loaded.device
-    room = explainer.n_ctx - len(ids)
-    cache = None
-    inputs = torch.tensor([ids], dtype=torch.long, device=device)
-    pending = explainer.tokenizer.stream_texts(ids, b"")[1]
-    for step in range(min(max_new_tokens, room)):
-        with torch.inference_mode():
-            out = model(input_ids=inputs, cache=cache, use_cache=True, logits_to_keep=1)
-        cache = out.cache
-        dist = distribution(out.logits[0, -1], temperature, top_k, top_p)
-        token_id = sample(dist, None if seed is None else seed + step)
-        (piece,), pending = explainer.tokenizer.stream_texts([token_id], pending)
-        yield Step(step=step, token=piece, prob=float(dist.probs[token_id]), dist=dist)
-        inputs = torch.tensor([[token_id]], dtype=torch.long, device=device)
+    With a seed, step i draws with seed + i, so the whole generation is reproducible.
+    `editor`: the interventions, checked for a generation (interventions.check(..., generation=True))."""
+    batch = DecodeBatch(explainer)
+    sequence, step = batch.prefill(Request(tuple(ids), max_new_tokens, temperature, top_k, top_p, seed, editor))
+    if step is None:
+        return
+    yield step
+    if sequence.finished:
+        return
+    batch.join(sequence)
+    while not sequence.finished:
+        ((_, step),) = batch.step()
+        yield step
 
 
 class Generation:

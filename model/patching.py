@@ -32,6 +32,17 @@ HOOKS = {
 }
 
 
+# The smallest |LD_clean − LD_corrupted| for which the grid is called reliable, in logits. An LD is a
+# log-odds (of the target against the baseline), so 1 logit means the two prompts change those odds
+# by a factor of e ≈ 2.7: below it, the prompts barely differ in their answer, and a patch's side
+# effects on the LD (easily a few tenths of a logit anywhere in the model) read as large fractions
+# of a difference that is hardly there. Absolute, not relative to |LD|: the cells are ratios of
+# log-odds changes, which mean the same at any level of the LDs (a difference of 2 logits between
+# LDs of 30 and 28 is as real as one between 1 and −1), and float32 error on the LDs (~1e-6 of a
+# logit per unit of LD) stays far below 1 logit for any logits a GPT-2 produces.
+RELIABLE_LOGITS = 1.0
+
+
 @dataclass
 class Sweep:
     hook: str
@@ -39,6 +50,16 @@ class Sweep:
     ld_clean: float
     ld_corrupted: float
     grid: list[list[float]]  # [layer][position or head]
+
+    @property
+    def denominator(self) -> float:
+        """LD_clean − LD_corrupted: what every cell is divided by."""
+        return self.ld_clean - self.ld_corrupted
+
+    @property
+    def reliable(self) -> bool:
+        """Whether the two prompts differ in their answer by at least RELIABLE_LOGITS."""
+        return abs(self.denominator) >= RELIABLE_LOGITS
 
 
 def _masks(suffix: str, axis: str, n_pos: int, n_heads: int) -> torch.Tensor:
@@ -70,7 +91,7 @@ def sweep(model, clean, corrupted, target: int, baseline: int, hook: str, cancel
 
         resid = start
         for l in range(layer, n_layers):
-            resid = engine.block(l, model.transformer.h[l], resid, record)
+            resid = engine.block(l, model.transformer.h[l], resid, record, fused=False)
         return logit_diff(resid)
 
     grid = []

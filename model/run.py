@@ -18,6 +18,7 @@ import torch
 from transformers import GPT2LMHeadModel
 
 from . import engine
+from .hooks import HookNameError, parse_hook
 from .interventions import Editor
 from .tokenizer import TokenPiece
 
@@ -46,19 +47,22 @@ class Run:
     def __getitem__(self, name: str) -> torch.Tensor:
         if name in self.stored and name not in self.editor.hooks:
             return self.stored[name]
-        layer, suffix = engine.parse_hook(name)
-        if layer is None or layer >= self.n_layers:
-            raise KeyError(f"Unknown hook name {name!r}")
+        try:
+            layer, suffix = parse_hook(name, self.n_layers)
+        except HookNameError as error:
+            raise KeyError(str(error)) from None  # a Run reads like a dictionary
+        if layer is None:
+            raise KeyError(f"{name!r} was not kept")
         if suffix == "hook_resid_post" and layer + 1 < self.n_layers and name not in self.editor.hooks:
             return self.stored[engine.layer_hook(layer + 1, "hook_resid_pre")]
         return self.layer(layer)[suffix]
 
     def __contains__(self, name: object) -> bool:
         try:
-            layer, _ = engine.parse_hook(str(name))
-        except KeyError:
+            parse_hook(name, self.n_layers)
+        except HookNameError:
             return False
-        return layer is None or layer < self.n_layers
+        return True
 
     def keys(self) -> Iterator[str]:
         yield "hook_embed"
@@ -76,7 +80,7 @@ class Run:
         if not 0 <= layer < self.n_layers:
             raise IndexError(f"layer must be in 0..{self.n_layers - 1}, got {layer}")
         captured: dict[str, torch.Tensor] = {}
-        prefix = len(engine.layer_hook(layer, ""))
+        prefix = len(f"blocks.{layer}.")
 
         def record(name: str, tensor: torch.Tensor) -> torch.Tensor | None:
             out = self.editor(name, tensor)
@@ -87,7 +91,8 @@ class Run:
 
         resid_pre = self.stored[engine.layer_hook(layer, "hook_resid_pre")]
         try:
-            engine.block(layer, self.model.transformer.h[layer], resid_pre, record)
+            engine.block(layer, self.model.transformer.h[layer], resid_pre, record,
+                         fused=layer not in self.editor.pattern_layers)  # as the run's own pass
         except _Reached:
             pass
         return captured

@@ -357,19 +357,21 @@ def _check_auto_patterns(client, explainer, text):
     assert short["patterns"] == "included" and "blocks.0.attn.hook_pattern" in short["tensors"]
 
 
-def test_generated_text_is_cached_in_the_form_the_page_asks_for(explainer, checkpoint_dir):
-    # The page re-analyzes the generated text with patterns 'auto'. The run made at the end of
-    # a generation must follow the same budget: encoding every layer's pattern for a long text
-    # took 11.6 s instead of 2 s and held 185 MB of cache at 1,010 tokens in GPT-2 small.
+def test_a_generation_names_its_run_at_once_and_computes_it_when_asked(explainer, checkpoint_dir):
+    # The done event comes with the last token: the run of the prompt's ids and the generated
+    # ones is issued, not computed (a long text's analysis took seconds after the last token).
     settings = Settings(model=checkpoint_dir, auto_pattern_bytes=1)
     with TestClient(create_app(settings, explainer=explainer)) as client:
-        done = sse_events(client.post("/api/generate", json={"text": PROMPT, "max_new_tokens": 2, "temperature": 0}).text)[-1]
+        events = sse_events(client.post("/api/generate", json={"text": PROMPT, "max_new_tokens": 3, "temperature": 0}).text)
+        done = events[-1]
         assert done[0] == "done"
-        entry = client.app.state.cache.get(done[1]["run_id"])
-        assert set(entry.bodies) == {False}
-        again = client.post("/api/analyze", json={"text": done[1]["text"], "patterns": "auto"}).json()
+        streamed = [e[1]["token"]["id"] for e in events[:-1]]
+        assert done[1]["ids"] == explainer.tokenize(PROMPT) + streamed and done[1]["n_tokens"] == len(done[1]["ids"])
+        assert client.app.state.cache.get(done[1]["run_id"]) is None  # issued, not computed
+        run = client.get(f"/api/runs/{done[1]['run_id']}").json()
+        assert [t["id"] for t in run["tokens"]] == done[1]["ids"] and run["text"] == done[1]["text"]
+        again = client.post("/api/analyze", json={"ids": done[1]["ids"], "patterns": "auto"}).json()
         assert again["run_id"] == done[1]["run_id"] and again["patterns"] == "per-layer"
-        assert set(entry.bodies) == {False}
 
 
 @pytest.mark.parametrize("path, body, field", [

@@ -15,7 +15,8 @@ import torch
 
 from app.main import create_app
 from app.settings import Settings
-from model.batching import UNEMBED_AS_COLUMNS, DecodeBatch, GrowingLayer, Request, unembed
+from model.batching import DecodeBatch, Request
+from model.engine import UNEMBED_AS_COLUMNS, LayerCache, unembed_rows as unembed
 from model.generation import generate
 
 # Different prompts (lengths 1..20 tokens), lengths, temperatures, top-k/p and seeds.
@@ -52,9 +53,9 @@ def assert_same(batched, single, what) -> None:
 
 
 # ROOM 1: the cache's buffers are full at every step and grow each time, across joins and leaves.
-@pytest.mark.parametrize("room", [GrowingLayer.ROOM, 1])
+@pytest.mark.parametrize("room", [LayerCache.ROOM, 1])
 def test_a_batch_with_sequences_joining_and_leaving_between_steps_equals_each_alone(explainer, monkeypatch, room):
-    monkeypatch.setattr(GrowingLayer, "ROOM", room)
+    monkeypatch.setattr(LayerCache, "ROOM", room)
     reqs = requests(explainer)
     batch = DecodeBatch(explainer)
     got: dict[int, list] = {i: [] for i in range(len(reqs))}
@@ -104,20 +105,26 @@ def test_a_sequence_dropped_mid_way_changes_nothing_for_the_others(explainer):
     assert len(got[2]) == 3
 
 
-def test_a_layer_holds_keys_put_in_its_place_by_another_method(explainer):
-    """DynamicLayer's inherited methods (here batch_select_indices) swap self.keys for a new
-    tensor; the next update must append to that, and an update longer than ROOM must fit."""
+def test_a_layer_cache_grows_in_place_and_counts_a_step_only_when_committed(explainer):
+    """A step's columns are written after the cache but counted only by commit: a step that
+    failed part-way is written over by the next. An update longer than ROOM must fit, and the
+    rows selected (a member leaving) go on growing from their own columns."""
     keys = torch.arange(2 * 1 * 3 * 2, dtype=torch.float32).reshape(2, 1, 3, 2)
-    layer = GrowingLayer(keys, -keys)
-    layer.batch_select_indices(torch.tensor([1]))
+    layer = LayerCache(keys, -keys)
+    layer.extended(torch.full((2, 1, 1, 2), 9.0), torch.full((2, 1, 1, 2), -9.0))  # a failed step: not committed
+    layer = layer.select(torch.tensor([1]), 0)
     one = torch.full((1, 1, 1, 2), 5.0)
-    got_keys, got_values = layer.update(one, -one)
+    got_keys, got_values = layer.extended(one, -one)
+    layer.commit(1)
     want = torch.cat([keys[1:], one], dim=2)
     assert torch.equal(got_keys, want) and torch.equal(got_values, -want)
-    many = torch.full((1, 1, GrowingLayer.ROOM + 5, 2), 7.0)
-    got_keys, got_values = layer.update(many, -many)
+    assert torch.equal(layer.keys, want) and torch.equal(layer.values, -want)
+    many = torch.full((1, 1, LayerCache.ROOM + 5, 2), 7.0)
+    got_keys, got_values = layer.extended(many, -many)
+    layer.commit(many.shape[2])
     want = torch.cat([want, many], dim=2)
     assert torch.equal(got_keys, want) and torch.equal(got_values, -want)
+    assert torch.equal(layer.keys, want)
 
 
 def test_the_unembedding_equals_the_plain_product_for_every_batch_size(explainer):

@@ -155,7 +155,7 @@ def test_a_request_whose_client_left_while_queued_never_runs(explainer, checkpoi
         async with application.router.lifespan_context(application):
             state = application.state
             from app.analysis import analyze_and_cache
-            entry = analyze_and_cache(explainer, state.cache, "The cat sat on the mat")
+            entry = analyze_and_cache(explainer, state.cache, explainer.tokenize("The cat sat on the mat"))
             run_id = entry.run_id
             hold = threading.Event()
             holder = asyncio.create_task(state.limiter.run(hold.wait, 30))
@@ -230,7 +230,7 @@ def test_identical_expensive_requests_in_flight_are_computed_once(explainer, che
         async with application.router.lifespan_context(application):
             state = application.state
             from app.analysis import analyze_and_cache
-            run_id = analyze_and_cache(explainer, state.cache, "The cat sat on the mat").run_id
+            run_id = analyze_and_cache(explainer, state.cache, explainer.tokenize("The cat sat on the mat")).run_id
             hold = threading.Event()
             holder = asyncio.create_task(state.limiter.run(hold.wait, 30))
             transport = httpx.ASGITransport(app=application)

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from app import analysis
-from app.cache import RunCache
+from app.cache import RunCache, pack_ids
 from app.concurrency import Coalescer, ForwardLimiter
 from app.errors import ApiError
 from app.settings import Settings
@@ -47,15 +47,16 @@ def test_a_run_id_issued_by_one_cache_is_recomputed_by_another_through_the_share
     shared = DictShared()
     first, second = RunCache(8, 1 << 30), RunCache(8, 1 << 30)
     first.shared = second.shared = shared
-    entry, _ = analysis.analyze_into_cache(explainer, first, TEXT, include=False)
-    assert shared.recipes == {entry.run_id: (TEXT, "")}
+    ids = explainer.tokenize(TEXT)
+    entry, _ = analysis.analyze_into_cache(explainer, first, ids, include=False)
+    assert shared.recipes == {entry.run_id: (pack_ids(ids), "")}
 
     async def resolve(run_id):
         return await analysis.resolve(run_id, explainer, second, ForwardLimiter(1, 8, 30), Coalescer())
 
     again = asyncio.run(resolve(entry.run_id))
     assert shared.lookups == [entry.run_id]
-    assert second.recipe_of(entry.run_id) == (TEXT, "")
+    assert second.recipe_of(entry.run_id) == (pack_ids(ids), "")
     for hook in ("blocks.1.attn.hook_q", "blocks.0.mlp.hook_post", "logits"):
         assert torch.equal(again.run[hook], entry.run[hook]), hook
 
@@ -63,7 +64,7 @@ def test_a_run_id_issued_by_one_cache_is_recomputed_by_another_through_the_share
         asyncio.run(resolve("A" * 22))
     assert (unknown.value.status, unknown.value.code) == (404, "unknown_run")
     # A recipe whose content does not hash to the id (another model's run) is not recomputed.
-    shared.recipes["B" * 22] = (TEXT, "")
+    shared.recipes["B" * 22] = (pack_ids(ids), "")
     with pytest.raises(ApiError) as foreign:
         asyncio.run(resolve("B" * 22))
     assert foreign.value.code == "unknown_run"

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from app.cache import CachedRun, RunCache
+from app.cache import CachedRun, RunCache, pack_ids, unpack_ids
 from app.concurrency import Busy, ForwardLimiter
 from app.main import create_app
 from app.settings import Settings
@@ -21,14 +21,24 @@ from .live_server import live_server
 
 
 class _FakeRun:
-    """Only the size matters to the cache."""
+    """Only the size and the ids matter to the cache."""
 
-    def __init__(self, nbytes: int):
+    def __init__(self, nbytes: int, ids: list[int]):
         self.nbytes = nbytes
+        self.ids = ids
+
+
+def _ids(text: str) -> list[int]:
+    return [ord(c) for c in text]
 
 
 def _entry(cache: RunCache, text: str, nbytes: int) -> CachedRun:
-    return CachedRun(run_id=cache.id_for("model", text), text=text, run=_FakeRun(nbytes), bodies={})
+    return CachedRun(run_id=cache.id_for("model", _ids(text)), run=_FakeRun(nbytes, _ids(text)), bodies={})
+
+
+def _ids_of(cache: RunCache, run_id: str) -> list[int] | None:
+    recipe = cache.recipe_of(run_id)
+    return None if recipe is None else unpack_ids(recipe[0])
 
 
 def test_cache_evicts_least_recently_used_by_entries():
@@ -38,7 +48,7 @@ def test_cache_evicts_least_recently_used_by_entries():
     cache.put(b)
     assert cache.get(a.run_id) is a  # a is now more recent than b
     cache.put(c)
-    assert cache.get(b.run_id) is None and cache.text_of(b.run_id) == "b"  # evicted, but remembered
+    assert cache.get(b.run_id) is None and _ids_of(cache, b.run_id) == _ids("b")  # evicted, but remembered
     assert cache.get(a.run_id) is a and cache.get(c.run_id) is c
 
 
@@ -61,12 +71,18 @@ def test_cache_keeps_a_single_oversized_run():
 
 
 def test_run_ids_come_from_the_content_and_are_url_safe():
-    ids = {RunCache.id_for("model", f"text {i}") for i in range(1000)}
+    ids = {RunCache.id_for("model", [i, 7]) for i in range(1000)}
     assert len(ids) == 1000
     assert all(len(i) == 22 and i.replace("-", "").replace("_", "").isalnum() for i in ids)
-    assert RunCache.id_for("model", "The cat") == RunCache.id_for("model", "The cat")
-    assert RunCache.id_for("model", "The cat") != RunCache.id_for("other model", "The cat")
-    assert RunCache.id_for("model", "\ud800") != RunCache.id_for("model", "?")  # a lone surrogate is text too
+    assert RunCache.id_for("model", [464, 3797]) == RunCache.id_for("model", (464, 3797))
+    assert RunCache.id_for("model", [464, 3797]) != RunCache.id_for("other model", [464, 3797])
+    assert RunCache.id_for("model", [46, 43797]) != RunCache.id_for("model", [464, 3797])  # ids, not their digits run together
+    assert RunCache.id_for("model", [1]) != RunCache.id_for("model", [1], '[{"hook":"x"}]')
+
+
+def test_packed_ids_round_trip():
+    ids = [0, 1, 50256, 2**32 - 1, 464]
+    assert unpack_ids(pack_ids(ids)) == ids and len(pack_ids(ids)) == 4 * len(ids)
 
 
 def test_the_index_of_texts_is_bounded_in_bytes():
@@ -74,8 +90,8 @@ def test_the_index_of_texts_is_bounded_in_bytes():
     entries = [_entry(cache, f"prompt number {i} " * 5, 1) for i in range(100)]
     for entry in entries:
         cache.put(entry)
-    assert cache.text_of(entries[-1].run_id) == entries[-1].text
-    assert cache.text_of(entries[0].run_id) is None  # forgotten: an id never answered again
+    assert _ids_of(cache, entries[-1].run_id) == entries[-1].run.ids
+    assert _ids_of(cache, entries[0].run_id) is None  # forgotten: an id never answered again
     assert 1 < cache.stats["known_runs"] < 100
 
 
@@ -160,18 +176,19 @@ def test_generation_stops_when_the_client_disconnects(checkpoint_dir):
                         seen += 1
                         if seen == 2:
                             break  # leave mid-stream
-            # Had generation gone on, it would have finished all 256 tokens and analyzed the
-            # result, which puts a run in the cache.
+            # Had generation gone on, it would have finished all 256 tokens and issued the run
+            # of the whole sequence, which puts its recipe in the cache's index.
             time.sleep(4)
             health = http.get(f"{url}/healthz").json()
             assert health["forward_passes"] == {"running": 0, "waiting": 0}
-            assert health["cache"]["entries"] == 0
+            assert health["cache"]["entries"] == 0 and health["cache"]["known_runs"] == 0
 
-            # The same generation left to run does finish and analyze its text.
+            # The same generation left to run does finish and issue its run, computed only when asked for.
             request["max_new_tokens"] = 8
             events = http.post(f"{url}/api/generate", json=request).text
             assert "event: done" in events
-            assert http.get(f"{url}/healthz").json()["cache"]["entries"] == 1
+            health = http.get(f"{url}/healthz").json()["cache"]
+            assert health["known_runs"] == 1 and health["entries"] == 0
 
 
 def test_identical_concurrent_analyses_share_one_run(checkpoint_dir):

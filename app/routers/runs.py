@@ -11,19 +11,20 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
 from model import Explainer
-from model.engine import LAYER_HOOKS
+from model.hooks import LAYER_HOOKS, HookNameError, parse_hook
 
 from .. import tensors
 from .. import experiments
-from ..analysis import add_body, analyze_into_cache, canonical, check_pattern_budget, run_id_for, with_patterns
+from ..analysis import (add_body, analyze_into_cache, canonical, check_pattern_budget, prompt_ids, run_id_for, run_summary,
+                        with_patterns)
 from ..cache import RunCache
 from ..concurrency import ForwardLimiter
 from ..deps import get_cache, get_explainer, get_limiter, run_of
 from ..errors import documented, field_error
 from ..responses import json_bytes, json_response
-from ..schemas import AnalyzeRequest, AnalyzeResponse, Index, LayerResponse, TensorsResponse
+from ..schemas import AnalyzeRequest, AnalyzeResponse, Index, LayerResponse, RunResponse, TensorsResponse
 
-_HOOK = f"(blocks\\.[0-9]+\\.)?({'|'.join(h.replace('.', chr(92) + '.') for h in LAYER_HOOKS)})"
+_HOOK = f"(blocks\\.(0|[1-9][0-9]*)\\.)?({'|'.join(h.replace('.', chr(92) + '.') for h in LAYER_HOOKS)})"
 FIELDS_PATTERN = f"^ *{_HOOK} *(, *{_HOOK} *)*$"  # the known hooks, as the route checks them
 
 router = APIRouter(prefix="/api", responses=documented(400, 422, 503))
@@ -40,19 +41,20 @@ async def analyze(
 ) -> Response:
     budget = http.app.state.settings.auto_pattern_bytes
     state = http.app.state
+    ids = await run_in_threadpool(prompt_ids, explainer, request.text, request.ids)  # fail fast (422) before queueing
     editor, interventions = None, ""
     if request.interventions:
         # Checked, and their source runs found, before anything is queued.
-        _, editor = await experiments.editor_for(request.interventions, request.text, explainer, cache, limiter, state.coalescer)
+        editor = await experiments.editor_for(request.interventions, len(ids), explainer, cache, limiter, state.coalescer)
         interventions = canonical(editor.interventions)
-    entry, plain = cache.get(run_id_for(explainer, request.text, interventions)), None
+    run_id = run_id_for(explainer, ids, interventions)
+    entry, plain = cache.get(run_id), None
     if entry is None:
-        ids = await run_in_threadpool(explainer.tokenize, request.text)  # fail fast (422) before queueing
         check_pattern_budget(explainer, len(ids), request.patterns, budget)
         include = with_patterns(explainer, len(ids), request.patterns, budget)
         entry, plain = await state.coalescer.run(
-            (request.text, interventions, include),
-            lambda: limiter.run(partial(analyze_into_cache, editor=editor), explainer, cache, request.text, include, cancellable=True))
+            (run_id, include),
+            lambda: limiter.run(partial(analyze_into_cache, editor=editor), explainer, cache, ids, include, cancellable=True))
     check_pattern_budget(explainer, len(entry.run), request.patterns, budget)
     include = with_patterns(explainer, len(entry.run), request.patterns, budget)
     body = entry.bodies.get(include)
@@ -64,6 +66,12 @@ async def analyze(
                         headers={"Content-Encoding": "gzip", "Vary": "Accept-Encoding"})
     return Response(plain or await run_in_threadpool(gzip.decompress, body), media_type="application/json",
                     headers={"Vary": "Accept-Encoding"})
+
+
+@router.get("/runs/{run_id}", response_model=RunResponse, responses=RUN,
+            summary="A run's model, token ids and texts, and interventions (computed if it was not yet)")
+async def run_details(run_id: str, http: Request, explainer: Explainer = Depends(get_explainer)) -> dict:
+    return run_summary(explainer, await run_of(http, run_id))
 
 
 @router.get("/runs/{run_id}/embeddings", response_model=TensorsResponse, responses=RUN, summary="Token and position embeddings")
@@ -89,10 +97,17 @@ async def layer_details(
         raise field_error("layer", f"must be from 0 to {n_layers - 1}, got {layer}")
     suffixes = list(LAYER_HOOKS)
     if fields:
-        prefix = f"blocks.{layer}."
-        asked = [f.strip().removeprefix(prefix) for f in fields.split(",") if f.strip()]
-        unknown = [f for f in asked if f not in LAYER_HOOKS]
-        if unknown:  # the pattern lets through only another layer's full hook names
+        asked, unknown = [], []
+        for name in (f.strip() for f in fields.split(",") if f.strip()):
+            if name in LAYER_HOOKS:
+                asked.append(name)
+                continue
+            try:
+                at, suffix = parse_hook(name, n_layers)
+            except HookNameError as error:
+                raise field_error("fields", str(error)) from None
+            (asked if at == layer else unknown).append(suffix if at == layer else name)
+        if unknown:  # another layer's full hook name
             raise field_error("fields", f"{unknown[0]!r} is not a hook of layer {layer}; known: {', '.join(LAYER_HOOKS)}",
                               code="out_of_range")
         if not asked:

@@ -13,12 +13,14 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
 from model import Explainer
-from model.batching import Request as DecodeRequest
+from model.batching import NO_EDITS, Request as DecodeRequest
 from model.generation import Generation, Step, generate as generate_steps
+from model.interventions import Editor
 from model.sampling import Distribution, distribution, sample as draw
 
-from ..analysis import analyze_and_cache, run_id_for, with_patterns
-from ..cache import RunCache
+from .. import experiments
+from ..analysis import canonical, prompt_ids, run_id_for
+from ..cache import RunCache, pack_ids
 from ..concurrency import ForwardLimiter
 from ..deps import get_cache, get_explainer, get_limiter, run_of
 from ..errors import documented
@@ -52,20 +54,20 @@ def _event(payload: dict, event: str | None = None) -> bytes:
 
 
 async def _steps(http: Request, explainer: Explainer, limiter: ForwardLimiter, ids: list[int],
-                 request: GenerateRequest) -> AsyncIterator[Step]:
+                 request: GenerateRequest, editor: Editor) -> AsyncIterator[Step]:
     """The generation's steps: stepped together with the other generations (app/batcher.py),
     or, with EXPLAINER_DECODE_BATCH=1, alone, one turn of the forward queue per step. Either way
     the prompt and every step are admitted already: a full queue makes them wait, never ends
     the stream."""
     if http.app.state.settings.decode_batch > 1:
         batched = http.app.state.batcher.generate(DecodeRequest(tuple(ids), request.max_new_tokens, request.temperature,
-                                                          request.top_k, request.top_p, request.seed))
+                                                                request.top_k, request.top_p, request.seed, editor))
         async with aclosing(batched):
             async for step in batched:
                 yield step
         return
     generation = Generation(generate_steps(explainer, ids, request.max_new_tokens, request.temperature,
-                                           request.top_k, request.top_p, request.seed))
+                                           request.top_k, request.top_p, request.seed, editor))
     try:
         while (step := await limiter.run(generation.step, admitted=True)) is not None:
             yield step
@@ -80,7 +82,10 @@ async def _steps(http: Request, explainer: Explainer, limiter: ForwardLimiter, i
     response_class=StreamingResponse,
     responses={200: {"content": {"text/event-stream": {}},
                      "description": "One `data:` event per token {step, token, top}; then an `event: done` "
-                                    "with {text, run_id}; or an `event: error` with {detail, code}."}},
+                                    "with {text, ids, run_id, n_tokens, interventions}: `ids` are the prompt's followed "
+                                    "by the generated ones, and `run_id` names exactly that sequence with those "
+                                    "interventions (computed when first asked for); or an `event: error` with "
+                                    "{detail, code}."}},
 )
 async def generate(
     request: GenerateRequest,
@@ -89,30 +94,35 @@ async def generate(
     cache: RunCache = Depends(get_cache),
     limiter: ForwardLimiter = Depends(get_limiter),
 ) -> StreamingResponse:
-    ids = await run_in_threadpool(explainer.tokenize, request.text)  # 422 before the stream starts
+    # 422s before the stream starts: the prompt, then the interventions (checked for a generation).
+    ids = await run_in_threadpool(prompt_ids, explainer, request.text, request.ids)
+    editor = NO_EDITS
+    if request.interventions:
+        editor = await experiments.editor_for(request.interventions, len(ids), explainer, cache, limiter,
+                                              http.app.state.coalescer, generation=True)
     limiter.admit()  # likewise a full queue: 503 + Retry-After, which the page waits out
-    steps = _steps(http, explainer, limiter, ids, request)
+    steps = _steps(http, explainer, limiter, ids, request, editor)
+    interventions = canonical(editor.interventions)
 
     async def events() -> AsyncIterator[bytes]:
-        text = request.text
+        generated: list[int] = []
         try:
             async for step in steps:
                 if await http.is_disconnected():
                     return  # the client left: stop computing at once
-                text += step.token.text
+                generated.append(step.token.id)
                 yield _event({
                     "step": step.step,
                     "token": {"id": step.token.id, "text": step.token.text, "prob": step.prob},
                     "top": _top(explainer, step.dist, N_DISTRIBUTION),
                 })
-            entry = cache.get(run_id_for(explainer, text))
-            if entry is None:
-                # In the form the page asks for next (patterns 'auto'): a long text's every-layer
-                # patterns would cost seconds and hundreds of MB of cache for nothing.
-                n_tokens = len(await run_in_threadpool(explainer.tokenize, text))
-                include = with_patterns(explainer, n_tokens, "auto", http.app.state.settings.auto_pattern_bytes)
-                entry = await limiter.run(analyze_and_cache, explainer, cache, text, include, admitted=True, cancellable=True)
-            yield _event({"text": text, "run_id": entry.run_id, "n_tokens": len(entry.run)}, "done")
+            # The run of exactly what was generated, issued now and computed when first asked for.
+            full = ids + generated
+            run_id = run_id_for(explainer, full, interventions)
+            cache.remember(run_id, (pack_ids(full), interventions))
+            text = "".join(piece.text for piece in explainer.tokenizer.token_texts(full))
+            yield _event({"text": text, "ids": full, "run_id": run_id, "n_tokens": len(full),
+                          "interventions": [it.as_dict() for it in editor.interventions]}, "done")
         except asyncio.CancelledError:
             raise
         except Exception as error:  # a stream cannot change its status code any more
