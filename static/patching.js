@@ -7,6 +7,10 @@
  * tokens, or heads); clicking a cell says what that cell is and runs that one patch through
  * POST /api/analyze with `interventions`, showing P(target) and P(baseline) with and without it.
  *
+ * When the answer is not `reliable` (the two prompts barely differ in their LD, so every cell is
+ * a small change divided by almost nothing), the heatmap is not drawn: a message says so in
+ * words, with a button that draws it anyway, the message staying above it.
+ *
  * Nothing is asked for until Run is pressed. The view does not read the shown run: runKey is
  * taken for the common signature only.
  *
@@ -64,10 +68,13 @@ export function mount(root, store, runKey) { // eslint-disable-line no-unused-va
   const cellLine = part(root, "cell");
   const cellResult = part(root, "cell-result");
   const errorBox = part(root, "error");
+  // Said instead of the heatmap when the sweep is not reliable (made here: the template is shared).
+  const unreliable = el("div", { class: "patching-unreliable", "data-testid": "patching-unreliable", role: "note", hidden: true });
+  lds.after(unreliable);
 
   let alive = true;
   let controller = null; // aborts the sweep (or cell) in flight
-  let sweep = null; // {answer, clean, corrupted, target, baseline, plain: Promise<[p_target, p_baseline]>}
+  let sweep = null; // {answer, clean, corrupted, target, baseline, plain: Promise<[p_target, p_baseline]>, shown}
   let clickWired = false;
   let cellSerial = 0;
 
@@ -94,6 +101,11 @@ export function mount(root, store, runKey) { // eslint-disable-line no-unused-va
     showError(errorBox, null);
     cellLine.replaceChildren();
     cellResult.replaceChildren();
+    // Until the new answer, nothing of the last one is shown (it was for other inputs).
+    sweep = null;
+    hideHeatmap();
+    lds.hidden = true;
+    unreliable.hidden = true;
     runButton.disabled = true;
     try {
       status.textContent = t("patching.resolving");
@@ -104,10 +116,15 @@ export function mount(root, store, runKey) { // eslint-disable-line no-unused-va
       const ids = [target.id, baseline.id];
       const plain = analyzeRaw(corrupted, [], signal).then((body) => probsOf(body, ids));
       plain.catch(() => {}); // shown (or not) when a cell is clicked
-      sweep = { answer, clean, corrupted, target, baseline, plain };
-      status.textContent = t("patching.done");
+      sweep = { answer, clean, corrupted, target, baseline, plain, shown: answer.reliable };
       showLds();
-      await draw();
+      showReliability();
+      if (answer.reliable) {
+        status.textContent = t("patching.done");
+        await draw();
+      } else {
+        status.textContent = "";
+      }
     } catch (error) {
       fail(error);
     } finally {
@@ -119,9 +136,46 @@ export function mount(root, store, runKey) { // eslint-disable-line no-unused-va
     const { answer, target, baseline } = sweep;
     lds.dataset.ldClean = String(answer.ld_clean);
     lds.dataset.ldCorrupted = String(answer.ld_corrupted);
+    lds.dataset.denominator = String(answer.denominator);
+    lds.dataset.reliable = String(answer.reliable);
     lds.replaceChildren(...withData(t("patching.lds", { clean: fmt(answer.ld_clean, 3), corrupted: fmt(answer.ld_corrupted, 3) }),
       { target: `“${visible(target.text)}”`, baseline: `“${visible(baseline.text)}”` }));
     lds.hidden = false;
+  }
+
+  /** An unreliable sweep: say in words why there is no heatmap, and offer it anyway. */
+  function showReliability() {
+    const { answer, target, baseline } = sweep;
+    unreliable.hidden = answer.reliable;
+    if (answer.reliable) {
+      unreliable.replaceChildren();
+      return;
+    }
+    const anyway = el("button", { type: "button", class: "ghost small", "data-testid": "patching-show-anyway",
+      onclick: async () => {
+        if (!sweep || sweep.answer !== answer) return;
+        sweep.shown = true;
+        anyway.replaceWith(el("p", { class: "small", "data-testid": "patching-shown-anyway", text: t("patching.shown_anyway") }));
+        status.textContent = t("patching.done");
+        await draw();
+      } }, t("patching.show_anyway"));
+    unreliable.replaceChildren(
+      el("p", {}, el("strong", { text: t("patching.unreliable_title") })),
+      el("p", {}, ...withData(t("patching.unreliable", {
+        // Two significant digits: the difference is small, and fmt's fixed decimals would round it to 0.
+        difference: Number(Math.abs(answer.denominator).toPrecision(2)).toString(), threshold: String(answer.threshold),
+      }), { target: `“${visible(target.text)}”`, baseline: `“${visible(baseline.text)}”` })),
+      anyway);
+  }
+
+  /** No heatmap (a new sweep, or one not worth drawing): hidden, and Plotly's plot removed. */
+  function hideHeatmap() {
+    heatmap.hidden = true;
+    const Plotly = plotly();
+    if (Plotly && clickWired) {
+      Plotly.purge(heatmap); // its click handler goes with it
+      clickWired = false;
+    }
   }
 
   /** The x axis: the corrupted prompt's tokens, or the heads. */
@@ -138,7 +192,7 @@ export function mount(root, store, runKey) { // eslint-disable-line no-unused-va
 
   async function draw() {
     const Plotly = plotly();
-    if (!Plotly || !sweep || !alive) return;
+    if (!Plotly || !sweep || !sweep.shown || !alive) return;
     const { answer } = sweep;
     const grid = answer.grid;
     const cols = columns(answer);
@@ -218,7 +272,7 @@ export function mount(root, store, runKey) { // eslint-disable-line no-unused-va
 
   const offs = [
     listen(form, "submit", run),
-    store.subscribe(["presenter"], () => { if (sweep) draw(); }),
+    store.subscribe(["presenter"], () => { if (sweep?.shown) draw(); }),
   ];
 
   return () => {

@@ -31,6 +31,22 @@ def build_checkpoint(path, seed: int = 1234, **shapes) -> str:
     return str(path)
 
 
+def build_echo_checkpoint(path, words: tuple[str, ...], seed: int = 1234, scale: float = 5.0, **shapes) -> str:
+    """A tiny GPT-2 that echoes these words: their (tied) embedding rows are made `scale` times
+    longer, so that a prompt ending in one of them predicts it again by a few logits (the last
+    position's residual stream is mostly that row, and the unembedding reads it back)."""
+    from model.tokenizer import get_tokenizer
+
+    build_checkpoint(path, seed=seed, **shapes)
+    model = GPT2LMHeadModel.from_pretrained(path)
+    ids = [id for word in words for id in get_tokenizer().encode(word)]
+    assert len(ids) == len(words), f"each of {words} must be one token"
+    with torch.no_grad():
+        model.transformer.wte.weight[ids] *= scale
+    model.save_pretrained(path)
+    return str(path)
+
+
 @pytest.fixture(scope="session")
 def checkpoint_dir(tmp_path_factory) -> str:
     return build_checkpoint(tmp_path_factory.mktemp("tiny-gpt2"))

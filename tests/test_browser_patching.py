@@ -87,6 +87,10 @@ def test_the_patching_heatmap_is_the_apis_grid(page, server, hook):
     answer = api_patching(server, hook)
     page.page.get_by_test_id("patching-hook").select_option(hook)
     page.page.get_by_test_id("patching-run").click()
+    # The tiny random model barely tells the two prompts apart (see the tests below): the grid is
+    # drawn on asking for it anyway.
+    assert answer["reliable"] is False
+    page.page.get_by_test_id("patching-show-anyway").click()
     page.page.wait_for_function("() => { const d = document.querySelector('[data-testid=patching-heatmap]');"
                                 " return d && d.data && d.data.length; }")
     plotted = page.page.evaluate("() => { const d = document.querySelector('[data-testid=patching-heatmap]');"
@@ -105,6 +109,7 @@ def test_the_patching_heatmap_is_the_apis_grid(page, server, hook):
     # Click a cell: the line says which patch it is, and its probabilities are those of an analyze
     # with that one intervention.
     layer, index = N_LAYERS - 1, 1
+    page.page.get_by_test_id("patching-heatmap").scroll_into_view_if_needed()
     box = page.page.evaluate("([l, i]) => { const d = document.querySelector('[data-testid=patching-heatmap]');"
                              " const r = d.querySelector('.nsewdrag').getBoundingClientRect(); const xa = d._fullLayout.xaxis,"
                              " ya = d._fullLayout.yaxis; return [r.left + xa.l2p(i), r.top + ya.l2p(l)]; }", [layer, index])
@@ -142,3 +147,104 @@ def test_a_word_of_several_tokens_is_refused_in_words(page, server):
     error.wait_for(state="visible")
     assert "not one" in error.text_content()
     assert page.page.get_by_test_id("patching-heatmap").is_hidden()
+
+
+# --- Patching says when it cannot tell --------------------------------------------------------
+
+HEATMAP_DATA = "() => { const d = document.querySelector('[data-testid=patching-heatmap]'); return d.data ? d.data.length : 0; }"
+
+
+def test_an_unreliable_sweep_is_said_in_words_and_its_heatmap_is_not_drawn(page, server):
+    answer = api_patching(server, "resid_pre")
+    assert answer["reliable"] is False and abs(answer["denominator"]) < answer["threshold"]
+    page.open()
+    page.page.get_by_test_id("patching-run").click()
+    message = page.page.get_by_test_id("patching-unreliable")
+    message.wait_for(state="visible")
+    text = message.text_content()
+    assert "barely differ in their answer" in text and "The grid is not drawn" in text
+    # The difference and the threshold, in words (two significant digits, as JavaScript writes them).
+    difference = float(f"{abs(answer['denominator']):.2g}")
+    assert f"only {difference} between" in text and "at least 1)" in text
+    lds = page.page.get_by_test_id("patching-lds")
+    assert lds.get_attribute("data-reliable") == "false"
+    assert float(lds.get_attribute("data-denominator")) == pytest.approx(answer["denominator"], rel=1e-9)
+    # No figure to read as if it meant something: the heatmap is hidden and was never plotted.
+    assert page.page.get_by_test_id("patching-heatmap").is_hidden()
+    assert page.page.evaluate(HEATMAP_DATA) == 0
+    assert page.page.get_by_test_id("patching-status").text_content() == ""
+    page.shot("patching-unreliable", of="[data-testid=stage][data-stage=patching]")
+
+    # "Show the grid anyway": drawn (the API's grid), the message staying above it, with a caution.
+    page.page.get_by_test_id("patching-show-anyway").click()
+    page.page.wait_for_function(HEATMAP_DATA)
+    z = page.page.evaluate("() => document.querySelector('[data-testid=patching-heatmap]').data[0].z")
+    np.testing.assert_allclose(np.array(z, dtype=float), np.array(answer["grid"], dtype=float), rtol=0, atol=0)
+    assert message.is_visible() and page.page.get_by_test_id("patching-shown-anyway").is_visible()
+    assert page.page.get_by_test_id("patching-show-anyway").count() == 0
+
+    # Run again: the grid drawn on request is gone until asked for again.
+    page.page.get_by_test_id("patching-run").click()
+    page.page.get_by_test_id("patching-show-anyway").wait_for(state="visible")
+    assert page.page.get_by_test_id("patching-heatmap").is_hidden()
+    assert page.page.evaluate(HEATMAP_DATA) == 0
+
+
+@pytest.mark.parametrize("width, lang", [(390, "en"), (390, "zh-CN"), (1920, "en")])
+def test_the_unreliable_message_fits_its_card_and_passes_axe(chromium, server, width, lang):
+    from .browser import csp_violations, open_page
+    from .test_browser_layout import OVERFLOW, serious
+
+    context, page, errors = open_page(chromium, server, width, 900, f"?lang={lang}")
+    page.get_by_test_id("patching-run").scroll_into_view_if_needed()
+    page.get_by_test_id("patching-run").click()
+    page.get_by_test_id("patching-show-anyway").wait_for(state="visible")
+    if lang == "zh-CN":
+        assert "几乎没有差别" in page.get_by_test_id("patching-unreliable").text_content()
+    spilled = [s for s in page.evaluate(OVERFLOW) if "patching" in s]
+    assert spilled == [], spilled
+    assert serious(page, context={"include": [["[data-stage=patching]"]]}) == []
+    assert errors == [] and csp_violations(page) == []
+    context.close()
+
+
+ECHO = {"clean": "I saw a cat", "corrupted": "I saw a dog", "target": "cat", "baseline": "dog"}
+
+
+@pytest.fixture(scope="module")
+def echo_server(tmp_path_factory):
+    """A tiny model built to echo " cat" and " dog": the two prompts clearly differ in their answer."""
+    from .conftest import build_echo_checkpoint
+    from .live_server import live_server
+
+    path = build_echo_checkpoint(tmp_path_factory.mktemp("browser-echo"), (" cat", " dog"), seed=7, n_layer=N_LAYERS,
+                                 n_head=N_HEADS)
+    with live_server(path) as url:
+        yield url
+
+
+def test_a_reliable_sweep_draws_its_heatmap_without_a_warning(chromium, echo_server):
+    page = Page(chromium, echo_server)
+    try:
+        ids = {word: single_token(echo_server, ECHO[word]) for word in ("target", "baseline")}
+        response = httpx.post(f"{echo_server}/api/patching", json={
+            "clean": ECHO["clean"], "corrupted": ECHO["corrupted"], "target_token": ids["target"],
+            "baseline_token": ids["baseline"], "hook": "attn_out"}, timeout=120)
+        answer = response.json()
+        assert answer["reliable"] is True and abs(answer["denominator"]) >= answer["threshold"]
+        page.open()
+        for field in ("clean", "corrupted", "target", "baseline"):
+            page.page.get_by_test_id(f"patching-{field}").fill(ECHO[field])
+        page.page.get_by_test_id("patching-hook").select_option("attn_out")
+        page.page.get_by_test_id("patching-run").click()
+        page.page.wait_for_function(HEATMAP_DATA)
+        z = page.page.evaluate("() => document.querySelector('[data-testid=patching-heatmap]').data[0].z")
+        np.testing.assert_allclose(np.array(z, dtype=float), np.array(answer["grid"], dtype=float), rtol=0, atol=0)
+        assert page.page.get_by_test_id("patching-heatmap").is_visible()
+        assert page.page.get_by_test_id("patching-unreliable").is_hidden()
+        assert page.page.get_by_test_id("patching-lds").get_attribute("data-reliable") == "true"
+        page.shot("patching-reliable", of="[data-testid=stage][data-stage=patching]")
+    finally:
+        errors = page.unexpected_errors()
+        page.close()
+    assert not errors, f"console errors: {errors}"

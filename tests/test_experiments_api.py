@@ -183,3 +183,63 @@ def test_patching_requests_that_cannot_be_run_name_the_field(client, ioi, change
     response = client.post("/api/patching", json={**ioi, **change})
     assert response.status_code == 422, response.text
     assert response.json()["code"] == code and response.json()["errors"][0]["field"] == field
+
+
+# --- Patching says when it cannot tell --------------------------------------------------------
+
+def hf_ld(hf, ids, target, baseline) -> float:
+    """logit(target) − logit(baseline) at the last position, from transformers' own forward."""
+    with torch.no_grad():
+        logits = hf(torch.tensor([ids])).logits[0, -1].double()
+    return float(logits[target] - logits[baseline])
+
+
+@pytest.mark.parametrize("hook", ["resid_pre", "z"])
+def test_a_sweep_between_prompts_that_barely_differ_in_their_answer_is_not_reliable(client, explainer, hf_eager, ioi, hook):
+    # On the tiny random model, the IOI pair moves the LD by about 0.01 logit: every cell is
+    # that much noise divided by almost nothing.
+    body = client.post("/api/patching", json={**ioi, "hook": hook}).json()
+    t, b = ioi["target_token"], ioi["baseline_token"]
+    expected = hf_ld(hf_eager, explainer.tokenize(CLEAN), t, b) - hf_ld(hf_eager, explainer.tokenize(OTHER), t, b)
+    assert 0 < abs(expected) < 0.1
+    assert body["denominator"] == pytest.approx(expected, abs=2e-5)
+    assert body["denominator"] == pytest.approx(body["ld_clean"] - body["ld_corrupted"], abs=1e-12)
+    assert body["reliable"] is False
+    assert body["threshold"] == 1.0
+    assert max(abs(v) for row in body["grid"] for v in row if v is not None) > 0  # still answered, for "show anyway"
+
+
+def test_a_sweep_between_identical_prompts_has_a_zero_denominator_and_no_cells(client, ioi):
+    body = client.post("/api/patching", json={**ioi, "corrupted": CLEAN, "hook": "resid_pre"}).json()
+    assert body["denominator"] == 0 and body["ld_clean"] == body["ld_corrupted"]
+    assert body["reliable"] is False
+    assert all(v is None for row in body["grid"] for v in row)
+
+
+ECHO = ("I saw a cat", "I saw a dog", " cat", " dog")
+
+
+@pytest.fixture(scope="module")
+def echo_checkpoint(tmp_path_factory) -> str:
+    from .conftest import build_echo_checkpoint
+
+    return build_echo_checkpoint(tmp_path_factory.mktemp("echo-gpt2"), ECHO[2:])
+
+
+def test_a_sweep_between_prompts_with_different_answers_is_reliable(echo_checkpoint):
+    from transformers import GPT2LMHeadModel
+
+    from model import Explainer
+
+    explainer = Explainer.load(echo_checkpoint)
+    hf = GPT2LMHeadModel.from_pretrained(echo_checkpoint).eval()
+    clean, corrupted, target, baseline = ECHO
+    t, b = explainer.tokenize(target)[0], explainer.tokenize(baseline)[0]
+    with TestClient(create_app(Settings(model=echo_checkpoint), explainer=explainer)) as client:
+        body = client.post("/api/patching", json={"clean": clean, "corrupted": corrupted, "target_token": t,
+                                                  "baseline_token": b, "hook": "attn_out"}).json()
+    expected = hf_ld(hf, explainer.tokenize(clean), t, b) - hf_ld(hf, explainer.tokenize(corrupted), t, b)
+    assert expected > 2  # the echo by design: " cat" after "cat", " dog" after "dog"
+    assert body["denominator"] == pytest.approx(expected, abs=1e-4)
+    assert body["reliable"] is True and body["threshold"] == 1.0
+    assert all(v is not None and abs(v) < 5 for row in body["grid"] for v in row)
