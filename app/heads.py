@@ -30,8 +30,13 @@ def scores_body(run: Run, cancel: CancelToken = NEVER) -> bytes:
 
 
 def probe_editor(explainer: Explainer, specs, length: int) -> Editor:
-    """The probe's interventions, checked like an analyze's (a patch has no source of that length)."""
+    """The probe's interventions, checked like an analyze's, after refusing any patch: the
+    probe's tokens are random and made for it, so there is no run to patch from."""
     interventions = tuple(Intervention(**spec.model_dump(exclude_none=True)) for spec in specs)
+    for i, it in enumerate(interventions):
+        if it.op == "patch":
+            raise field_error(f"interventions.{i}.op", "the induction probe cannot patch: its tokens are random ones made "
+                              "for it, so it has no source run to patch from; use 'zero' or 'mean'", code="not_applicable")
     c = explainer.config
     try:
         check(interventions, c.n_layer, c.n_head, c.n_inner or 4 * c.n_embd, 2 * length,
@@ -46,11 +51,14 @@ def probe_body(explainer: Explainer, length: int, seed: int, editor: Editor, can
     run = explainer.analyze_ids(ids, keep=["attn.hook_pattern"], cancel=cancel, editor=editor)  # kept: no second pass
     mask = key_masks(ids)["induction"]
     induction = [scores(run[layer_hook(l, "attn.hook_pattern")], mask) for l in range(run.n_layers)]
-    loss = next_token_loss(explainer.model, run)  # loss[p]: predicting token p + 1
+    # loss[p]: predicting token p + 1. The repeated half is tokens length … 2·length − 1; its first
+    # (token `length`, predicted at p = length − 1) has no earlier copy to follow, so an induction
+    # head cannot predict it: the second half's mean starts at the one after (p = length).
+    loss = next_token_loss(explainer.model, run)
     return dumps({
         "length": length, "seed": seed, "tokens": ids, "induction": induction, "loss": loss,
         "loss_first_half": statistics.fmean(loss[: length - 1]),
-        "loss_second_half": statistics.fmean(loss[length - 1:]),
+        "loss_second_half": statistics.fmean(loss[length:]),
         "interventions": [it.as_dict() for it in editor.interventions],
     })
 

@@ -479,8 +479,10 @@ class InductionProbeResponse(BaseModel):
     tokens: list[int] = Field(description="The probe: `length` random token ids, then the same again.")
     induction: list[list[float | None]] = Field(description="[layer][head] induction score on the probe.")
     loss: list[float] = Field(description="−log p(token p+1) at every position p (2·length − 1 values), in nats.")
-    loss_first_half: float = Field(description="Mean loss predicting tokens 1 … length − 1 (no copy seen yet).")
-    loss_second_half: float = Field(description="Mean loss predicting the repeated half: lower when induction heads copy.")
+    loss_first_half: float = Field(description="Mean loss predicting tokens 1 … length − 1 (loss[:length − 1]; no copy seen yet).")
+    loss_second_half: float = Field(description="Mean loss predicting tokens length + 1 … 2·length − 1 (loss[length:]): "
+                                    "the repeated half but its first token, which has no earlier copy to follow; lower "
+                                    "when induction heads copy.")
     interventions: list[InterventionSpec] = Field(description="The interventions applied, as in /api/analyze.")
 
 

@@ -96,9 +96,11 @@ def test_the_induction_test_shows_the_probes_top_head(ui, server):
     loss = ui.page.get_by_test_id("induction-probe-loss")
     assert float(loss.get_attribute("data-first")) == pytest.approx(probe["loss_first_half"], rel=1e-12)
     assert float(loss.get_attribute("data-second")) == pytest.approx(probe["loss_second_half"], rel=1e-12)
-    # The halves' means are the per-position losses' (length − 1 predictions inside the first half).
+    # The halves' means are the per-position losses' (length − 1 predictions inside the first half;
+    # in the second, the repeated tokens but the first, which no induction head can predict).
     n = probe["length"]
     assert probe["loss_first_half"] == pytest.approx(np.mean(probe["loss"][: n - 1]), rel=1e-5)
+    assert probe["loss_second_half"] == pytest.approx(np.mean(probe["loss"][n:]), rel=1e-5)
     ui.shot("heads-induction-test", of="[data-testid=induction-probe-button]")
 
 

@@ -117,7 +117,12 @@ def test_the_induction_probe_is_seeded_and_its_loss_is_transformers(client, hf_e
     loss = torch.nn.functional.cross_entropy(logits, torch.tensor(tokens[1:]), reduction="none").numpy()
     np.testing.assert_allclose(body["loss"], loss, atol=1e-4)
     assert body["loss_first_half"] == pytest.approx(loss[:19].mean(), abs=1e-4)
-    assert body["loss_second_half"] == pytest.approx(loss[19:].mean(), abs=1e-4)
+    # The second half's loss is over the tokens an induction head can predict: the repeated ones
+    # but the first (token 20, which has no earlier copy to follow), i.e. tokens 21 … 39, each
+    # predicted from the position before it.
+    repeated = [float(torch.nn.functional.cross_entropy(logits[j - 1], torch.tensor(tokens[j]))) for j in range(21, 40)]
+    assert body["loss_second_half"] == pytest.approx(np.mean(repeated), abs=1e-4)
+    assert body["loss_second_half"] != pytest.approx(loss[19:].mean(), abs=1e-4)  # not with token 20 in it
     assert len(body["induction"]) == 2 and len(body["induction"][0]) == 4
     assert client.post("/api/induction-probe", json={"length": 600}).status_code == 422
 
@@ -169,6 +174,19 @@ def test_the_probe_applies_interventions_like_an_analyze(client, explainer):
     run = explainer.analyze_ids(body["tokens"], editor=Editor((Intervention(**off),)))
     np.testing.assert_allclose(body["loss"], next_token_loss(explainer.model, run), atol=1e-5)
     assert not np.allclose(body["loss"], plain["loss"], atol=1e-6)
-    patch = {"hook": "blocks.0.hook_attn_out", "op": "patch", "source_run_id": "x"}
-    refused = client.post("/api/induction-probe", json={"length": 16, "interventions": [patch]})
-    assert refused.status_code == 422 and refused.json()["errors"][0]["field"] == "interventions.0.source_run_id"
+
+
+def test_the_probe_refuses_a_patch_saying_it_cannot_patch(client):
+    """The probe's tokens are its own: no run can be patched from, whatever source is named (an
+    existing run of the same length too), and that is what the 422 says, on the op."""
+    source = client.post("/api/analyze", json={"ids": list(range(100, 132))}).json()["run_id"]  # 32 tokens, as the probe
+    off = {"hook": "blocks.1.attn.hook_z", "op": "zero", "head": 1}
+    for patches, index in (([{"hook": "blocks.0.hook_attn_out", "op": "patch", "source_run_id": "never-issued"}], 0),
+                           ([off, {"hook": "blocks.0.hook_attn_out", "op": "patch", "source_run_id": source}], 1),
+                           ([off, {"hook": "blocks.0.attn.hook_pattern", "op": "patch"}], 1)):
+        refused = client.post("/api/induction-probe", json={"length": 16, "interventions": patches})
+        assert refused.status_code == 422, refused.text
+        body = refused.json()
+        assert body["code"] == "not_applicable", body
+        assert body["errors"][0]["field"] == f"interventions.{index}.op", body
+        assert "cannot patch" in body["detail"] and "no source run" in body["detail"] and "'zero' or 'mean'" in body["detail"]
