@@ -68,7 +68,7 @@ async def analyze(
                     headers={"Vary": "Accept-Encoding"})
 
 
-@router.get("/runs/{run_id}", response_model=RunResponse, responses=RUN,
+@router.get("/runs/{run_id}", response_model=RunResponse, responses=RUN, response_model_exclude_none=True,
             summary="A run's model, token ids and texts, and interventions (computed if it was not yet)")
 async def run_details(run_id: str, http: Request, explainer: Explainer = Depends(get_explainer)) -> dict:
     return run_summary(explainer, await run_of(http, run_id))
