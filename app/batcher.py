@@ -20,8 +20,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from model import Explainer
-from model.batching import DecodeBatch, Request, Sequence
-from model.generation import Step
+from model.batching import DecodeBatch, Request, Sequence, Step
 
 from .clients import client
 from .concurrency import DECODE, ForwardLimiter
@@ -127,8 +126,7 @@ class DecodeBatcher:
 
     def _fail(self, error: Exception) -> None:
         """Every member gets the error. The batch is replaced, not reused: after a time limit its
-        step may still be running in a worker thread, and a step that failed part-way has left
-        its cache uneven."""
+        step may still be running in a worker thread, writing into the same cache."""
         for member in self._members:
             member.queue.put_nowait(error)
         self._members = []

@@ -13,7 +13,7 @@ same work both ways). Repeats are interleaved; medians.
 Then, per batch size (`--sizes`, default 1,2,3,4,8,16) and for 1 thread and every core: the time
 of one batched decode step (`DecodeBatch.step`, prompts of 24-40 tokens, 40 steps in), as a
 multiple of one sequence's step in the same run; and the unembedding both ways
-(`hidden @ W_U.T` against `W_U @ hidden.T`, the choice model/batching.py `unembed` makes up to
+(`hidden @ W_U.T` against `W_U @ hidden.T`, the choice model/engine.py `unembed_rows` makes up to
 UNEMBED_AS_COLUMNS rows), so that the rule can be checked on another machine.
 """
 
@@ -109,7 +109,8 @@ def main() -> int:
 def step_table(explainer, sizes: list[int], steps_in: int = 40, repeats: int = 15) -> None:
     import torch
 
-    from model.batching import UNEMBED_AS_COLUMNS, DecodeBatch, Request
+    from model.batching import DecodeBatch, Request
+    from model.engine import UNEMBED_AS_COLUMNS
 
     def timed(fn) -> float:
         fn()

@@ -6,6 +6,7 @@ Knows nothing about HTTP; usable from a notebook:
     explainer = Explainer.load()            # or Explainer.load("path/to/checkpoint")
     run = explainer.analyze("The cat sat")
     run["blocks.3.attn.hook_pattern"]       # [head, q_pos, k_pos]
+    run[hook_name("attn.hook_pattern", 3)]  # the same: hook_name builds every name (model/hooks.py)
     ablated = explainer.analyze("The cat sat", interventions=[Intervention("blocks.3.attn.hook_z", "zero", head=5)])
 
 The names below are imported on first use: `explainer download` and `explainer --help` must
@@ -24,6 +25,7 @@ _HOMES = {
     "Run": "run",
     "Cancelled": "cancellation", "CancelToken": "cancellation",
     "Intervention": "interventions", "InterventionError": "interventions",
+    "HookNameError": "hooks", "hook_name": "hooks", "parse_hook": "hooks",
 }
 __all__ = sorted(_HOMES)
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 from transformers.models.gpt2 import modeling_gpt2
 
-from model.interventions import Intervention, InterventionError, check
+from model.interventions import Editor, Intervention, InterventionError, check
 
 ATOL = 1e-5
 CLEAN = "When Mary and John went to the store, John gave a drink to"
@@ -150,6 +150,49 @@ def test_an_attention_pattern_patch_equals_transformers_with_that_row_replaced(e
     assert_same(run, logits, hidden, layer)
 
 
+@pytest.mark.parametrize("source_text", ["When Mary and John", "When Mary and John went to the store, Mary gave a drink to Bob and then"])
+def test_a_patch_at_one_position_reads_a_source_of_another_length(explainer, hf_eager, source_text):
+    """A patch that names its position needs only that position in the source: a generation's
+    run is longer than the source its prompt was patched from."""
+    layer, position = 1, 2
+    ids, other_ids = explainer.tokenize(CLEAN), explainer.tokenize(source_text)
+    assert len(other_ids) != len(ids)
+    _, source_hidden, source_attn = hf_run(hf_eager, other_ids)
+
+    def edit(module, args, kwargs):
+        hidden = args[0].clone()
+        hidden[0, position] = source_hidden[layer][position]
+        return (hidden, *args[1:]), kwargs
+
+    with hooked(hf_eager.transformer.h[layer].register_forward_pre_hook(edit, with_kwargs=True)):
+        logits, hidden, _ = hf_run(hf_eager, ids)
+    source = explainer.analyze(source_text)
+    c = explainer.config
+    intervention = Intervention(f"blocks.{layer}.hook_resid_pre", "patch", position=position, source_run_id="src")
+    check([intervention], c.n_layer, c.n_head, 4 * c.n_embd, len(ids), {"src": len(source)})
+    assert_same(ours(explainer, CLEAN, intervention, sources={"src": source}), logits, hidden, layer)
+    # The pattern's query row, too: its columns past the shorter run are masked (0) in both.
+    pattern = Intervention("blocks.0.attn.hook_pattern", "patch", head=1, position=position, source_run_id="src")
+    check([pattern], c.n_layer, c.n_head, 4 * c.n_embd, len(ids), {"src": len(source)})
+    row = ours(explainer, CLEAN, pattern, sources={"src": source})["blocks.0.attn.hook_pattern"][1, position]
+    want = torch.zeros(len(ids))
+    want[: position + 1] = source_attn[0][1, position, : position + 1]
+    torch.testing.assert_close(row, want, atol=1e-6, rtol=0)
+
+
+def test_an_edit_applied_to_a_decode_steps_rows_equals_the_same_rows_of_the_whole_pass(explainer):
+    """Editor(offset): a tensor holding only positions offset.. (a decode step's newest) gets
+    exactly the rows the whole tensor gets; a position outside it leaves it alone."""
+    tensor = torch.randn(9, 4, 16)  # [pos, head, d_head]
+    for it in (Intervention("blocks.0.attn.hook_z", "zero", head=2), Intervention("blocks.0.attn.hook_z", "zero", position=7),
+               Intervention("blocks.0.attn.hook_z", "zero", head=1, position=3)):
+        editor = Editor([it])
+        whole = editor("blocks.0.attn.hook_z", tensor)
+        for offset in range(9):
+            part = editor("blocks.0.attn.hook_z", tensor[offset:offset + 1], offset)
+            assert torch.equal(whole[offset:offset + 1], tensor[offset:offset + 1] if part is None else part), (it, offset)
+
+
 def test_interventions_apply_in_order_and_mean_reads_the_values_before_any_edit(explainer):
     hook = "blocks.0.attn.hook_z"
     clean = explainer.analyze(CLEAN)[hook]
@@ -181,6 +224,10 @@ def test_patching_a_run_with_itself_changes_nothing(explainer):
     (Intervention("blocks.0.hook_attn_out", "patch", source_run_id="nope"), "source_run_id", "unknown_source"),
     (Intervention("blocks.0.hook_attn_out", "patch", source_run_id="short"), "source_run_id", "not_applicable"),
     (Intervention("blocks.0.hook_attn_out", "zero", source_run_id="short"), "source_run_id", "not_applicable"),
+    (Intervention("blocks.0.hook_attn_out", "patch", position=5, source_run_id="short"), "position", "out_of_range"),
+    (Intervention("blocks.01.attn.hook_z", "zero"), "hook", "invalid"),
+    (Intervention("blocks.3", "zero"), "hook", "invalid"),
+    (Intervention("blocks.", "zero"), "hook", "invalid"),
 ])
 def test_each_wrong_field_is_named(explainer, intervention, field, code):
     c = explainer.config
