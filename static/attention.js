@@ -18,6 +18,7 @@ import { getLayer, headScores, slice } from "./api.js";
 import { divergingScale, drawMatrix, viridisScale } from "./colors.js";
 import { el, listen, part, parts } from "./dom.js";
 import { megabytes, plotlyText, visible } from "./format.js";
+import { hookName } from "./hooks.js";
 import { t } from "./i18n.js";
 import { later, onScreen } from "./lazy.js";
 import { baseLayout, config, plotly } from "./plots.js";
@@ -107,7 +108,7 @@ export function mount(root, store, runKey) {
         return;
       }
       if (serial !== drawSerial) return;
-      values = rawScores(tensors[`blocks.${layer}.attn.hook_q`], tensors[`blocks.${layer}.attn.hook_k`], head);
+      values = rawScores(tensors[hookName("attn.hook_q", layer)], tensors[hookName("attn.hook_k", layer)], head);
     }
     const z = [];
     const masked = [];

@@ -10,6 +10,7 @@ import { getEmbeddings, slice } from "./api.js";
 import { divergingScale } from "./colors.js";
 import { part } from "./dom.js";
 import { fmt, plotlyText, visible } from "./format.js";
+import { hookName } from "./hooks.js";
 import { t } from "./i18n.js";
 import { later } from "./lazy.js";
 import { baseLayout, config, plotly } from "./plots.js";
@@ -31,7 +32,7 @@ export function mount(root, store, runKey) {
     if (selectRun(store.state, runKey) !== run || detailToken(store.state, runKey) !== i) return;
     const e = slice(tensors.hook_embed, i);
     const p = slice(tensors.hook_pos_embed, i);
-    const x = slice(tensors["blocks.0.hook_resid_pre"], i);
+    const x = slice(tensors[hookName("hook_resid_pre", 0)], i);
     let limit = 0;
     for (const v of [e, p, x]) for (const a of v) limit = Math.max(limit, Math.abs(a));
     const token = run.tokens[i];

@@ -9,6 +9,7 @@
 import { getLayer, slice } from "./api.js";
 import { el, listen, part } from "./dom.js";
 import { fmt, plotlyText, visible } from "./format.js";
+import { hookName } from "./hooks.js";
 import { t, tn } from "./i18n.js";
 import { later, onScreen } from "./lazy.js";
 import { baseLayout, config, plotly } from "./plots.js";
@@ -70,8 +71,8 @@ export function mount(root, store, runKey) {
     const tensors = await getLayer(run.runId, layer, FIELDS);
     const now = store.state;
     if (selectRun(now, runKey) !== run || detailToken(now, runKey) !== i || now.layer !== layer) return;
-    const pre = slice(tensors[`blocks.${layer}.mlp.hook_pre`], i);
-    const post = slice(tensors[`blocks.${layer}.mlp.hook_post`], i);
+    const pre = slice(tensors[hookName("mlp.hook_pre", layer)], i);
+    const post = slice(tensors[hookName("mlp.hook_post", layer)], i);
     let lo = -4;
     let hi = 4;
     for (const u of pre) { lo = Math.min(lo, u); hi = Math.max(hi, u); }
@@ -107,7 +108,7 @@ export function mount(root, store, runKey) {
     for (const u of post) if (u < 0) negative++;
     list.replaceChildren(...top.map((k) => {
       // An experiment: switch this neuron off (at every position) and watch the prediction move.
-      const off = { hook: `blocks.${layer}.mlp.hook_post`, op: "zero", neuron: k };
+      const off = { hook: hookName("mlp.hook_post", layer), op: "zero", neuron: k };
       const ablated = s.interventions.some((x) => sameIntervention(x, off));
       return el("li", {}, el("span", { class: "nid", text: `#${k}` }), ` ${t("mlp.neuron", { pre: fmt(pre[k]), post: fmt(post[k]) })} `,
         el("button", { type: "button", class: "ghost small", "data-testid": "ablate-neuron", "data-neuron": k,

@@ -20,16 +20,17 @@ import { analyzeRaw, decodeTensor, patching } from "./api.js";
 import { divergingScale } from "./colors.js";
 import { el, listen, part, showError, withData } from "./dom.js";
 import { fmt, pct, plotlyText, visible } from "./format.js";
+import { hookName } from "./hooks.js";
 import { t } from "./i18n.js";
 import { baseLayout, config, plotly } from "./plots.js";
 import { analyzeWith, explain } from "./prompt.js";
 
 /** The full hook name a sweep's `hook` patches at layer L (z is per head). */
 const HOOKS = {
-  resid_pre: (layer) => `blocks.${layer}.hook_resid_pre`,
-  attn_out: (layer) => `blocks.${layer}.hook_attn_out`,
-  mlp_out: (layer) => `blocks.${layer}.hook_mlp_out`,
-  z: (layer) => `blocks.${layer}.attn.hook_z`,
+  resid_pre: (layer) => hookName("hook_resid_pre", layer),
+  attn_out: (layer) => hookName("hook_attn_out", layer),
+  mlp_out: (layer) => hookName("hook_mlp_out", layer),
+  z: (layer) => hookName("attn.hook_z", layer),
 };
 
 /** Probabilities of `ids` under the softmax of an analyze answer's last-position logits. */

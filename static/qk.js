@@ -13,6 +13,7 @@ import { getLayer, slice } from "./api.js";
 import { drawStrip } from "./colors.js";
 import { el, part, withData } from "./dom.js";
 import { fmt, visible } from "./format.js";
+import { hookName } from "./hooks.js";
 import { t, tn } from "./i18n.js";
 import { later } from "./lazy.js";
 import { detailToken, selectPattern, selectPatternError, selectRun } from "./store.js";
@@ -69,7 +70,7 @@ export function mount(root, store, runKey) {
     }
     const tensors = await getLayer(run.runId, layer, FIELDS);
     if (!mounted || selectRun(state, runKey) !== run || detailToken(state, runKey) !== i || state.layer !== layer || state.head !== head) return;
-    const [hookQ, hookK, hookV, hookZ] = FIELDS.map((name) => tensors[`blocks.${layer}.${name}`]); // each [pos, head, d_head]
+    const [hookQ, hookK, hookV, hookZ] = FIELDS.map((name) => tensors[hookName(name, layer)]); // each [pos, head, d_head]
     const q = slice(hookQ, i, head);
     const d = q.length;
     const n = run.tokens.length;
