@@ -151,9 +151,15 @@ def _check_prompt(text: str) -> str:
     return text
 
 
+def _not_blank_string(schema: dict) -> None:
+    """The pattern on the string branch of an optional prompt (`text` or `ids`)."""
+    schema["anyOf"][0]["pattern"] = NOT_BLANK
+
+
 def _prompt(description: str, default=...):
     # No min_length: "" is blank, and gets the same empty_prompt as "   " (the pattern implies a character).
-    return Field(default, max_length=MAX_PROMPT_CHARS, description=description, json_schema_extra={"pattern": NOT_BLANK})
+    return Field(default, max_length=MAX_PROMPT_CHARS, description=description,
+                 json_schema_extra={"pattern": NOT_BLANK} if default is ... else _not_blank_string)
 
 
 MAX_IDS = 16384  # far beyond any GPT-2's context: the model's own n_ctx is checked when the request is served

@@ -117,7 +117,7 @@ def test_the_limits_the_page_reads_are_the_schemas_own(schema, client):
     limits = client.get("/api/model").json()["limits"]
     components = schema["components"]["schemas"]
     params = lambda path: {p["name"]: p["schema"] for p in schema["paths"][path]["get"]["parameters"]}  # noqa: E731
-    assert limits["max_prompt_chars"] == components["AnalyzeRequest"]["properties"]["text"]["maxLength"]
+    assert limits["max_prompt_chars"] == components["AnalyzeRequest"]["properties"]["text"]["anyOf"][0]["maxLength"]
     assert limits["max_new_tokens"] == components["GenerateRequest"]["properties"]["max_new_tokens"]["maximum"]
     assert limits["max_top_k"] == components["SampleRequest"]["properties"]["top_k"]["anyOf"][0]["maximum"]
     assert limits["max_seed"] == components["SampleRequest"]["properties"]["seed"]["anyOf"][0]["maximum"]
