@@ -33,6 +33,19 @@ def hooked(*handles):
             h.remove()
 
 
+def hf_resid_patched(hf, ids: list[int], layer: int, position: int, value: torch.Tensor):
+    """transformers' logits and hidden states with block `layer`'s input at `position` set to
+    `value` by a plain pre-hook."""
+    def edit(module, args, kwargs):
+        hidden = args[0].clone()
+        hidden[0, position] = value
+        return (hidden, *args[1:]), kwargs
+
+    with hooked(hf.transformer.h[layer].register_forward_pre_hook(edit, with_kwargs=True)):
+        logits, hidden, _ = hf_run(hf, ids)
+    return logits, hidden
+
+
 def ours(explainer, text, *interventions, sources=None):
     return explainer.analyze(text, interventions=interventions, sources=sources)
 
@@ -112,14 +125,7 @@ def test_a_residual_stream_patch_at_one_position_equals_a_pre_hook_on_the_block(
     layer, position = 1, 4
     ids, other_ids = explainer.tokenize(CLEAN), explainer.tokenize(OTHER)
     _, source_hidden, _ = hf_run(hf_eager, other_ids)
-
-    def edit(module, args, kwargs):
-        hidden = args[0].clone()
-        hidden[0, position] = source_hidden[layer][position]
-        return (hidden, *args[1:]), kwargs
-
-    with hooked(hf_eager.transformer.h[layer].register_forward_pre_hook(edit, with_kwargs=True)):
-        logits, hidden, _ = hf_run(hf_eager, ids)
+    logits, hidden = hf_resid_patched(hf_eager, ids, layer, position, source_hidden[layer][position])
     source = explainer.analyze(OTHER)
     run = ours(explainer, CLEAN, Intervention(f"blocks.{layer}.hook_resid_pre", "patch", position=position, source_run_id="src"),
                sources={"src": source})
@@ -158,14 +164,7 @@ def test_a_patch_at_one_position_reads_a_source_of_another_length(explainer, hf_
     ids, other_ids = explainer.tokenize(CLEAN), explainer.tokenize(source_text)
     assert len(other_ids) != len(ids)
     _, source_hidden, source_attn = hf_run(hf_eager, other_ids)
-
-    def edit(module, args, kwargs):
-        hidden = args[0].clone()
-        hidden[0, position] = source_hidden[layer][position]
-        return (hidden, *args[1:]), kwargs
-
-    with hooked(hf_eager.transformer.h[layer].register_forward_pre_hook(edit, with_kwargs=True)):
-        logits, hidden, _ = hf_run(hf_eager, ids)
+    logits, hidden = hf_resid_patched(hf_eager, ids, layer, position, source_hidden[layer][position])
     source = explainer.analyze(source_text)
     c = explainer.config
     intervention = Intervention(f"blocks.{layer}.hook_resid_pre", "patch", position=position, source_run_id="src")
