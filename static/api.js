@@ -19,13 +19,16 @@
  *
  *   timing.responded      performance.now() when the last analyze response arrived.
  *   getModel() -> Promise<{name, n_layers, n_heads, d_model, d_head, d_mlp, n_ctx, d_vocab, random_weights, ...}>
- *   analyze(text, interventions = []) -> Promise<Run>
+ *   analyze(source, interventions = []) -> Promise<Run>
+ *       `source` is the text (a string, tokenized by the server) or {ids: [token id...]}: the
+ *       tokens exactly (a generated sequence, the real <|endoftext|>: never the text again).
  *       `interventions` ([{hook, op, head?, neuron?, position?, source_run_id?}]) are sent when there
  *       are any: the answer is the intervened run (its own run id), run.interventions the list applied.
  *       Asks with patterns: "auto": the server sends every layer's attention pattern only while they
  *       fit its budget (16 MB by default, 241 tokens in GPT-2 small); past it, none (12·12·n²·2 bytes
  *       would be 75 MB at 512 tokens) and each layer's comes from the layer endpoint when needed.
- *       Run = {runId, text, model, tokens: [{position, id, text, partial}],
+ *       Run = {runId, model, tokens: [{position, id, text, partial}],
+ *              text: the tokens' text (the server's), ids: their ids, byIds: asked for by ids,
  *              patternsMode: "included" | "per-layer",
  *              patterns: [Tensor [head, q_pos, k_pos]] indexed by layer (decoded float16). With
  *                        "per-layer", every entry starts undefined: call ensurePattern(run, layer),
@@ -50,7 +53,9 @@
  *   Every answer above is kept in one cache: tensors by run id, full hook name and dtype; the
  *   rest by run id and URL. It is bounded (300 answers, 256 MB of tensors); a failure is not kept.
  *   sample({runId, temperature, topK, topP, seed}) -> Promise<{distribution, token, entropy}>
- *   generate({text, maxNewTokens, temperature, topK, topP, seed}, {onToken, signal}) -> Promise<{text, run_id, n_tokens}>
+ *   generate({text | ids, maxNewTokens, temperature, topK, topP, seed, interventions}, {onToken, signal})
+ *       -> Promise<{text, ids, run_id, n_tokens, interventions}>: `ids` the prompt's ids then the
+ *       generated ones, `run_id` the run of exactly those ids with those interventions.
  *       Streams server-sent events over fetch(); onToken({step, token: {id, text, prob}, top}) per token.
  *       Rejects with ApiError on an `event: error`, or with an AbortError when `signal` aborts.
  *   openRoom() -> {code, secret, follow_url, expires_in}      POST /api/rooms (follow the teacher)
@@ -61,6 +66,7 @@
  *   Not cached: a room's state changes.
  */
 
+import { hookName, parseHook } from "./hooks.js";
 import { t } from "./i18n.js";
 
 const HALF_TABLE = (() => {
@@ -160,8 +166,8 @@ const MAX_BUSY_RETRIES = 5;
 const NETWORK_RETRY_MS = 400;
 
 /** The analyze bodies of the runs this page analyzed, by run id (the last 64): a run id is derived
- * from its text and interventions, so if the server has forgotten a run, analyzing them again
- * brings back the same id. */
+ * from its token ids and interventions, so if the server has forgotten a run, sending the same
+ * body again (the same text, or the same ids) brings back the same id. */
 const runTexts = new Map();
 
 function rememberRun(runId, body) {
@@ -207,7 +213,7 @@ export async function request(url, options = {}) {
     if (response.status === 404 && !options.reanalyzed) {
       const body = runTexts.get(runIdOf(url, options));
       if (body !== undefined) {
-        // The server forgot this run (a restart): analyzing its text again restores the same id.
+        // The server forgot this run (a restart): the same analyze body again restores the same id.
         await postJson("/api/analyze", body);
         return request(url, { ...options, reanalyzed: true });
       }
@@ -243,8 +249,13 @@ export async function getModel() {
 /** performance.now() stamps of the last analyze: {responded} when its response arrived (for the tests). */
 export const timing = {};
 
-export async function analyze(text, interventions = []) {
-  const body = { text, patterns: "auto" };
+/** The analyze body's prompt: {text} for a string, {ids} for {ids: [...]}. */
+function promptOf(source) {
+  return typeof source === "string" ? { text: source } : { ids: source.ids.slice() };
+}
+
+export async function analyze(source, interventions = []) {
+  const body = { ...promptOf(source), patterns: "auto" };
   if (interventions && interventions.length) body.interventions = interventions;
   const response = await postJson("/api/analyze", body);
   timing.responded = performance.now();
@@ -254,12 +265,14 @@ export async function analyze(text, interventions = []) {
   const patterns = new Array(raw.model.n_layers);
   if (patternsMode === "included") {
     for (let l = 0; l < raw.model.n_layers; l++) {
-      patterns[l] = decodeTensor(raw.tensors[`blocks.${l}.attn.hook_pattern`]);
+      patterns[l] = decodeTensor(raw.tensors[hookName("attn.hook_pattern", l)]);
     }
   }
   return {
     runId: raw.run_id,
-    text,
+    text: typeof raw.text === "string" ? raw.text : body.text,
+    ids: raw.tokens.map((token) => token.id),
+    byIds: !!body.ids,
     model: raw.model,
     tokens: raw.tokens,
     patternsMode,
@@ -281,7 +294,7 @@ export function ensurePattern(run, layer) {
   let promise = pending.get(layer);
   if (!promise) {
     promise = getLayer(run.runId, layer, ["attn.hook_pattern"], "float16")
-      .then((t) => (run.patterns[layer] = t[`blocks.${layer}.attn.hook_pattern`]))
+      .then((t) => (run.patterns[layer] = t[hookName("attn.hook_pattern", layer)]))
       .finally(() => pending.delete(layer));
     pending.set(layer, promise);
   }
@@ -344,15 +357,14 @@ async function tensors(runId, names, dtype, urlFor) {
 const runPath = (runId) => `/api/runs/${encodeURIComponent(runId)}`;
 
 export async function getEmbeddings(runId) {
-  return tensors(runId, ["hook_embed", "hook_pos_embed", "blocks.0.hook_resid_pre"], "float32",
+  return tensors(runId, [hookName("hook_embed"), hookName("hook_pos_embed"), hookName("hook_resid_pre", 0)], "float32",
     () => `${runPath(runId)}/embeddings`);
 }
 
 /** Fields of one layer, named inside the block ("attn.hook_q"); the answer keyed by full hook name. */
 export async function getLayer(runId, layer, fields, dtype = "float32") {
-  const prefix = `blocks.${layer}.`;
-  return tensors(runId, fields.map((f) => prefix + f), dtype, (missing) =>
-    `${runPath(runId)}/layers/${layer}?fields=${missing.map((n) => n.slice(prefix.length)).join(",")}&dtype=${dtype}`);
+  return tensors(runId, fields.map((f) => hookName(f, layer)), dtype, (missing) =>
+    `${runPath(runId)}/layers/${layer}?fields=${missing.map((n) => parseHook(n).suffix).join(",")}&dtype=${dtype}`);
 }
 
 function query(params) {
@@ -438,9 +450,11 @@ function parseEvent(block) {
   return { event, data: data.length ? JSON.parse(data.join("\n")) : null };
 }
 
-export async function generate({ text, maxNewTokens, ...params }, { onToken = () => {}, signal } = {}) {
+export async function generate({ text, ids, maxNewTokens, interventions = [], ...params }, { onToken = () => {}, signal } = {}) {
+  const body = { ...promptOf(ids ? { ids } : text), max_new_tokens: maxNewTokens, ...samplingBody(params) };
+  if (interventions.length) body.interventions = interventions;
   // Not sent twice: a generation is not idempotent without a seed, and it streams.
-  const response = await postJson("/api/generate", { text, max_new_tokens: maxNewTokens, ...samplingBody(params) }, signal, false);
+  const response = await postJson("/api/generate", body, signal, false);
   const reader = response.body.getReader();
   const decoder = new TextDecoder();
   let buffer = "";

@@ -9,23 +9,20 @@
  *   - The list of what is switched off (`intervention`, one per entry) with a remove button each,
  *     and "clear all".
  *   - Any change of store.state.interventions analyzes the prompt again with the list
- *     (prompt.js analyzeText applies it, and shows the clean run under the run key cleanKey(runKey), from
+ *     (prompt.js reanalyze applies it to the same text or token ids, and shows the clean run under the run key cleanKey(runKey), from
  *     which the output stage draws its ghost bars).
  *
  * mount(root, store, runKey) -> unmount
  */
 import { el, listen, part, withData } from "./dom.js";
+import { hookName, isHook, parseHook } from "./hooks.js";
 import { t, tn } from "./i18n.js";
-import { analyzeText } from "./prompt.js";
+import { reanalyze } from "./prompt.js";
 import { sameIntervention, selectRun, toggled } from "./store.js";
-
-const HOOK = /^blocks\.(\d+)\.(.+)$/;
 
 /** The sentence naming one intervention, as nodes (hook names and ops are data, not words). */
 export function describe(x) {
-  const match = HOOK.exec(x.hook);
-  const layer = match ? Number(match[1]) : null;
-  const name = match ? match[2] : null;
+  const { layer, suffix: name } = isHook(x.hook) ? parseHook(x.hook) : { layer: null, suffix: null };
   if (x.op === "zero" && x.position == null) {
     if (name === "attn.hook_z" && x.head != null) return [t("experiments.head", { layer, head: x.head })];
     if (name === "mlp.hook_post" && x.neuron != null) return [t("experiments.neuron", { layer, neuron: x.neuron })];
@@ -47,7 +44,7 @@ export function mount(root, store, runKey) {
   const list = part(root, "list");
   const status = part(root, "status");
 
-  const layerHook = (kind) => ({ hook: `blocks.${state.layer}.${kind}`, op: "zero" });
+  const layerHook = (kind) => ({ hook: hookName(kind, state.layer), op: "zero" });
   const has = (x) => state.interventions.some((y) => sameIntervention(x, y));
 
   function renderControls() {
@@ -83,13 +80,6 @@ export function mount(root, store, runKey) {
       : run && run.interventions.length ? tn("experiments.applied", run.interventions.length) : "";
   }
 
-  /** The prompt, analyzed again with the new list: the last one asked for (prompt.js
-   * analyzeWith names a new text and a new list at once), else the one shown. */
-  function reanalyze() {
-    const run = selectRun(state, runKey);
-    const text = state.analysis[runKey]?.text ?? (run ? run.text : null);
-    if (text != null) analyzeText(store, runKey, text, { pinned: state.pinned });
-  }
 
   const change = (x) => store.set({ interventions: toggled(state.interventions, x) });
 
@@ -104,7 +94,9 @@ export function mount(root, store, runKey) {
     }),
     store.subscribe(["interventions"], () => {
       renderList();
-      reanalyze();
+      // The prompt, analyzed again with the new list: the last one asked for, its text or its ids
+      // (prompt.js analyzeWith names a new text and a new list at once), else the one shown.
+      reanalyze(store, runKey, { pinned: state.pinned });
     }),
     store.subscribe(["ablate", "layer"], renderControls),
     store.subscribe(["runs", "shown", "analysis"], renderStatus),

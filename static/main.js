@@ -7,8 +7,8 @@
  */
 import { getModel } from "./api.js";
 import { t } from "./i18n.js";
-import { analyzeText } from "./prompt.js";
-import { createStore, selectRun } from "./store.js";
+import { analyzeIds, analyzeText } from "./prompt.js";
+import { createStore, sameIds, selectRun } from "./store.js";
 import { VIEWS, mountSelects, startup } from "./views.js";
 import { readUrl, restoreControls, startUrlSync, urlIndex } from "./url.js";
 import * as attentionLines from "./attention_lines.js";
@@ -83,7 +83,8 @@ function trackStickyBar() {
   }).observe(bar);
 }
 
-/** Back and Forward: the view of that history entry, and its prompt analyzed again (from the cache). */
+/** Back and Forward: the view of that history entry, and its prompt (its ids, if the URL has
+ * them, else its text) analyzed again (from the cache). */
 function followHistory() {
   const url = readUrl();
   const { n_layers: L, n_heads: H } = store.state.model;
@@ -92,8 +93,11 @@ function followHistory() {
   if (JSON.stringify(switchedOff) !== JSON.stringify(store.state.interventions)) store.set({ interventions: switchedOff });
   restoreControls();
   const run = selectRun(store.state, RUN);
-  if (url.prompt && (!run || url.prompt !== run.text)) analyzeText(store, RUN, url.prompt, { pinned: url.pinned });
-  else if (url.pinned != null && run && url.pinned < run.tokens.length) store.set({ pinned: url.pinned });
+  if (url.ids && (!run || !run.byIds || !sameIds(url.ids, run.ids))) {
+    analyzeIds(store, RUN, url.ids, { pinned: url.pinned, text: url.prompt });
+  } else if (!url.ids && url.prompt && (!run || run.byIds || url.prompt !== run.text)) {
+    analyzeText(store, RUN, url.prompt, { pinned: url.pinned });
+  } else if (url.pinned != null && run && url.pinned < run.tokens.length) store.set({ pinned: url.pinned });
 }
 
 async function loadModel() {
@@ -148,7 +152,8 @@ async function start() {
   window.addEventListener("popstate", followHistory);
   document.body.dataset.loaded = "1";
   // The first screen is alive: the URL's prompt, or the example, is analyzed at once.
-  await analyzeText(store, RUN, url.prompt || DEFAULT_PROMPT, { pinned: url.pinned });
+  if (url.ids) await analyzeIds(store, RUN, url.ids, { pinned: url.pinned, text: url.prompt });
+  else await analyzeText(store, RUN, url.prompt || DEFAULT_PROMPT, { pinned: url.pinned });
   restoreDrafts();
 }
 

@@ -4,9 +4,17 @@
  * sampling.js), the entropy, a seeded Sample, and Generate that streams tokens in.
  *
  * The controls set the shared store keys temperature, topK, topP and seed (so two runs side by
- * side sample alike), bounded by the server's limits (store.state.model.limits). Generated
- * tokens go to store.state.generation[runKey] as they stream in (the tokens view shows them under
- * the chips); when the stream ends, or Stop is pressed, the longer text is analyzed as the new run.
+ * side sample alike), bounded by the server's limits (store.state.model.limits).
+ *
+ * Generate continues the run shown, from its token ids, with its interventions. Generated tokens
+ * go to store.state.generation[runKey] as they stream in (the tokens view shows them under the
+ * chips); when the stream ends, or Stop is pressed, the run of exactly the prompt's ids followed
+ * by the generated ids (those that arrived) is analyzed and shown: never the text tokenized again.
+ * With parts switched off, Generate streams two generations with the same seed and settings, the
+ * clean one and the one with the interventions, and shows them as two labelled lines
+ * (`continuation`, data-kind "clean" | "ablated", one `continuation-token` per token with its
+ * data-token-id); the one with the interventions becomes the run shown (its ghost bars are the
+ * clean model on the same tokens, as for any run with interventions).
  *
  * When the run shown has interventions (a head switched off...) and the clean run of the same
  * text is known (store selectClean), each bar has a ghost behind it, `ghost-bar` with
@@ -22,12 +30,35 @@
 import { generate, sample } from "./api.js";
 import { el, listen, part, showError } from "./dom.js";
 import { count, pct, visible } from "./format.js";
+import { isHook, parseHook } from "./hooks.js";
 import { t, tn } from "./i18n.js";
-import { analyzeText, explain, timings } from "./prompt.js";
+import { analyzeIds, explain, timings } from "./prompt.js";
 import { distribution, sortedIds } from "./sampling.js";
 import { pickCandidate, selectCandidates, selectClean, selectRun } from "./store.js";
 
 const DEFAULT_NEW_TOKENS = 20;
+const NAMED_PARTS = 3; // more parts switched off than this are counted, not named
+const PROMPT_TAIL = 40; // characters of the prompt shown before each continuation
+let generations = 0; // a serial: the views tell a new generation from the same one growing
+
+/** A part switched off, in words: "head 2 of layer 1". */
+function partName(x) {
+  const { layer, suffix } = isHook(x.hook) ? parseHook(x.hook) : { layer: null, suffix: null };
+  if (x.op === "zero" && x.position == null && layer != null) {
+    if (suffix === "attn.hook_z" && x.head != null) return t("output.part_head", { layer, head: x.head });
+    if (suffix === "mlp.hook_post" && x.neuron != null) return t("output.part_neuron", { layer, neuron: x.neuron });
+    if (suffix === "hook_attn_out") return t("output.part_attn", { layer });
+    if (suffix === "hook_mlp_out") return t("output.part_mlp", { layer });
+  }
+  return t("output.part_other", { op: x.op, hook: x.hook });
+}
+
+/** The label of a continuation: "With every part on", "With head 2 of layer 1 switched off". */
+function continuationLabel(interventions) {
+  if (!interventions.length) return t("output.continuation_clean");
+  if (interventions.length > NAMED_PARTS) return tn("output.continuation_ablated_many", interventions.length);
+  return t("output.continuation_ablated", { parts: interventions.map(partName).join(t("output.part_separator")) });
+}
 
 export function mount(root, store, runKey) {
   const slider = part(root, "temperature");
@@ -44,9 +75,11 @@ export function mount(root, store, runKey) {
   const stopButton = part(root, "stop");
   const maxNew = part(root, "max-new");
   const result = part(root, "result");
+  const continuations = part(root, "continuations");
   const errorBox = part(root, "error");
-  // The tokens stream in under the chips: the tokens view draws store.state.generation[runKey].
-  const showGeneration = (tokens) => store.set({ generation: { ...store.state.generation, [runKey]: tokens } });
+  // The tokens stream in under the chips (tokens.js) and, with parts switched off, beside each
+  // other here: both draw store.state.generation[runKey].
+  const showGeneration = (generation) => store.set({ generation: { ...store.state.generation, [runKey]: generation } });
 
   let shownRun = null; // the run the bars are drawn for
   let shownClean = null; // the clean run its ghost bars show, or null
@@ -59,7 +92,9 @@ export function mount(root, store, runKey) {
 
   function fail(error) {
     if (!error || error.name !== "ApiError") console.error(error);
-    showError(errorBox, explain(error));
+    // An experiment generation cannot apply (an average over the prompt's positions, a patch
+    // past its end) is refused before a token: say which, in the page's words.
+    showError(errorBox, error?.code === "not_applicable" ? t("output.generate_refused", { reason: error.message }) : explain(error));
   }
 
   function renderBars(run) {
@@ -173,12 +208,67 @@ export function mount(root, store, runKey) {
     const busy = s.busy != null;
     const run = selectRun(s, runKey);
     sampleButton.disabled = busy || !run;
-    // Generation runs the model as it is: with parts switched off it would continue the text
-    // with numbers that are not this run's. Said, not done.
-    const modified = !!(run && run.interventions && run.interventions.length);
-    generateButton.disabled = busy || !run || modified;
-    generateButton.title = modified ? t("output.generate_modified") : "";
+    generateButton.disabled = busy || !run;
+    // With parts switched off, Generate writes twice: say so before it is pressed.
+    generateButton.title = run && run.interventions.length ? t("output.generate_both_title") : "";
     stopButton.hidden = s.busy !== "generate";
+  }
+
+  /* The continuations side by side: built once per generation, then one token node per arrival
+   * (the streaming look), never redrawn. */
+  let drawnGeneration = null; // the generation the lines were built for
+  let lines = []; // [{box, text, drawn}] per stream
+  const continuationLines = el("div");
+  const continuationStatus = el("p", { class: "continuation-status", "data-testid": "continuation-status", "aria-live": "polite" });
+  continuations.replaceChildren(continuationLines, continuationStatus);
+
+  function renderContinuations() {
+    const generation = store.state.generation[runKey];
+    const shown = !!generation && generation.streams.length > 1;
+    continuations.hidden = !shown;
+    if (!shown) {
+      drawnGeneration = null;
+      continuationLines.replaceChildren();
+      continuationStatus.textContent = "";
+      return;
+    }
+    if (!drawnGeneration || drawnGeneration.id !== generation.id) {
+      lines = generation.streams.map((stream) => {
+        const text = el("span", { "data-testid": "continuation-text" });
+        // The end of the prompt, pale, so that the line reads as the text it continues.
+        const tail = generation.prompt.length > PROMPT_TAIL ? `…${generation.prompt.slice(-PROMPT_TAIL)}` : generation.prompt;
+        const box = el("div", { class: "continuation", "data-testid": "continuation",
+          "data-kind": stream.interventions.length ? "ablated" : "clean" },
+        el("p", { class: "continuation-label", text: continuationLabel(stream.interventions) }),
+        el("p", { class: "continuation-line", translate: "no" }, el("span", { class: "continuation-prompt", text: tail }), text));
+        return { box, text, drawn: 0 };
+      });
+      continuationLines.replaceChildren(...lines.map((line) => line.box));
+    }
+    drawnGeneration = generation;
+    // Where the two texts part: the first step at which they drew different tokens.
+    const [a, b] = generation.streams.map((stream) => stream.tokens);
+    let split = 0;
+    while (split < a.length && split < b.length && a[split].id === b[split].id) split++;
+    const parted = split < Math.min(a.length, b.length);
+    generation.streams.forEach((stream, i) => {
+      const line = lines[i];
+      line.text.append(...stream.tokens.slice(line.drawn).map((token) => el("span", {
+        class: "new-token", "data-testid": "continuation-token", "data-token-id": token.id,
+        title: t("tokens.generated_title", { prob: pct(token.prob) }), text: token.text })));
+      line.drawn = stream.tokens.length;
+      [...line.text.children].forEach((node, step) => node.classList.toggle("parted", parted && step >= split));
+    });
+    continuationStatus.textContent = generation.status === "running" ? t("output.continuations_running")
+      : generation.status === "stopped" ? t("output.continuations_stopped")
+        : parted ? t("output.continuations_parted", { n: split + 1 }) : t("output.continuations_same");
+  }
+
+  /** A generation belongs to the run it became: another run shown puts its lines away. */
+  function forgetGeneration() {
+    const generation = store.state.generation[runKey];
+    const run = selectRun(store.state, runKey);
+    if (generation && generation.runId && (!run || run.runId !== generation.runId)) showGeneration(null);
   }
 
   function showRun() {
@@ -206,12 +296,12 @@ export function mount(root, store, runKey) {
       const answer = await sample({ runId: run.runId, ...asked });
       if (selectRun(store.state, runKey) !== run) return;
       const token = answer.token;
-      // A byte token (half a character) cannot be appended as text on its own.
-      const bytes = /^(<0x[0-9A-F]{2}>)+$/.test(token.text);
+      // Appended by its id: the prompt's tokens then this one, whatever its text would tokenize to
+      // (a byte token, half a character, too).
       result.replaceChildren(
         `${t("output.drew", { token: visible(token.text), id: token.id, prob: pct(token.prob), seed: asked.seed })} `,
-        bytes ? "" : el("button", { type: "button", class: "ghost", onclick: () => analyzeText(store, runKey, run.text + token.text) },
-          t("output.append")),
+        el("button", { type: "button", class: "ghost", "data-testid": "append-token",
+          onclick: () => analyzeIds(store, runKey, [...run.ids, token.id], { fresh: run.ids.length }) }, t("output.append")),
       );
       for (const r of rows) r.node.classList.toggle("drawn", r.id === token.id);
     } catch (error) {
@@ -223,40 +313,58 @@ export function mount(root, store, runKey) {
     const run = selectRun(store.state, runKey);
     if (!run) return;
     showError(errorBox, null);
+    result.replaceChildren();
     const mine = (controller = new AbortController());
     store.set({ busy: "generate" });
-    showGeneration([]);
-    const pieces = [];
-    const arrived = [];
     const most = limits()?.max_new_tokens ?? DEFAULT_NEW_TOKENS;
-    try {
-      const done = await generate(
-        { text: run.text, maxNewTokens: Math.max(1, Math.min(most, Number(maxNew.value) || DEFAULT_NEW_TOKENS)), ...params() },
-        {
-          signal: mine.signal,
-          onToken: (step) => {
-            pieces.push(step.token.text);
-            arrived.push(step.token);
-            showGeneration(arrived.slice());
-          },
+    const asked = { ids: run.ids, maxNewTokens: Math.max(1, Math.min(most, Number(maxNew.value) || DEFAULT_NEW_TOKENS)), ...params() };
+    // With parts switched off: the clean model, then the one with them, with the same seed and settings.
+    const streams = (run.interventions.length ? [[], run.interventions] : [[]]).map((interventions) => ({ interventions, tokens: [] }));
+    const generation = { id: ++generations, prompt: run.text, streams, status: "running", runId: null };
+    const publish = (patch = {}) => {
+      Object.assign(generation, patch);
+      showGeneration({ ...generation, streams: streams.map((s) => ({ interventions: s.interventions, tokens: s.tokens.slice() })) });
+    };
+    publish();
+    const results = await Promise.allSettled(streams.map((stream) =>
+      generate({ ...asked, interventions: stream.interventions }, {
+        signal: mine.signal,
+        onToken: (step) => {
+          stream.tokens.push(step.token);
+          if (controller === mine) publish();
         },
-      );
-      store.set({ busy: null });
+      }).catch((error) => {
+        if (error.name !== "AbortError") mine.abort(); // one failed: the other stops too
+        throw error;
+      })));
+    store.set({ busy: null });
+    // Unmounted (it let go of the controller): this view analyzes nothing more.
+    if (controller !== mine) return;
+    controller = null;
+    const failed = results.find((r) => r.status === "rejected" && r.reason?.name !== "AbortError");
+    if (failed) {
       showGeneration(null);
-      await analyzeText(store, runKey, done.text, { fresh: run.tokens.length });
-    } catch (error) {
-      store.set({ busy: null });
-      if (error.name === "AbortError") {
-        showGeneration(null);
-        // Stopped part-way: the tokens that did arrive become the new prompt (not after an unmount,
-        // which has let go of the controller).
-        if (pieces.length && mine === controller) await analyzeText(store, runKey, run.text + pieces.join(""), { fresh: run.tokens.length });
-      } else {
-        fail(error);
-      }
-    } finally {
-      if (controller === mine) controller = null;
+      fail(failed.reason);
+      return;
     }
+    // The run shown next is the last stream's (the one with the interventions): exactly its ids,
+    // the prompt's then the generated ones (those that arrived, if stopped).
+    const stream = streams[streams.length - 1];
+    const last = results[results.length - 1];
+    const done = last.status === "fulfilled" ? last.value : null;
+    const ids = done ? done.ids : [...run.ids, ...stream.tokens.map((token) => token.id)];
+    const text = done ? done.text : run.text + stream.tokens.map((token) => token.text).join("");
+    publish({ status: results.some((r) => r.status === "rejected") ? "stopped" : "done" });
+    if (ids.length === run.ids.length) {
+      // Stopped before a token came: the run stays (and the lines, until another is shown).
+      if (streams.length === 1) showGeneration(null);
+      else publish({ runId: run.runId });
+      return;
+    }
+    const shown = await analyzeIds(store, runKey, ids, { fresh: run.tokens.length, text });
+    if (store.state.generation[runKey]?.id !== generation.id) return; // another generation since
+    if (shown && streams.length > 1) publish({ runId: shown.runId });
+    else showGeneration(null);
   }
 
   function setTopK() {
@@ -301,6 +409,8 @@ export function mount(root, store, runKey) {
     store.subscribe(["temperature", "topK", "topP"], redraw),
     store.subscribe(["temperature", "topK", "topP", "seed"], syncControls),
     store.subscribe(["busy", "runs", "shown"], syncButtons),
+    store.subscribe(["runs", "shown"], forgetGeneration),
+    store.subscribe(["generation"], renderContinuations),
     store.subscribe(["candidates"], markCandidates),
   ];
   syncControls();

@@ -9,14 +9,26 @@
  *       store.state.interventions (switched-off heads...) are applied to the analysis; when there
  *       are any, the clean text is analyzed too (unless already shown) and shown under the run key
  *       cleanKey(runKey) ("main:clean"), so the output can draw the clean run's bars as ghosts beside the new ones.
- *   analyzeWith(store, runKey, text, interventions)   the same, with a new list of interventions
+ *   analyzeIds(store, runKey, ids, after)   the same for token ids exactly (a generated sequence, the
+ *       real <|endoftext|>): the run of those ids, never of their text tokenized again. `after.text`
+ *       is the text to show in the box until the answer brings the server's. The clean run beside
+ *       it is of the same ids.
+ *   reanalyze(store, runKey, after)   the last prompt asked for under runKey (its text or its ids) again,
+ *       with store.state.interventions (experiments.js, when the list changes)
+ *   analyzeWith(store, runKey, text, interventions)   analyzeText with a new list of interventions
+ *   addEndOfText(store, runKey, text)   the run of `text` (the shown one if it is that text) followed by
+ *       the real <|endoftext|> token. Typed, "<|endoftext|>" is ordinary text (as OpenAI's encoder reads
+ *       it): the token itself can only be asked for by its id.
  *   explain(error)   the page's sentence for an API error, by its stable `code`
  *   mount(root, store, runKey) -> unmount
  */
 import { analyze, busy, timing } from "./api.js";
 import { part, parts } from "./dom.js";
 import { t, tn } from "./i18n.js";
-import { cleanKey, selectRun } from "./store.js";
+import { cleanKey, sameIds, selectRun } from "./store.js";
+
+/** GPT-2's end-of-text token: the one token id the tokenizer never produces from typed text. */
+export const END_OF_TEXT = { id: 50256, text: "<|endoftext|>" };
 
 /** Timings the browser tests read: analyzeReturned / interactive (performance.now() ms). */
 export const timings = (window.explainerTimings = window.explainerTimings || {});
@@ -39,26 +51,40 @@ function report(store, runKey, patch) {
   store.set({ analysis: { ...store.state.analysis, [runKey]: { ...store.state.analysis[runKey], ...patch } } });
 }
 
-export async function analyzeText(store, runKey, text, after = {}) {
+export function analyzeText(store, runKey, text, after = {}) {
+  return analyzeSource(store, runKey, text, after);
+}
+
+export function analyzeIds(store, runKey, ids, after = {}) {
+  return analyzeSource(store, runKey, { ids: ids.slice() }, after);
+}
+
+/** `source`: the text, or {ids}. */
+async function analyzeSource(store, runKey, source, after) {
+  const byIds = typeof source !== "string";
   const mine = (serials.get(runKey) || 0) + 1;
   serials.set(runKey, mine);
-  report(store, runKey, { text, status: "running", error: null, fresh: null });
+  report(store, runKey, { text: byIds ? after.text ?? null : source, ids: byIds ? source.ids : null,
+    status: "running", error: null, fresh: null });
   store.set({ busy: "analyze" });
   const started = performance.now();
   try {
     const interventions = store.state.interventions || [];
+    // The clean run of the same tokens, if one is here already.
+    const same = (r) => (byIds ? sameIds(r.ids, source.ids) : !r.byIds && r.text === source);
     const known = [selectRun(store.state, cleanKey(runKey)), selectRun(store.state, runKey)]
-      .find((r) => r && r.text === text && !r.interventions.length);
+      .find((r) => r && same(r) && !r.interventions.length);
     const [run, clean] = await Promise.all([
-      analyze(text, interventions),
-      interventions.length && !known ? analyze(text) : Promise.resolve(known),
+      analyze(source, interventions),
+      interventions.length && !known ? analyze(source) : Promise.resolve(known),
     ]);
     if (serials.get(runKey) !== mine) return null;
     if (interventions.length && clean) store.show(cleanKey(runKey), clean);
     timings.analyzeReturned = timing.responded;
     const n = run.tokens.length;
     const pinned = after.pinned != null && after.pinned < n ? after.pinned : null;
-    report(store, runKey, { status: "done", seconds: (timings.analyzeReturned - started) / 1000, n, fresh: after.fresh ?? null });
+    report(store, runKey, { text: run.text, status: "done", seconds: (timings.analyzeReturned - started) / 1000, n,
+      fresh: after.fresh ?? null });
     store.show(runKey, run, { hovered: null, pinned, busy: null });
     await new Promise((resolve) => requestAnimationFrame(() => setTimeout(resolve, 0)));
     timings.interactive = performance.now();
@@ -82,10 +108,33 @@ export async function analyzeText(store, runKey, text, after = {}) {
  * for this text, once; if none did, it is asked for here.
  */
 export function analyzeWith(store, runKey, text, interventions) {
-  report(store, runKey, { text });
+  report(store, runKey, { text, ids: null });
   store.set({ interventions });
   if (store.state.analysis[runKey]?.status === "running" && store.state.analysis[runKey].text === text) return null;
   return analyzeText(store, runKey, text);
+}
+
+export function reanalyze(store, runKey, after = {}) {
+  const asked = store.state.analysis[runKey];
+  const run = selectRun(store.state, runKey);
+  if (asked?.ids) return analyzeIds(store, runKey, asked.ids, { ...after, text: asked.text });
+  if (asked?.text != null) return analyzeText(store, runKey, asked.text, after);
+  if (run) return run.byIds ? analyzeIds(store, runKey, run.ids, { ...after, text: run.text }) : analyzeText(store, runKey, run.text, after);
+  return null;
+}
+
+/** The prompt box's text as a run: the shown run when the box still holds its text (so a run of
+ * ids stays those ids), else the text analyzed. */
+function runOfBox(store, runKey, text) {
+  const run = selectRun(store.state, runKey);
+  if (run && run.text === text) return Promise.resolve(run);
+  return analyzeText(store, runKey, text);
+}
+
+export async function addEndOfText(store, runKey, text) {
+  const run = await runOfBox(store, runKey, text);
+  if (!run) return null;
+  return analyzeIds(store, runKey, [...run.ids, END_OF_TEXT.id], { text: run.text + END_OF_TEXT.text, fresh: run.ids.length });
 }
 
 export function mount(root, store, runKey) {
@@ -94,6 +143,7 @@ export function mount(root, store, runKey) {
   const button = part(root, "analyze");
   const errorBox = part(root, "error");
   const status = part(root, "status");
+  const endOfText = root.querySelector('[data-part="end-of-text"]'); // the main page's prompt only
   const off = new AbortController();
   const { signal } = off;
 
@@ -110,7 +160,7 @@ export function mount(root, store, runKey) {
     if (a !== shown) {
       const textChanged = !shown || shown.text !== a?.text;
       shown = a;
-      if (a && textChanged) {
+      if (a && textChanged && a.text != null) {
         input.value = a.text;
         fit();
       }
@@ -122,13 +172,20 @@ export function mount(root, store, runKey) {
         : a.status === "done" ? `${tn("prompt.answered", a.n, { seconds: a.seconds.toFixed(2) })} ` : "";
     }
     button.disabled = store.state.busy != null;
+    if (endOfText) endOfText.disabled = store.state.busy != null;
     button.textContent = store.state.busy === "analyze" ? t("prompt.analyzing") : t("prompt.analyze");
   }
 
   form.addEventListener("submit", (event) => {
     event.preventDefault();
-    analyzeText(store, runKey, input.value);
+    // The box still holding a run of ids (a generation, an end-of-text token) analyzes those ids:
+    // its text tokenized again could be other tokens.
+    const run = selectRun(store.state, runKey);
+    if (run && run.byIds && input.value === run.text) analyzeIds(store, runKey, run.ids, { text: run.text });
+    else analyzeText(store, runKey, input.value);
   }, { signal });
+  if (endOfText) endOfText.title = t("prompt.end_of_text_title", { token: END_OF_TEXT.text, id: END_OF_TEXT.id });
+  endOfText?.addEventListener("click", () => addEndOfText(store, runKey, input.value), { signal });
   input.addEventListener("input", fit, { signal });
   input.addEventListener("keydown", (event) => {
     if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {

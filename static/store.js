@@ -21,9 +21,13 @@
  *       temperature, topK, topP, seed   sampling options
  *       presenter          large-text mode
  *       busy               null, or a short name while a request runs ("analyze", "generate")
- *       analysis           {runKey: {text, status: "running" | "done" | "failed", error, seconds, fresh}}:
- *                          the last analysis asked for under each key (prompt.js analyzeText)
- *       generation         {runKey: [{id, text, prob}] while tokens stream in, or null}
+ *       analysis           {runKey: {text, ids, status: "running" | "done" | "failed", error, seconds, fresh}}:
+ *                          the last analysis asked for under each key (prompt.js analyzeText, analyzeIds):
+ *                          `ids` when it was asked for by token ids (else null), `text` the prompt box's text
+ *       generation         {runKey: {id, prompt, streams: [{interventions, tokens: [{id, text, prob}]}], status, runId}}
+ *                          or null: Generate's continuations as they stream in (one stream, or the clean
+ *                          one then the one with the interventions), status "running" | "done" | "stopped",
+ *                          runId the run they became (output.js writes it, tokens.js and output.js draw it)
  *       interventions      [{hook, op, head?, neuron?}]: applied to every analysis of the main run
  *                          (experiments.js); the clean run is shown beside it under the key cleanKey(runKey)
  *       ablate             true while a click on a head switches it off instead of selecting it
@@ -48,8 +52,8 @@
  *   focusToken(state, runKey)             pinned ?? hovered, if that position exists in the run
  *   detailToken(state, runKey)            focusToken, else the run's last token
  *   selectDetail(state, runKey)           {run, i: detailToken} for views that show one token, or null
- *   selectClean(state, runKey)            the clean run to compare the shown run with (same text, no
- *                                         interventions), or null when the shown run has none
+ *   selectClean(state, runKey)            the clean run to compare the shown run with (same token ids,
+ *                                         no interventions), or null when the shown run has none
  *   headAblated(state, layer, head)       is that head switched off by state.interventions (its z,
  *                                         or its whole attention layer)?
  *   mlpAblated(state, layer)              is that layer's MLP switched off?
@@ -58,8 +62,10 @@
  * Pure helpers on intervention lists:
  *   headIntervention(layer, head)         {"hook": "blocks.L.attn.hook_z", "op": "zero", "head": H}
  *   sameIntervention(a, b), toggled(list, intervention)   the list with it added, or removed if there
+ *   sameIds(a, b)                         two lists of token ids are equal
  */
 import { ensurePattern } from "./api.js";
+import { hookName } from "./hooks.js";
 
 const MAX_RUNS = 16;
 
@@ -206,11 +212,15 @@ export function selectClean(state, runKey) {
   const run = selectRun(state, runKey);
   if (!run || !run.interventions || !run.interventions.length) return null;
   const clean = selectRun(state, cleanKey(runKey));
-  return clean && clean !== run && clean.text === run.text && !(clean.interventions || []).length ? clean : null;
+  return clean && clean !== run && sameIds(clean.ids, run.ids) && !(clean.interventions || []).length ? clean : null;
+}
+
+export function sameIds(a, b) {
+  return !!a && !!b && a.length === b.length && a.every((id, i) => id === b[i]);
 }
 
 export function headIntervention(layer, head) {
-  return { hook: `blocks.${layer}.attn.hook_z`, op: "zero", head };
+  return { hook: hookName("attn.hook_z", layer), op: "zero", head };
 }
 
 const FIELDS = ["hook", "op", "head", "neuron", "position", "source_run_id"];
@@ -228,11 +238,11 @@ const zeroAt = (state, hook, extra = {}) =>
   state.interventions.some((x) => sameIntervention(x, { hook, op: "zero", ...extra }));
 
 export function headAblated(state, layer, head) {
-  return zeroAt(state, `blocks.${layer}.attn.hook_z`, { head }) || zeroAt(state, `blocks.${layer}.hook_attn_out`);
+  return zeroAt(state, hookName("attn.hook_z", layer), { head }) || zeroAt(state, hookName("hook_attn_out", layer));
 }
 
 export function mlpAblated(state, layer) {
-  return zeroAt(state, `blocks.${layer}.hook_mlp_out`);
+  return zeroAt(state, hookName("hook_mlp_out", layer));
 }
 
 export function selectCandidates(state, runKey) {

@@ -6,8 +6,9 @@
  * that weight in data-weight (0 for future tokens), in a third line and in its tooltip. While the
  * selected layer's pattern is still on its way (long prompts), no chip has a data-weight and the
  * hint says "Loading layer N…". Chips after `analysis[runKey].fresh` (the tokens Generate added)
- * get a short highlight. While Generate streams, its tokens (store.state.generation[runKey])
- * are shown under the chips.
+ * get a short highlight. While Generate streams, the tokens that will become the run's (the last
+ * stream of store.state.generation[runKey]: the one with the interventions, when there are two)
+ * are shown under the chips, until that run is shown.
  *
  * mount(root, store, runKey) -> unmount
  */
@@ -119,16 +120,20 @@ export function mount(root, store, runKey) {
   }
 
   let streamed = 0; // generated tokens on screen: each arrival adds one node, never redraws the rest
+  let streaming = null; // the id of the generation they belong to
   function showGeneration() {
-    const tokens = s.generation[runKey];
-    generated.hidden = !tokens;
-    if (!tokens) return;
-    if (tokens.length < streamed || !generated.firstChild) {
+    const generation = s.generation[runKey];
+    const on = !!generation && !generation.runId;
+    generated.hidden = !on;
+    if (!on) return;
+    const tokens = generation.streams[generation.streams.length - 1].tokens;
+    if (streaming !== generation.id || tokens.length < streamed || !generated.firstChild) {
       generated.replaceChildren(el("span", { class: "muted", text: t("tokens.generating") }));
       streamed = 0;
+      streaming = generation.id;
     }
     generated.append(...tokens.slice(streamed).map((token) => el("span", { class: "new-token", "data-testid": "generated-token",
-      translate: "no", title: t("tokens.generated_title", { prob: pct(token.prob) }), text: visible(token.text) })));
+      "data-token-id": token.id, translate: "no", title: t("tokens.generated_title", { prob: pct(token.prob) }), text: visible(token.text) })));
     streamed = tokens.length;
   }
 

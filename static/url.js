@@ -2,11 +2,15 @@
  * url.js — the main page's view in its URL, so that a shared link opens the same view, and Back
  * and Forward move through the analysed prompts.
  *
- *   readUrl() -> {prompt?, layer?, head?, temperature?, pinned?, topK?, topP?, seed?, presenter?, interventions?}
+ *   readUrl() -> {prompt?, ids?, layer?, head?, temperature?, pinned?, topK?, topP?, seed?, presenter?, interventions?}
+ *       prompt: the run's text (`p`)
+ *       ids: the run's token ids (`ids=464,3797,3332`), there when the run was asked for by ids (a
+ *            generation, the end-of-text token): its text tokenized again could be other tokens,
+ *            so a reload or a shared link analyzes these ids, and `p` is what the prompt box shows
  *       interventions: the switched-off heads... (`abl`, compact JSON: [{"hook", "op", "head"?, ...}])
  *   startUrlSync(store, runKey) -> flush()   keep location.search up to date with the store and the
- *       view's other controls (url_controls.js). A new prompt pushes a history entry; the rest
- *       replaces it. The URL's interventions go into the store first, so the first analysis
+ *       view's other controls (url_controls.js). A new prompt (another text, or other ids) pushes a
+ *       history entry; the rest replaces it. The URL's interventions go into the store first, so the first analysis
  *       applies them. flush() writes a change still pending at once.
  *   restoreControls()    set those controls from the URL
  *   urlIndex(value, n)   a layer or head index from the URL if below n, else 0
@@ -14,7 +18,7 @@
 import * as controls from "./url_controls.js";
 import { selectRun } from "./store.js";
 
-const URL_KEYS = { prompt: "p", layer: "layer", head: "head", temperature: "t", pinned: "pin", topK: "k", topP: "topp", seed: "seed", presenter: "present", interventions: "abl" };
+const URL_KEYS = { prompt: "p", ids: "ids", layer: "layer", head: "head", temperature: "t", pinned: "pin", topK: "k", topP: "topp", seed: "seed", presenter: "present", interventions: "abl" };
 const INTERVENTION_FIELDS = ["hook", "op", "head", "neuron", "position", "source_run_id"];
 
 /** The URL's interventions, if `abl` holds a list of objects with a hook and an op. */
@@ -40,6 +44,12 @@ export function writeInterventions(q, interventions) {
   q.set(URL_KEYS.interventions, JSON.stringify(compact));
 }
 
+/** What names the run in a query: its ids if there, else its text; null for neither. */
+function promptOf(q) {
+  if (q.has(URL_KEYS.ids)) return `ids:${q.get(URL_KEYS.ids)}`;
+  return q.has(URL_KEYS.prompt) ? `p:${q.get(URL_KEYS.prompt)}` : null;
+}
+
 /** A layer or head index from the URL, if the model has it; else 0. */
 export function urlIndex(value, n) {
   return Number.isInteger(value) && value >= 0 && value < n ? value : 0;
@@ -51,6 +61,8 @@ export function readUrl() {
   const int = (s) => (s != null && /^\d+$/.test(s) ? Number(s) : undefined);
   const num = (s) => (s != null && s !== "" && Number.isFinite(Number(s)) ? Number(s) : undefined);
   if (q.has(URL_KEYS.prompt)) out.prompt = q.get(URL_KEYS.prompt);
+  const ids = q.get(URL_KEYS.ids);
+  if (ids != null && /^(0|[1-9][0-9]{0,5})(,(0|[1-9][0-9]{0,5}))*$/.test(ids)) out.ids = ids.split(",").map(Number);
   for (const key of ["layer", "head", "pinned", "topK", "seed"]) {
     const v = int(q.get(URL_KEYS[key]));
     if (v !== undefined) out[key] = v;
@@ -74,9 +86,13 @@ function writeUrl(store, runKey) {
   // Kept as the link gave them: the language (the server's choice of page) and the scene playing.
   const kept = new URLSearchParams(location.search);
   for (const key of ["lang", "scene", "step"]) if (kept.get(key)) q.set(key, kept.get(key));
-  if (run) q.set(URL_KEYS.prompt, run.text);
-  // Until the first run is shown, the link's prompt and pinned token are still the view.
-  else for (const key of [URL_KEYS.prompt, URL_KEYS.pinned]) if (kept.has(key)) q.set(key, kept.get(key));
+  if (run) {
+    q.set(URL_KEYS.prompt, run.text);
+    if (run.byIds) q.set(URL_KEYS.ids, run.ids.join(","));
+  } else {
+    // Until the first run is shown, the link's prompt and pinned token are still the view.
+    for (const key of [URL_KEYS.prompt, URL_KEYS.ids, URL_KEYS.pinned]) if (kept.has(key)) q.set(key, kept.get(key));
+  }
   q.set(URL_KEYS.layer, String(state.layer));
   q.set(URL_KEYS.head, String(state.head));
   q.set(URL_KEYS.temperature, String(state.temperature));
@@ -89,10 +105,10 @@ function writeUrl(store, runKey) {
   controls.write(q);
   const search = `?${q.toString()}`;
   if (search === location.search) return;
-  // A new prompt is a new history entry, so Back returns to the previous one; anything else
-  // (layer, head, temperature...) refines the current entry.
-  const shown = new URLSearchParams(location.search).get(URL_KEYS.prompt);
-  if (run && shown != null && shown !== run.text) history.pushState(null, "", search);
+  // A new prompt (its text, or its ids) is a new history entry, so Back returns to the previous
+  // one; anything else (layer, head, temperature...) refines the current entry.
+  const shown = promptOf(new URLSearchParams(location.search));
+  if (run && shown != null && shown !== promptOf(q)) history.pushState(null, "", search);
   else history.replaceState(null, "", search);
 }
 
