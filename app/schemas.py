@@ -11,6 +11,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_valida
 from pydantic_core import PydanticCustomError
 
 from model.patching import RELIABLE_LOGITS
+from model.interventions import EDITABLE
 from model.tokenizer import BLANK, is_blank
 
 MAX_TOP_K = 50257
@@ -188,15 +189,19 @@ class PromptInput(BaseModel):
 
 
 MAX_INTERVENTIONS = 32
+# The hook grammar (model/hooks.py) for the hooks an experiment can edit, as the schema states it:
+# a name of another spelling is a schema 422 ("invalid"); only the layer's range depends on the model.
+EDITABLE_HOOK = f"^blocks\\.(0|[1-9][0-9]{{0,5}})\\.({'|'.join(re.escape(s) for s in EDITABLE)})$"
 
 
 class InterventionSpec(BaseModel):
     """An experiment on the model, applied where `hook` records (model/interventions.py)."""
     model_config = ConfigDict(strict=True, extra="forbid")
 
-    hook: str = Field(min_length=1, max_length=64, description=(
+    hook: str = Field(min_length=1, max_length=64, pattern=EDITABLE_HOOK, description=(
         "A full hook name: blocks.L.hook_resid_pre, hook_resid_mid, hook_resid_post, attn.hook_q, attn.hook_k, "
-        "attn.hook_v, attn.hook_z, hook_attn_out, mlp.hook_post, hook_mlp_out; or attn.hook_pattern (op patch only)."))
+        "attn.hook_v, attn.hook_z, hook_attn_out, mlp.hook_post, hook_mlp_out; or attn.hook_pattern (op patch only). "
+        "L in ASCII decimal without a leading zero, at most the model's last layer (else 422 out_of_range)."))
     op: Literal["zero", "mean", "patch"] = Field(description=(
         "zero: the selection set to 0. mean: to its mean over this run's positions (of the values before any edit "
         "at this hook). patch: to the same selection in the run source_run_id (same number of tokens)."))

@@ -84,7 +84,7 @@ def test_a_patch_reads_its_source_and_survives_the_sources_eviction(explainer, c
 
 @pytest.mark.parametrize("intervention, field, code", [
     ({"hook": "blocks.7.attn.hook_z", "op": "zero"}, "hook", "out_of_range"),
-    ({"hook": "blocks.0.ln1.hook_out", "op": "zero"}, "hook", "one_of"),
+    ({"hook": "blocks.0.ln1.hook_out", "op": "zero"}, "hook", "invalid"),  # the schema's pattern: editable hooks only
     ({"hook": "blocks.0.attn.hook_z", "op": "halve"}, "op", "invalid"),
     ({"hook": "blocks.0.attn.hook_z", "op": "zero", "head": 4}, "head", "out_of_range"),
     ({"hook": "blocks.0.hook_resid_pre", "op": "zero", "head": 0}, "head", "not_applicable"),

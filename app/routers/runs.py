@@ -104,8 +104,8 @@ async def layer_details(
                 continue
             try:
                 at, suffix = parse_hook(name, n_layers)
-            except HookNameError as error:
-                raise field_error("fields", str(error)) from None
+            except HookNameError as error:  # the query's pattern holds the grammar: only the layer's range is left
+                raise field_error("fields", str(error), code="out_of_range") from None
             (asked if at == layer else unknown).append(suffix if at == layer else name)
         if unknown:  # another layer's full hook name
             raise field_error("fields", f"{unknown[0]!r} is not a hook of layer {layer}; known: {', '.join(LAYER_HOOKS)}",
