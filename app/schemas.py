@@ -117,6 +117,8 @@ class ModelInfo(BaseModel):
     activation_function: str
     layer_norm_epsilon: float
     tied_embeddings: bool
+    end_of_text_id: int | None = Field(description="The id of <|endoftext|>: a prompt holds it only when given as ids "
+                                       "(typed, the text is ordinary tokens).")
     dropout: str
     device: str
     version: str = Field(description="The explainer package's version.")
@@ -534,6 +536,9 @@ class RoomState(BaseModel):
     # An example, so that a generator of test cases (schemathesis) has a text that fits NOT_BLANK.
     text: str = Field(max_length=MAX_PROMPT_CHARS, description="The prompt shown.",
                       json_schema_extra={"pattern": NOT_BLANK, "examples": ["The cat sat on the mat"]})
+    ids: list[body_integer(ge=0)] | None = Field(
+        None, max_length=MAX_IDS, description="The prompt's token ids when the run shown was asked for by ids (a "
+        "generation's, the real <|endoftext|>): students show exactly those tokens, not `text` tokenized again.")
     stage: Literal[tuple(sorted(STAGES))] | None = Field(None, description="The stage card scrolled to.")
     layer: body_integer(ge=0, le=MAX_ROOM_INDEX) = 0
     head: body_integer(ge=0, le=MAX_ROOM_INDEX) = 0

@@ -87,6 +87,7 @@ class Explainer:
             "activation_function": c.activation_function,
             "layer_norm_epsilon": c.layer_norm_epsilon,
             "tied_embeddings": self.model.lm_head.weight is self.model.transformer.wte.weight,
+            "end_of_text_id": self.tokenizer.end_of_text,
             "dropout": (
                 f"Dropout is the identity at inference: GPT-2 was trained with dropout p = {c.resid_pdrop} "
                 "on embeddings, attention weights and residual branches, but no dropout is applied here."

@@ -76,6 +76,9 @@ class Tokenizer:
         for symbol, index in encoder.items():
             self._id_bytes[index] = bytes(byte_decoder[c] for c in symbol)
         self.vocab_size = len(encoder)
+        # GPT-2's one special token. `encode` never produces it from typed text (OpenAI's encoder
+        # reads "<|endoftext|>" typed as text too); a prompt holds it only when given as ids.
+        self.end_of_text = encoder.get("<|endoftext|>")
 
     def encode(self, text: str) -> list[int]:
         return self._fast.encode(text, add_special_tokens=False).ids

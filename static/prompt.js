@@ -27,8 +27,9 @@ import { part, parts } from "./dom.js";
 import { t, tn } from "./i18n.js";
 import { cleanKey, sameIds, selectRun } from "./store.js";
 
-/** GPT-2's end-of-text token: the one token id the tokenizer never produces from typed text. */
-export const END_OF_TEXT = { id: 50256, text: "<|endoftext|>" };
+/** GPT-2's end-of-text token: the one token the tokenizer never produces from typed text. Its id
+ * is the server's (/api/model end_of_text_id). */
+const END_OF_TEXT = "<|endoftext|>";
 
 /** Timings the browser tests read: analyzeReturned / interactive (performance.now() ms). */
 export const timings = (window.explainerTimings = window.explainerTimings || {});
@@ -103,15 +104,19 @@ async function analyzeSource(store, runKey, source, after) {
 }
 
 /**
- * Analyze `text` with `interventions` in place of the current list (a patch chosen elsewhere, say).
- * The text is named first, so that a view that re-analyzes on a new list (experiments.js) asks
- * for this text, once; if none did, it is asked for here.
+ * Analyze `source` (a text, or {ids, text}) with `interventions` in place of the current list (a
+ * patch chosen elsewhere, say; a room's teacher's view). The prompt is named first, so that a view
+ * that re-analyzes on a new list (experiments.js) asks for this prompt, once; if none did, it is
+ * asked for here.
  */
-export function analyzeWith(store, runKey, text, interventions) {
-  report(store, runKey, { text, ids: null });
+export function analyzeWith(store, runKey, source, interventions) {
+  const ids = typeof source === "string" ? null : source.ids;
+  const text = typeof source === "string" ? source : source.text;
+  report(store, runKey, { text, ids });
   store.set({ interventions });
-  if (store.state.analysis[runKey]?.status === "running" && store.state.analysis[runKey].text === text) return null;
-  return analyzeText(store, runKey, text);
+  const asked = store.state.analysis[runKey];
+  if (asked?.status === "running" && (ids ? sameIds(asked.ids, ids) : !asked.ids && asked.text === text)) return null;
+  return ids ? analyzeIds(store, runKey, ids, { text }) : analyzeText(store, runKey, text);
 }
 
 export function reanalyze(store, runKey, after = {}) {
@@ -134,7 +139,9 @@ function runOfBox(store, runKey, text) {
 export async function addEndOfText(store, runKey, text) {
   const run = await runOfBox(store, runKey, text);
   if (!run) return null;
-  return analyzeIds(store, runKey, [...run.ids, END_OF_TEXT.id], { text: run.text + END_OF_TEXT.text, fresh: run.ids.length });
+  const id = store.state.model?.end_of_text_id;
+  if (id == null) return null;
+  return analyzeIds(store, runKey, [...run.ids, id], { text: run.text + END_OF_TEXT, fresh: run.ids.length });
 }
 
 export function mount(root, store, runKey) {
@@ -184,7 +191,11 @@ export function mount(root, store, runKey) {
     if (run && run.byIds && input.value === run.text) analyzeIds(store, runKey, run.ids, { text: run.text });
     else analyzeText(store, runKey, input.value);
   }, { signal });
-  if (endOfText) endOfText.title = t("prompt.end_of_text_title", { token: END_OF_TEXT.text, id: END_OF_TEXT.id });
+  if (endOfText) {
+    const id = store.state.model?.end_of_text_id;
+    endOfText.hidden = id == null; // a tokenizer without one
+    endOfText.title = t("prompt.end_of_text_title", { token: END_OF_TEXT, id: id ?? "" });
+  }
   endOfText?.addEventListener("click", () => addEndOfText(store, runKey, input.value), { signal });
   input.addEventListener("input", fit, { signal });
   input.addEventListener("keydown", (event) => {

@@ -29,8 +29,8 @@
 import { closeRoom, openRoom, publishRoom, roomEventsUrl, roomQrUrl, roomSnapshot } from "./api.js";
 import { el, listen, withData } from "./dom.js";
 import { t } from "./i18n.js";
-import { analyzeText, analyzeWith } from "./prompt.js";
-import { selectRun } from "./store.js";
+import { analyzeIds, analyzeText, analyzeWith } from "./prompt.js";
+import { sameIds, selectRun } from "./store.js";
 
 const PUBLISH_DELAY_MS = 150;
 const KEEPALIVE_MAX_MS = 5 * 60 * 1000;
@@ -107,6 +107,8 @@ function teacher(root, store, runKey, info) {
     if (!run) return null;
     return {
       text: run.text,
+      // A run asked for by ids (a generation's) is those ids: its text may tokenize to others.
+      ids: run.byIds ? run.ids : null,
       stage,
       layer: s.layer,
       head: s.head,
@@ -375,14 +377,27 @@ function student(store, runKey, code, info) {
     if (sceneChanged) store.set({ scene: state.scene ? { ...state.scene } : null });
     const run = selectRun(store.state, runKey);
     const analysis = store.state.analysis[runKey];
-    const coming = analysis && analysis.text === target.text && analysis.status === "running";
+    const coming = analysis && analysis.status === "running" &&
+      (target.ids ? sameIds(analysis.ids, target.ids) : !analysis.ids && analysis.text === target.text);
     if (force && !state.scene && store.state.interventions.length) {
       // Following again: the teacher's view, without what this student switched off meanwhile.
-      analyzeWith(store, runKey, target.text, []);
-    } else if (!(sceneChanged && state.scene) && (!run || run.text !== target.text) && !coming) {
-      analyzeText(store, runKey, target.text, { pinned: target.pinned });
+      analyzeWith(store, runKey, target.ids ? { ids: target.ids, text: target.text } : target.text, []);
+    } else if (!(sceneChanged && state.scene) && !isTarget(run) && !coming) {
+      showTarget({ pinned: target.pinned });
     }
     settle();
+  }
+
+  /** Whether `run` is the teacher's prompt: the same ids when the teacher's run was asked for by
+   * ids, else the same text. */
+  function isTarget(run) {
+    if (!run) return false;
+    return target.ids ? run.byIds && sameIds(run.ids, target.ids) : !run.byIds && run.text === target.text;
+  }
+
+  function showTarget(after) {
+    if (target.ids) return analyzeIds(store, runKey, target.ids, { ...after, text: target.text });
+    return analyzeText(store, runKey, target.text, after);
   }
 
   /** Once the teacher's prompt is shown: its pinned token, and its stage scrolled into view. */
@@ -390,7 +405,7 @@ function student(store, runKey, code, info) {
     if (!info.following || !target) return;
     const s = store.state;
     const run = selectRun(s, runKey);
-    if (!run || run.text !== target.text) return;
+    if (!isTarget(run)) return;
     const pinned = target.pinned != null && target.pinned < run.tokens.length ? target.pinned : null;
     if (s.pinned !== pinned) store.set({ pinned });
     if (target.stage && target.scrolled !== target.stage) {

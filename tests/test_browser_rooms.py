@@ -313,3 +313,33 @@ def test_the_room_panel_and_bar_pass_axe_and_speak_the_pseudo_language(chromium,
     finally:
         teacher.close()
         student.close()
+
+
+def test_a_student_follows_a_prompt_of_ids_as_those_ids(chromium, server):
+    """After the teacher adds the real <|endoftext|> (a run asked for by ids), a student shows
+    exactly the teacher's ids: the text tokenized again would give other tokens."""
+    teacher, student = Page(chromium, server), Page(chromium, server)
+    try:
+        teacher.open()
+        teacher.page.get_by_test_id("room-open").click()
+        code = shown_code(teacher.page)
+        teacher.page.wait_for_function("window.explainer.room.version >= 1")
+        student.open(f"r/{code}")
+        student.page.wait_for_function("window.explainer.room.applied >= 1")
+        end_of_text = httpx.get(f"{server}/api/model").json()["end_of_text_id"]
+        assert end_of_text == 50256
+        teacher.page.get_by_test_id("end-of-text").click()
+        ids_of = "(() => { const s = explainer.store.state; const r = s.runs.get(s.shown.main); return r ? r.ids : null; })()"
+        teacher.page.wait_for_function(f"(() => {{ const ids = {ids_of}; return ids && ids[ids.length - 1] === {end_of_text}; }})()")
+        want = teacher.page.evaluate(ids_of)
+        published = httpx.get(f"{server}/api/rooms/{code}").json()["state"]
+        assert published["ids"] == want
+        # Typed, the same text is other tokens: the student must not tokenize it again.
+        typed = [t["id"] for t in httpx.post(f"{server}/api/analyze", json={"text": published["text"], "patterns": "auto"}).json()["tokens"]]
+        assert typed != want
+        student.page.wait_for_function(f"JSON.stringify({ids_of}) === {json.dumps(json.dumps(want))}", timeout=20_000)
+        assert not teacher.unexpected_errors(), teacher.errors
+        assert not student.unexpected_errors(), student.errors
+    finally:
+        teacher.close()
+        student.close()

@@ -26,8 +26,8 @@ from app.settings import Settings, SettingsError
 
 from .live_server import live_server
 
-STATE = {"text": "The cat sat on the mat", "stage": "attention", "layer": 1, "head": 3, "pinned": 2,
-         "temperature": 0.7, "scene": {"id": "1-tour", "step": 1}}
+STATE = {"text": "The cat sat on the mat", "ids": [464, 3797, 3332, 319, 262, 2603, 50256], "stage": "attention",
+         "layer": 1, "head": 3, "pinned": 2, "temperature": 0.7, "scene": {"id": "1-tour", "step": 1}}
 FULL = dict(STATE)  # every field given: the snapshot holds exactly it
 
 
@@ -99,7 +99,7 @@ def test_open_publish_snapshot(client, app):
     minimal = {"text": "Hello"}
     assert publish(client, code.lower(), minimal, room["secret"]).json() == {"version": 2}
     assert client.get(f"/api/rooms/{code}").json() == {"version": 2, "state": {
-        "text": "Hello", "stage": None, "layer": 0, "head": 0, "pinned": None, "temperature": 1.0, "scene": None}}
+        "text": "Hello", "ids": None, "stage": None, "layer": 0, "head": 0, "pinned": None, "temperature": 1.0, "scene": None}}
 
 
 def test_two_rooms_have_different_codes_and_secrets(client):

@@ -101,3 +101,8 @@ def test_the_api_reads_typed_text_as_text_and_takes_the_real_token_by_id(client)
     assert [t["text"] for t in real["tokens"]] == ["a", "<|endoftext|>", "b"]
     # The same characters on the page, another sequence for the model: another run.
     assert real["run_id"] != typed["run_id"]
+
+
+def test_the_model_info_names_the_end_of_text_id(client):
+    """The page inserts the real token by the id /api/model gives, not a copy of it."""
+    assert client.get("/api/model").json()["end_of_text_id"] == END_OF_TEXT
