@@ -191,9 +191,10 @@ export function mount(root, store, runKey) {
     if (run && run.byIds && input.value === run.text) analyzeIds(store, runKey, run.ids, { text: run.text });
     else analyzeText(store, runKey, input.value);
   }, { signal });
-  if (endOfText) {
+  function showEndOfText() { // the id is the model's: known once /api/model has answered
+    if (!endOfText) return;
     const id = store.state.model?.end_of_text_id;
-    endOfText.hidden = id == null; // a tokenizer without one
+    endOfText.hidden = id == null; // no model yet, or a tokenizer without one
     endOfText.title = t("prompt.end_of_text_title", { token: END_OF_TEXT, id: id ?? "" });
   }
   endOfText?.addEventListener("click", () => addEndOfText(store, runKey, input.value), { signal });
@@ -212,9 +213,12 @@ export function mount(root, store, runKey) {
     if (sentence) status.textContent = sentence;
   };
   const unsubscribe = store.subscribe(["analysis", "busy"], render);
+  const unsubscribeModel = store.subscribe(["model"], showEndOfText);
   render();
+  showEndOfText();
   return () => {
     off.abort();
     unsubscribe();
+    unsubscribeModel();
   };
 }

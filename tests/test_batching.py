@@ -18,6 +18,7 @@ from app.settings import Settings
 from model.batching import DecodeBatch, Request
 from model.engine import UNEMBED_AS_COLUMNS, LayerCache, unembed_rows as unembed
 from model.generation import generate
+from model.interventions import Editor, Intervention
 
 # Different prompts (lengths 1..20 tokens), lengths, temperatures, top-k/p and seeds.
 CASES = [
@@ -38,7 +39,7 @@ def requests(explainer) -> list[Request]:
 
 def alone(explainer, request: Request):
     return list(generate(explainer, list(request.ids), request.max_new_tokens, request.temperature,
-                         request.top_k, request.top_p, request.seed))
+                         request.top_k, request.top_p, request.seed, request.editor))
 
 
 def assert_same(batched, single, what) -> None:
@@ -171,6 +172,9 @@ def test_eight_concurrent_generations_over_http_equal_each_alone(checkpoint_dir,
     monkeypatch.setattr(DecodeBatch, "step", counted)
     bodies = [{"text": text, "max_new_tokens": n, "temperature": t, "top_k": k, "top_p": p, "seed": seed}
               for text, n, t, k, p, seed in CASES]
+    for i, body in enumerate(bodies):  # every other one with a head switched off: a mixed batch
+        if i % 2:
+            body["interventions"] = [{"hook": "blocks.1.attn.hook_z", "op": "zero", "head": i % 4}]
 
     async def scenario():
         app = create_app(Settings(model=checkpoint_dir), explainer=explainer)
@@ -193,7 +197,7 @@ def test_eight_concurrent_generations_over_http_equal_each_alone(checkpoint_dir,
 
     alone_answers, together = asyncio.run(scenario())
     assert max(sizes) >= 4, sizes  # they were stepped together
-    for case, (single, done_single), (batched, done_batched) in zip(CASES, alone_answers, together):
+    for i, (case, (single, done_single), (batched, done_batched)) in enumerate(zip(CASES, alone_answers, together)):
         assert [s["token"]["id"] for s in batched] == [s["token"]["id"] for s in single], case
         assert done_batched["text"] == done_single["text"]
         for a, b in zip(batched, single):
@@ -201,5 +205,7 @@ def test_eight_concurrent_generations_over_http_equal_each_alone(checkpoint_dir,
             np.testing.assert_allclose([t["prob"] for t in a["top"]], [t["prob"] for t in b["top"]], atol=1e-5)
             assert a["token"]["prob"] == pytest.approx(b["token"]["prob"], abs=1e-5)
         # And alone is the single-sequence path of model/generation.py, not the batch's own answer.
-        request = Request(tuple(explainer.tokenize(case[0])), *case[1:])
+        editor = Editor([Intervention(**it) for it in bodies[i].get("interventions", [])])
+        request = Request(tuple(explainer.tokenize(case[0])), *case[1:], editor=editor)
         assert [s["token"]["id"] for s in single] == [s.token.id for s in alone(explainer, request)]
+        assert done_batched["ids"] == done_single["ids"] and done_batched["run_id"] == done_single["run_id"]

@@ -337,7 +337,7 @@ def test_a_student_follows_a_prompt_of_ids_as_those_ids(chromium, server):
         # Typed, the same text is other tokens: the student must not tokenize it again.
         typed = [t["id"] for t in httpx.post(f"{server}/api/analyze", json={"text": published["text"], "patterns": "auto"}).json()["tokens"]]
         assert typed != want
-        student.page.wait_for_function(f"JSON.stringify({ids_of}) === {json.dumps(json.dumps(want))}", timeout=20_000)
+        student.page.wait_for_function(f"JSON.stringify({ids_of}) === {json.dumps(json.dumps(want, separators=(',', ':')))}", timeout=20_000)
         assert not teacher.unexpected_errors(), teacher.errors
         assert not student.unexpected_errors(), student.errors
     finally:
