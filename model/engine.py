@@ -221,7 +221,11 @@ def batch_block(layer: int, module: GPT2Block, resid_pre: torch.Tensor, record: 
     q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # [batch, head, pos, d_head]
     if cache is not None:
         k, v = cache.extended(k, v)  # every key and value so far: [batch, head, keys, d_head]
-    allowed = _attend_mask(n_new, k.shape[2], valid, q.device)
+    # A prompt alone is plain causal attention: the fused kernel takes its own mask (the same call
+    # whether the pattern is observed or not, so the numbers are too), and the [new, keys] tensor is
+    # built only for the explicit scores (a million entries a layer at 1,024 tokens).
+    causal = fused and valid is None and n_new > 1 and n_new == k.shape[2]
+    allowed = None if causal and not observe else _attend_mask(n_new, k.shape[2], valid, q.device)
 
     # attn.scaling is 1/sqrt(d_head), adjusted by the config's layer-index scaling if set.
     if observe or not fused:
@@ -232,8 +236,6 @@ def batch_block(layer: int, module: GPT2Block, resid_pre: torch.Tensor, record: 
         pattern = rec("attn.hook_pattern", torch.softmax(scores, dim=-1))  # exactly 0 where masked
     if fused:
         # A replacement of the pattern is ignored here: a layer whose pattern is edited is not fused.
-        # A prompt alone is plain causal attention: the kernel's own mask, not a [new, keys] tensor.
-        causal = valid is None and n_new > 1 and n_new == k.shape[2]
         z = F.scaled_dot_product_attention(q, k, v, attn_mask=None if causal else allowed, is_causal=causal,
                                            scale=attn.scaling)
     else:
