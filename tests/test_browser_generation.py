@@ -26,7 +26,7 @@ import pytest
 from app.tensors import decode
 
 from .browser import ARTIFACTS, chromium, csp_violations, open_page  # noqa: F401 (chromium is a fixture)
-from .test_browser import Page, server, softmax  # noqa: F401 (server is a fixture)
+from .test_browser import Page, page, server, softmax  # noqa: F401 (page and server are fixtures)
 from .test_browser_layout import OVERFLOW, serious
 
 PROMPT = "Once upon a time"
@@ -137,13 +137,6 @@ def parting_seed(server, prompt_ids) -> int:
     pytest.fail("no seed in 0..39 where switching the head off changes the text after its first token")
 
 
-@pytest.fixture
-def page(chromium, server):
-    page = Page(chromium, server)
-    yield page
-    errors = page.unexpected_errors()
-    page.close()
-    assert not errors, f"console errors: {errors}"
 
 
 # ---------------------------------------------------------------- tests
@@ -344,7 +337,9 @@ def test_the_end_of_text_token_is_added_by_its_id(page, server, prompt_ids):
     assert chip_ids(page) == typed
 
 
-LAYOUTS = [(390, 844, False, "en"), (1280, 720, False, "en"), (1920, 1080, True, "en"), (390, 844, False, "zh-CN")]
+LAYOUTS = [(390, 844, False, "en"), (800, 900, False, "en"), (1280, 720, False, "en"), (1024, 768, True, "en"),
+           (1920, 1080, True, "en"), (390, 844, False, "zh-CN"), (1920, 1080, True, "zh-CN")]
+TWO_FRAMES = "() => new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)))"
 
 
 @pytest.mark.parametrize("width, height, presenter, lang", LAYOUTS,
@@ -358,13 +353,13 @@ def test_both_continuations_fit_and_pass_axe(chromium, server, parting_seed, wid
     page.wait_for_function("!!(explainer.store.state.generation.main || {}).runId")
     page.wait_for_function("explainer.store.state.busy === null")
     page.locator("#stage-output [data-testid=continuations]").scroll_into_view_if_needed()
-    page.wait_for_timeout(400)
+    page.evaluate(TWO_FRAMES)  # laid out and painted after the scroll
     spilled = page.evaluate(OVERFLOW)
     ARTIFACTS.mkdir(exist_ok=True)
     name = f"generation-{width}{'-presenter' if presenter else ''}{'' if lang == 'en' else '-' + lang}"
     page.evaluate("""() => { const e = document.getElementById('generate-button');
         scrollTo(0, e.getBoundingClientRect().top + scrollY - document.getElementById('stage-tokens').offsetHeight - 8); }""")
-    page.wait_for_timeout(300)
+    page.evaluate(TWO_FRAMES)
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
     assert spilled == [], json.dumps(spilled[:20], indent=1)
     assert page.evaluate("document.documentElement.scrollWidth <= innerWidth"), "the page scrolls sideways"

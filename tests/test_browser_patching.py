@@ -16,7 +16,7 @@ import pytest
 from app.tensors import decode
 
 from .browser import ARTIFACTS, chromium  # noqa: F401 (a fixture)
-from .test_browser import N_LAYERS, N_HEADS, Page, api_analyze, server  # noqa: F401 (server: a fixture)
+from .test_browser import N_LAYERS, N_HEADS, Page, api_analyze, page, server  # noqa: F401 (page, server: fixtures)
 
 CLEAN = "When Mary and John went to the store, John gave a drink to"
 CORRUPTED = "When Mary and John went to the store, Mary gave a drink to"
@@ -33,9 +33,7 @@ def api_patching(server: str, hook: str) -> dict:
     body = {"clean": CLEAN, "corrupted": CORRUPTED, "target_token": single_token(server, "Mary"),
             "baseline_token": single_token(server, "John"), "hook": hook}
     response = httpx.post(f"{server}/api/patching", json=body, timeout=120)
-    if response.status_code == 404 and "Not Found" in response.text:
-        pytest.skip("POST /api/patching does not exist on this server yet")
-    response.raise_for_status()
+    response.raise_for_status()  # a missing endpoint fails here: never a skip
     return response.json()
 
 
@@ -44,13 +42,6 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum()
 
 
-@pytest.fixture
-def page(chromium, server):
-    p = Page(chromium, server)
-    yield p
-    errors = p.unexpected_errors()
-    p.close()
-    assert not errors, f"console errors: {errors}"
 
 
 def test_the_compare_summary_is_the_apis_compare_answer(page, server):
@@ -190,18 +181,26 @@ def test_an_unreliable_sweep_is_said_in_words_and_its_heatmap_is_not_drawn(page,
     assert page.page.evaluate(HEATMAP_DATA) == 0
 
 
-@pytest.mark.parametrize("width, lang", [(390, "en"), (390, "zh-CN"), (1920, "en")])
-def test_the_unreliable_message_fits_its_card_and_passes_axe(chromium, server, width, lang):
+UNRELIABLE_LAYOUTS = [(390, 844, False, "en"), (390, 844, False, "zh-CN"), (800, 900, False, "en"), (1280, 720, False, "en"),
+                      (1024, 768, True, "en"), (1920, 1080, True, "en")]
+
+
+@pytest.mark.parametrize("width, height, presenter, lang", UNRELIABLE_LAYOUTS,
+                         ids=[f"{w}{'-presenter' if p else ''}-{lang}" for w, _, p, lang in UNRELIABLE_LAYOUTS])
+def test_the_unreliable_message_fits_its_card_and_passes_axe(chromium, server, width, height, presenter, lang):
     from .browser import csp_violations, open_page
     from .test_browser_layout import OVERFLOW, serious
 
-    context, page, errors = open_page(chromium, server, width, 900, f"?lang={lang}")
+    context, page, errors = open_page(chromium, server, width, height, f"?lang={lang}" + ("&present=1" if presenter else ""))
     page.get_by_test_id("patching-run").scroll_into_view_if_needed()
     page.get_by_test_id("patching-run").click()
     page.get_by_test_id("patching-show-anyway").wait_for(state="visible")
     if lang == "zh-CN":
         assert "几乎没有差别" in page.get_by_test_id("patching-unreliable").text_content()
     spilled = [s for s in page.evaluate(OVERFLOW) if "patching" in s]
+    page.get_by_test_id("patching-unreliable").scroll_into_view_if_needed()
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"patching-unreliable-{width}{'-presenter' if presenter else ''}-{lang}.png"))
     assert spilled == [], spilled
     assert serious(page, context={"include": [["[data-stage=patching]"]]}) == []
     assert errors == [] and csp_violations(page) == []
