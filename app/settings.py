@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from .logs import LEVELS as LOG_LEVELS
 
@@ -42,6 +44,62 @@ def _size(name: str, default: int) -> int:
     if not match or unit not in SIZE_UNITS:
         raise SettingsError(f"{name} must be a size in bytes, plain or with a unit (KB, MB, GB, KiB, MiB, GiB), got {value!r}.")
     return int(float(match.group(1)) * SIZE_UNITS[unit])
+
+
+def _hosts(name: str) -> tuple[str, ...]:
+    """Host names, comma-separated. Unset or empty: none. A list with an empty entry (",,", "a,,b")
+    or a name with spaces is a typo the operator should see, not a list the server guesses at."""
+    value = os.environ.get(name, "")
+    if not value.strip():
+        return ()
+    names = [h.strip().lower() for h in value.split(",")]
+    if any(not h or not re.fullmatch(r"\*|[a-z0-9._:\[\]-]+", h) for h in names):
+        raise SettingsError(f"{name} must be host names separated by commas (like class.example.org,laptop.local), "
+                            f"got {value!r}.")
+    return tuple(names)
+
+
+def _networks(name: str) -> tuple[str, ...]:
+    """IP addresses or networks (10.0.0.0/8), comma-separated; "*" trusts every address."""
+    value = os.environ.get(name, "")
+    if not value.strip():
+        return ()
+    items = [v.strip() for v in value.split(",")]
+    for item in items:
+        try:
+            if item != "*":
+                ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise SettingsError(f"{name} must be IP addresses or networks separated by commas (like 127.0.0.1,10.0.0.0/8), "
+                                f"got {value!r}.") from None
+    return tuple(items)
+
+
+def _public_url(name: str) -> str | None:
+    """http(s)://host[:port][/path], without a query or fragment; kept without its trailing slash."""
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return None
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 (raises on a bad port)
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment \
+            or parts.username or " " in value:
+        raise SettingsError(f"{name} must be the address students open, like http://192.168.1.20:8000 or "
+                            f"https://explainer.school.example, got {value!r}.")
+    return value.rstrip("/")
+
+
+def _token(name: str) -> str | None:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return None
+    if not re.fullmatch(r"[A-Za-z0-9._~-]{16,256}", value):
+        raise SettingsError(f"{name} must be 16 to 256 letters, digits or . _ ~ - (it goes in a URL), got a value "
+                            f"of {len(value)} characters that is not.")
+    return value
 
 
 def _number(name: str, default, kind: type, minimum, what: str):
@@ -102,6 +160,24 @@ class Settings:
     # this long without a publish from the teacher's page (which refreshes it while it is open).
     rooms_max: int = 64
     room_idle_s: float = 7200.0
+    # The classroom network (issue 23). `host`: the address the server binds (--host; --classroom
+    # binds 0.0.0.0); on any bind but loopback, teacher actions need the teacher token.
+    host: str = "127.0.0.1"
+    # The address students open (behind a proxy, or a school DNS name); None: the LAN address.
+    public_url: str | None = None
+    # None: a random one per start, printed in the teacher URL on a non-loopback bind.
+    teacher_token: str | None = None
+    # Addresses whose X-Forwarded-For is believed (a reverse proxy); none by default, so that a
+    # client cannot name itself another client and escape the per-client limits.
+    trusted_proxies: tuple[str, ...] = ()
+    # A request's headers, and then its body, must arrive within these (a slow-loris client).
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 10.0
+    # Per client address: open connections (a page holds about 6, and a follow stream), rooms it
+    # opened, and room event streams it holds (a student with a few tabs).
+    connections_per_client: int = 64
+    rooms_per_client: int = 3
+    followers_per_client: int = 8
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -110,7 +186,7 @@ class Settings:
             revision=os.environ.get("EXPLAINER_REVISION") or None,
             random_weights=_flag("EXPLAINER_RANDOM_WEIGHTS"),
             device=_choice("EXPLAINER_DEVICE", cls.device, DEVICE, "cpu, or cuda / cuda:N on a machine with a GPU"),
-            allowed_hosts=tuple(h.strip().lower() for h in os.environ.get("EXPLAINER_ALLOWED_HOSTS", "").split(",") if h.strip()),
+            allowed_hosts=_hosts("EXPLAINER_ALLOWED_HOSTS"),
             frame_ancestors=os.environ.get("EXPLAINER_FRAME_ANCESTORS", "").strip() or cls.frame_ancestors,
             log_level=_choice("EXPLAINER_LOG_LEVEL", cls.log_level, LOG_LEVELS, "one of " + ", ".join(LOG_LEVELS)),
             max_concurrent=_int("EXPLAINER_MAX_CONCURRENT", cls.max_concurrent),
@@ -122,4 +198,13 @@ class Settings:
             auto_pattern_bytes=_size("EXPLAINER_AUTO_PATTERN_BYTES", cls.auto_pattern_bytes),
             rooms_max=_int("EXPLAINER_ROOMS_MAX", cls.rooms_max),
             room_idle_s=_float("EXPLAINER_ROOM_IDLE", cls.room_idle_s, minimum=1.0),
+            host=(os.environ.get("EXPLAINER_HOST") or cls.host).strip(),
+            public_url=_public_url("EXPLAINER_PUBLIC_URL"),
+            teacher_token=_token("EXPLAINER_TEACHER_TOKEN"),
+            trusted_proxies=_networks("EXPLAINER_TRUSTED_PROXIES"),
+            header_timeout_s=_float("EXPLAINER_HEADER_TIMEOUT", cls.header_timeout_s, minimum=0.1),
+            body_timeout_s=_float("EXPLAINER_BODY_TIMEOUT", cls.body_timeout_s, minimum=0.1),
+            connections_per_client=_int("EXPLAINER_CLIENT_CONNECTIONS", cls.connections_per_client),
+            rooms_per_client=_int("EXPLAINER_CLIENT_ROOMS", cls.rooms_per_client),
+            followers_per_client=_int("EXPLAINER_CLIENT_FOLLOWERS", cls.followers_per_client),
         )
