@@ -72,13 +72,14 @@ def _serve(args: argparse.Namespace) -> int:
 
     import uvicorn
 
+    from app import connections
     from app.main import create_app  # before the model: a broken install fails at once, not after the load
     from app.startup import load_explainer
 
     explainer = load_explainer(settings)  # one line and exit 2 if it cannot
     config = uvicorn.Config(create_app(settings, explainer), host=args.host, port=args.port,
                             log_config=logs.config(settings.log_level), access_log=False,
-                            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)
+                            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S, **connections.uvicorn_options(settings))
     _stopping_server()(config).run()
     return 0
 
