@@ -57,10 +57,11 @@ def normalize(code: str) -> str:
 
 
 class _Room:
-    __slots__ = ("secret", "version", "state", "touched", "changed")
+    __slots__ = ("secret", "owner", "version", "state", "touched", "changed")
 
-    def __init__(self, secret: str, now: float):
+    def __init__(self, secret: str, now: float, owner: str = ""):
         self.secret = secret
+        self.owner = owner  # the client address that opened it (per-client cap)
         self.version = 0
         self.state: dict | None = None
         self.touched = now
@@ -71,8 +72,9 @@ class LocalRoomStore:
     """Rooms in this process. `clock` (monotonic seconds) can be replaced in tests."""
 
     def __init__(self, max_rooms: int = 64, idle_s: float = 7200.0, clock: Callable[[], float] = time.monotonic,
-                 max_tombstones: int | None = None, tombstone_s: float | None = None):
+                 max_tombstones: int | None = None, tombstone_s: float | None = None, per_client: int | None = None):
         self.max_rooms = max_rooms
+        self.per_client = per_client  # rooms one client address may hold open; None: no cap
         self.idle_s = idle_s
         self.clock = clock
         # Ordered by the last open or publish, oldest first: expiry pops from the front.
@@ -124,8 +126,17 @@ class LocalRoomStore:
         self._sweep()
         return len(self._rooms)
 
-    async def open(self) -> dict:
+    async def open(self, owner: str = "") -> dict:
+        """A new room, opened by client address `owner`: 429 client_limit if that address holds
+        `per_client` rooms already (one student's script cannot take every room of the server)."""
         self._sweep()
+        if self.per_client is not None:
+            held = [room for room in self._rooms.values() if room.owner == owner]
+            if len(held) >= self.per_client:
+                wait = max(1, math.ceil(held[0].touched + self.idle_s - self.clock()))
+                raise ApiError(429, "client_limit", f"This computer has {len(held)} rooms open already, the most one "
+                               "computer may keep (EXPLAINER_CLIENT_ROOMS): close one first (the room panel's Close "
+                               "room), or use the one that is open.", headers={"Retry-After": str(wait)})
         if len(self._rooms) >= self.max_rooms:
             oldest = next(iter(self._rooms.values()))
             wait = max(1, math.ceil(oldest.touched + self.idle_s - self.clock()))
@@ -133,7 +144,7 @@ class LocalRoomStore:
                            "(EXPLAINER_ROOMS_MAX); a room closes when it has been left unchanged for "
                            f"{_duration(self.idle_s)}.", headers={"Retry-After": str(wait)})
         code, secret = self._new_code(), secrets.token_urlsafe(32)
-        self._rooms[code] = _Room(secret, self.clock())
+        self._rooms[code] = _Room(secret, self.clock(), owner)
         return {"code": code, "secret": secret, "expires_in": self.idle_s}
 
     def _teachers(self, code: str, secret: str) -> _Room:
@@ -191,39 +202,54 @@ def _duration(seconds: float) -> str:
 
 class _Ticket:
     """One follower's place in its room; the place is given back when released or collected."""
-    __slots__ = ("__weakref__", "followers", "code")
+    __slots__ = ("__weakref__", "followers", "code", "who")
 
-    def __init__(self, followers: Followers, code: str):
-        self.followers, self.code = followers, code
+    def __init__(self, followers: Followers, code: str, who: str):
+        self.followers, self.code, self.who = followers, code, who
 
     def release(self) -> None:
-        places = self.followers._places.get(self.code)
-        if places is not None:
-            places.discard(self)
-            if not places:
-                del self.followers._places[self.code]
+        for key, table in ((self.code, self.followers._places), (self.who, self.followers._clients)):
+            places = table.get(key)
+            if places is not None:
+                places.discard(self)
+                if not places:
+                    del table[key]
 
 
 class Followers:
-    """Event streams open per room in this process, at most `per_room`. A place is held by a
-    ticket: released when the stream ends, or when it is garbage (a stream never started)."""
+    """Event streams open in this process: at most `per_room` in a room, and at most
+    `per_client` held by one client address (one script cannot take a room's every place). A
+    place is held by a ticket: released when the stream ends, or when it is garbage (a stream
+    never started). `stop()` (the server is stopping) ends every stream at once."""
 
-    def __init__(self, per_room: int = MAX_FOLLOWERS):
+    def __init__(self, per_room: int = MAX_FOLLOWERS, per_client: int | None = None):
         self.per_room = per_room
+        self.per_client = per_client
         self._places: dict[str, weakref.WeakSet] = {}
+        self._clients: dict[str, weakref.WeakSet] = {}
+        self.stopping = asyncio.Event()
 
     def count(self, code: str) -> int:
         return len(self._places.get(normalize(code), ()))
 
-    def enter(self, code: str) -> _Ticket:
+    def enter(self, code: str, who: str = "") -> _Ticket:
         code = normalize(code)
         places = self._places.setdefault(code, weakref.WeakSet())
+        mine = self._clients.setdefault(who, weakref.WeakSet())
+        if self.per_client is not None and len(mine) >= self.per_client:
+            raise ApiError(429, "client_limit", f"This computer follows rooms in {len(mine)} tabs already, the most one "
+                           "computer may (EXPLAINER_CLIENT_FOLLOWERS): close a tab that follows a room.",
+                           headers={"Retry-After": "30"})
         if len(places) >= self.per_room:
             raise ApiError(503, "room_full", f"room {code} has {self.per_room} followers already, the most it takes.",
                            headers={"Retry-After": "30"})
-        ticket = _Ticket(self, code)
+        ticket = _Ticket(self, code, who)
         places.add(ticket)
+        mine.add(ticket)
         return ticket
+
+    def stop(self) -> None:
+        self.stopping.set()
 
 
 def event(version: int, state: dict | None) -> bytes:
@@ -233,29 +259,50 @@ def event(version: int, state: dict | None) -> bytes:
     return f"id: {version}\ndata: {data}\n\n".encode()
 
 
+STOPPING = ApiError(503, "stopping", "The server is stopping; this page follows the room again when it is back.")
+
+
+def _end(error: ApiError) -> bytes:
+    body = json.dumps({"detail": error.detail, "code": error.code}, separators=(",", ":"))
+    return f"event: end\ndata: {body}\n\n".encode()
+
+
 async def follow(rooms, code: str, version: int, state: dict | None, ticket: _Ticket | None = None,
                  is_disconnected: Callable[[], Awaitable[bool]] | None = None,
-                 heartbeat_s: float = HEARTBEAT_S) -> AsyncIterator[bytes]:
+                 heartbeat_s: float = HEARTBEAT_S, stopping: asyncio.Event | None = None) -> AsyncIterator[bytes]:
     """The event stream of a room, from its (version, state) just read: that state first, then
     each new version as it is published, a comment every `heartbeat_s` while nothing is, and
-    `event: end` {detail, code} when the room closes. Ends when the client leaves (checked
-    between waits; a cancellation ends it at once too)."""
+    `event: end` {detail, code} when the room closes, or at once when `stopping` is set (the
+    server is shutting down: its graceful wait is not spent on idle streams). Ends when the
+    client leaves (checked between waits; a cancellation ends it at once too)."""
+    stopping = stopping or asyncio.Event()
     try:
         yield f"retry: {RETRY_MS}\n".encode() + event(version, state)
-        while True:
+        while not stopping.is_set():
             if is_disconnected is not None and await is_disconnected():
                 return
+            waiting = asyncio.ensure_future(rooms.wait(code, version, heartbeat_s))
+            stop = asyncio.ensure_future(stopping.wait())
             try:
-                new, state = await rooms.wait(code, version, heartbeat_s)
+                await asyncio.wait({waiting, stop}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                stop.cancel()
+                if not waiting.done():
+                    waiting.cancel()
+                    await asyncio.gather(waiting, return_exceptions=True)
+            if waiting.cancelled():
+                break
+            try:
+                new, state = waiting.result()
             except ApiError as error:
-                body = json.dumps({"detail": error.detail, "code": error.code}, separators=(",", ":"))
-                yield f"event: end\ndata: {body}\n\n".encode()
+                yield _end(error)
                 return
             if new > version:
                 version = new
                 yield event(version, state)
             else:
                 yield b": heartbeat\n\n"
+        yield _end(STOPPING)
     finally:
         if ticket is not None:
             ticket.release()

@@ -173,6 +173,8 @@ def test_an_explicit_model_that_cannot_load_exits_2_with_one_line(tmp_path, comm
     (SERVE, "EXPLAINER_MAX_CONCURRENT", "0"), (SERVE, "EXPLAINER_RANDOM_WEIGHTS", "maybe"),
     (SERVE, "EXPLAINER_DEVICE", "meta"), (UVICORN, "EXPLAINER_REQUEST_TIMEOUT", "soon"),
     (UVICORN, "EXPLAINER_CACHE_BYTES", "1 gallon"),
+    (SERVE, "EXPLAINER_ALLOWED_HOSTS", ",,"), (UVICORN, "EXPLAINER_PUBLIC_URL", "class.example"),
+    (SERVE, "EXPLAINER_TRUSTED_PROXIES", "my-proxy"),
 ], ids=lambda v: v if isinstance(v, str) else v[-1])
 def test_a_bad_setting_exits_2_naming_the_variable(tmp_path, command, variable, value):
     result = run(command + ["--port", "0"], {**no_weights(tmp_path), variable: value}, timeout_s=60)

@@ -438,7 +438,9 @@ def test_thirty_followers_get_the_state_then_each_publish_over_a_real_server(che
         started = threading.Barrier(n + 1)
 
         def student(i: int) -> None:
-            with httpx.Client(timeout=30) as http, http.stream("GET", f"{url}/api/rooms/{code}/events") as response:
+            # Each from its own address, as from its own laptop (one address may hold only a few streams).
+            laptop = httpx.HTTPTransport(local_address=f"127.0.0.{i + 2}")
+            with httpx.Client(timeout=30, transport=laptop) as http, http.stream("GET", f"{url}/api/rooms/{code}/events") as response:
                 assert response.status_code == 200
                 assert response.headers["content-type"].startswith("text/event-stream")
                 lines = response.iter_lines()

@@ -4,20 +4,25 @@ the browser's `Accept-Language`, else English.
 Static files (and plotly.js from the installed package) are mounted in
 main.
 
-- `/`: the explainer, every stage showing the run of the prompt typed.
+- `/`: the explainer, every stage showing the run of the prompt typed. `/?token=T`, the teacher
+  URL the terminal prints (app/classroom.py), keeps the teacher token in a cookie and sends the
+  browser on to the same page without it, so the token stays out of the address bar and history.
 - `/compare?a=...&b=...`: two prompts side by side, every stage mounted once per run.
 - `/r/CODE`: the explainer following the teacher's room CODE (static/room.js).
 """
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 
 from model import download_command
 
 from .. import catalog
+from ..classroom import COOKIE_MAX_AGE_S, TEACHER_COOKIE, TOKEN_PARAM
 from ..model_info import model_info
 from ..resources import data_dir
 
@@ -59,6 +64,14 @@ def render(request: Request, name: str, **extra) -> HTMLResponse:
 
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)
 def index(request: Request) -> HTMLResponse:
+    token = request.query_params.get(TOKEN_PARAM)
+    if token is not None and request.app.state.teacher.matches(token):
+        rest = urlencode([(k, v) for k, v in request.query_params.multi_items() if k != TOKEN_PARAM])
+        response = RedirectResponse("/" + (f"?{rest}" if rest else ""), status_code=303)
+        response.set_cookie(TEACHER_COOKIE, token, max_age=COOKIE_MAX_AGE_S, path="/", httponly=True,
+                            samesite="strict", secure=request.url.scheme == "https")
+        response.headers["Cache-Control"] = "no-store"
+        return response
     return render(request, "index.html")
 
 

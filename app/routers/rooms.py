@@ -10,10 +10,13 @@ import segno
 from fastapi import APIRouter, Depends, Header, Path, Request
 from fastapi.responses import Response, StreamingResponse
 
+from .. import classroom
+from ..classroom import Teacher, get_teacher, require_teacher
+from ..clients import client
 from ..deps import get_room_followers, get_rooms
 from ..errors import documented
 from ..rooms import Followers, follow, normalize
-from ..schemas import RoomOpened, RoomSnapshot, RoomState, RoomVersion
+from ..schemas import Classroom, RoomOpened, RoomSnapshot, RoomState, RoomVersion
 
 router = APIRouter(prefix="/api", responses=documented(400, 413, 422, 503))
 
@@ -28,11 +31,27 @@ def follow_path(code: str) -> str:
     return f"/r/{code}"
 
 
-@router.post("/rooms", response_model=RoomOpened, status_code=201,
-             summary="Open a room the teacher's page publishes its view to")
-async def open_room(rooms=Depends(get_rooms)) -> dict:
-    opened = await rooms.open()
-    return {**opened, "follow_url": follow_path(opened["code"])}
+def students_url(request: Request, code: str) -> tuple[str, bool]:
+    """The absolute URL students open for room `code`, and whether another computer can reach
+    it (if not, this server's own address: only good on this machine)."""
+    base = classroom.students_base(request.app.state.settings, request)
+    return (base or str(request.base_url).rstrip("/")) + follow_path(normalize(code)), base is not None
+
+
+@router.get("/classroom", response_model=Classroom, summary="Whether this page is the teacher's, and where students "
+            "reach this server")
+async def classroom_info(request: Request, teacher: Teacher = Depends(get_teacher)) -> dict:
+    return classroom.summary(request.app.state.settings, teacher, request)
+
+
+@router.post("/rooms", response_model=RoomOpened, status_code=201, responses=documented(403, 429),
+             dependencies=[Depends(require_teacher)],
+             summary="Open a room the teacher's page publishes its view to (the teacher's, where students can reach "
+                     "the server)")
+async def open_room(request: Request, rooms=Depends(get_rooms)) -> dict:
+    opened = await rooms.open(client.get())
+    url, reachable = students_url(request, opened["code"])
+    return {**opened, "follow_url": follow_path(opened["code"]), "students_url": url, "reachable": reachable}
 
 
 @router.put("/rooms/{code}/state", response_model=RoomVersion, responses=documented(403, 404, 410),
@@ -43,7 +62,7 @@ async def publish(code: Code, state: RoomState, rooms=Depends(get_rooms), x_room
 
 
 @router.delete("/rooms/{code}", status_code=204, response_class=Response, responses=documented(403, 404, 410),
-               summary="Close the room (only with the secret it was opened with): its followers are told at once")
+               dependencies=[Depends(require_teacher)], summary="Close the room (only with the secret it was opened with): its followers are told at once")
 async def close(code: Code, rooms=Depends(get_rooms), x_room_secret: TeacherSecret = "") -> Response:
     await rooms.close(code, x_room_secret)
     return Response(status_code=204)
@@ -64,13 +83,14 @@ async def snapshot(code: Code, rooms=Depends(get_rooms)) -> dict:
                      "description": "First the current state, then each new version, each as `id: <version>` and "
                                     "`data: {version, state}`; a `: heartbeat` comment every 15 s while nothing "
                                     "changes; `event: end` with {detail, code} when the room closes."},
-               **documented(404, 410)},
+               **documented(404, 410, 429)},
 )
 async def events(code: Code, request: Request, rooms=Depends(get_rooms),
                  followers: Followers = Depends(get_room_followers)) -> StreamingResponse:
     version, state = await rooms.snapshot(code)  # 404 / 410 before the stream starts
-    ticket = followers.enter(code)  # 503 room_full
-    stream = follow(rooms, normalize(code), version, state, ticket, request.is_disconnected)
+    ticket = followers.enter(code, client.get())  # 503 room_full, 429 client_limit
+    stream = follow(rooms, normalize(code), version, state, ticket, request.is_disconnected,
+                    stopping=followers.stopping)
     return StreamingResponse(stream, media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
@@ -80,7 +100,7 @@ async def events(code: Code, request: Request, rooms=Depends(get_rooms),
     **documented(404, 410)}, summary="The room's follow URL as a QR code (SVG)")
 async def qr(code: Code, request: Request, rooms=Depends(get_rooms)) -> Response:
     await rooms.snapshot(code)  # 404 / 410
-    url = str(request.base_url).rstrip("/") + follow_path(normalize(code))
+    url, _ = students_url(request, code)
     out = io.BytesIO()
     segno.make(url, error="m").save(out, kind="svg", xmldecl=False, omitsize=True, border=2, dark="#000",
                                     light="#fff", title=url, svgclass=None, lineclass=None)
