@@ -9,7 +9,7 @@ import asyncio
 import dataclasses
 import sys
 
-from app import logs
+from app import connections, logs
 from app.settings import Settings, SettingsError
 from model.hub import DEFAULT_MODEL
 
@@ -67,12 +67,12 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     logs.configure(settings.log_level)
+    connections.raise_open_file_limit()  # for the connection cap (and Ray's processes, which inherit it)
     if args.replicas > 1 or args.ray or args.ray_address:
         return _serve_on_ray(args, settings)
 
     import uvicorn
 
-    from app import connections
     from app.main import create_app  # before the model: a broken install fails at once, not after the load
     from app.startup import load_explainer
 

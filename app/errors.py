@@ -5,6 +5,7 @@ a prompt the model cannot take 422."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from fastapi import FastAPI, Request
@@ -15,6 +16,7 @@ from starlette.routing import Match
 
 from model import PromptError, PromptTooLongError
 
+from .logs import printable
 from .schemas import NOT_BLANK, ErrorBody
 
 log = logging.getLogger("explainer")
@@ -73,8 +75,8 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(request: Request, error: ApiError) -> JSONResponse:
         if error.status >= 500:  # a full queue, a time limit: in the log, with where it came from
-            log.warning("%s %s answered %d: %s", request.method, request.url.path, error.status, error.detail,
-                        exc_info=error)
+            log.warning("%s %s answered %d: %s", printable(request.method), printable(request.url.path), error.status,
+                        error.detail, exc_info=error)
         return error.response()
 
     @app.exception_handler(RequestValidationError)
@@ -114,7 +116,9 @@ def install(app: FastAPI) -> None:
 # What each status means, for the OpenAPI document: every route lists the ones it can answer.
 _DESCRIPTIONS = {
     400: "The body is not JSON (code invalid_json), or the Host header names a host this server does not answer "
-         "to (host_not_allowed).",
+         "to (host_not_allowed). Written by the server library before the app sees the request: bytes that are not "
+         "an HTTP request, or headers over 64 KB (code invalid under explainer serve; from a bare uvicorn or Ray's "
+         "proxy, uvicorn's own plain-text 400 without this body).",
     404: "unknown_run: a run id this server never issued (or forgot long ago: analyze the prompt again); "
          "unknown_scene: no scene of that id (GET /api/scenes lists them); unknown_room: no room of that code "
          "(check it); not_found: no such path.",
@@ -122,11 +126,14 @@ _DESCRIPTIONS = {
          "page, which opened it, can publish to a room).",
     410: "room_expired: the room was closed after EXPLAINER_ROOM_IDLE without a change; the teacher opens a new one.",
     413: "body_too_large: the request body is over 2 MB, more than any body this schema allows.",
+    408: "body_timeout: the request body was not complete within EXPLAINER_BODY_TIMEOUT (10 s) of its headers; "
+         "the connection is closed.",
     422: "The request does not fit this schema (code invalid, or empty_prompt for a blank prompt), or it fits but "
          "the prompt, the run or the model cannot take it: prompt_too_long (more tokens than the model's context; "
          "n_tokens and limit say how many), too_costly (the answer would pass a stated budget: patterns 'all' on a "
          "long prompt, the logit lens over more than 64 positions), out_of_range (a position beyond this run's "
-         "tokens, a hook of another layer), one_of (give exactly one of two parameters), bad_words (a word or "
+         "tokens, a hook of another layer), unknown_hook (a hook no experiment can edit: the hook field's pattern "
+         "lists those that can), one_of (give exactly one of two parameters), bad_words (a word or "
          "expression the tokenizer or the arithmetic cannot take: over 16 tokens a word, over 12 words, "
          "two operators in a row, an unclosed quote, a zero vector), not_applicable (an intervention's field its hook or op "
          "does not take: a head on the residual stream, a pattern zeroed, a patch between prompts of different "
@@ -135,15 +142,18 @@ _DESCRIPTIONS = {
     503: "loading (the model is not loaded yet), busy (the forward queue is full, or this client has 8 requests "
          "waiting), timeout (no slot, or no answer, within EXPLAINER_REQUEST_TIMEOUT), stopping (the server is "
          "shutting down), too_many_rooms (EXPLAINER_ROOMS_MAX rooms are open), room_full (the room has as many "
-         "followers as it takes). Retry-After says when to try again.",
+         "followers as it takes), too_many_connections (written before the app sees the request: this client address "
+         "holds EXPLAINER_CLIENT_CONNECTIONS connections, or the server as many as its open-file limit allows; the "
+         "connection is closed). Retry-After says when to try again.",
 }
 _RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before trying again.", "schema": {"type": "integer"}}}
 
 
 def documented(*statuses: int) -> dict:
-    """OpenAPI `responses` for these error statuses, each with the ErrorBody schema."""
+    """OpenAPI `responses` for these error statuses, each with the ErrorBody schema. A route that
+    takes a body (413) can also time out reading it (408)."""
     responses = {}
-    for status in statuses:
+    for status in (*statuses, 408) if 413 in statuses else statuses:
         responses[status] = {"model": ErrorBody, "description": _DESCRIPTIONS[status]}
         if status == 503:
             responses[status]["headers"] = _RETRY_AFTER
@@ -151,12 +161,14 @@ def documented(*statuses: int) -> dict:
 
 
 class BodySizeLimit:
-    """Pure ASGI middleware: refuse bodies over `max_bytes` with 413, whether announced by
-    Content-Length or streamed in chunks, before anything parses them."""
+    """Pure ASGI middleware: read the whole body before anything parses it, and refuse one over
+    `max_bytes` with 413 (announced by Content-Length or streamed in chunks), or one not complete
+    `timeout_s` after the headers with 408 (a client that stalls), closing the connection."""
 
-    def __init__(self, app, max_bytes: int):
+    def __init__(self, app, max_bytes: int, timeout_s: float):
         self.app = app
         self.max_bytes = max_bytes
+        self.timeout_s = timeout_s
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -168,16 +180,22 @@ class BodySizeLimit:
         # Read the body first (at most max_bytes of it), then replay it to the app: bodies
         # here are small JSON, and a refusal must not depend on how the app parses.
         chunks, received = [], 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                return  # the client went away
-            chunks.append(message.get("body", b""))
-            received += len(chunks[-1])
-            if received > self.max_bytes:
-                return await self._refuse(send)
-            if not message.get("more_body", False):
-                break
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                while True:
+                    message = await receive()
+                    if message["type"] != "http.request":
+                        return  # the client went away
+                    chunks.append(message.get("body", b""))
+                    received += len(chunks[-1])
+                    if received > self.max_bytes or not message.get("more_body", False):
+                        break
+        except TimeoutError:
+            error = ApiError(408, "body_timeout", f"The request body did not arrive within {self.timeout_s:g} s.",
+                             field="body", headers={"Connection": "close"})
+            return await error.response()({"type": "http"}, None, send)
+        if received > self.max_bytes:
+            return await self._refuse(send)
         body = b"".join(chunks)
         replayed = False
 

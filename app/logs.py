@@ -54,6 +54,17 @@ def internal_error_body() -> dict:
     return ApiError(500, "internal", "Internal server error; it is in the server's log.").body()
 
 
+def printable(text: str) -> str:
+    """`text` on one line that cannot be mistaken for other fields: a backslash, a space and every
+    character that is not printable (line breaks, escape sequences, U+2028) as a Python escape, so
+    that a path holding %0a cannot write a second, forged line into the log."""
+    return "".join(c if c.isprintable() and c not in " \\" else _escape(c) for c in text)
+
+
+def _escape(c: str) -> str:
+    return "\\x20" if c == " " else c.encode("unicode_escape").decode("ascii")
+
+
 class AccessLog:
     """Pure ASGI middleware: the access line, and the last word on an exception no handler took
     (logged with its traceback, answered with a JSON 500, not re-raised into a second traceback)."""
@@ -78,7 +89,7 @@ class AccessLog:
         try:
             await self.app(scope, receive, send_and_note)
         except Exception:
-            log.exception("%s %s failed", scope["method"], scope["path"])
+            log.exception("%s %s failed", printable(scope["method"]), printable(scope["path"]))
             if status is None:
                 status = 500
                 body = json.dumps(internal_error_body()).encode()
@@ -86,4 +97,5 @@ class AccessLog:
                             "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
                 await send({"type": "http.response.body", "body": body})
         finally:
-            access.info("%s %s %s %.1f ms", scope["method"], scope["path"], status or "-", (time.perf_counter() - start) * 1e3)
+            access.info("%s %s %s %.1f ms", printable(scope["method"]), printable(scope["path"]), status or "-",
+                        (time.perf_counter() - start) * 1e3)

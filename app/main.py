@@ -74,7 +74,7 @@ def create_app(settings: Settings | None = None, explainer: Explainer | None = N
     contract.install(app)
     app.add_middleware(GZipMiddleware, minimum_size=2048, compresslevel=5)
     app.add_middleware(disconnect.CancelWhenGone)  # inside BodySizeLimit: it needs the body read
-    app.add_middleware(errors.BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(errors.BodySizeLimit, max_bytes=settings.max_body_bytes, timeout_s=settings.body_timeout_s)
     app.add_middleware(security.Security, allowed_hosts=settings.allowed_hosts, frame_ancestors=settings.frame_ancestors)
     app.add_middleware(RequestMetrics, metrics=app.state.metrics)  # just inside AccessLog: every answer, Host refusals too
     app.add_middleware(logs.AccessLog)  # outermost of ours: it times and sees everything

@@ -29,7 +29,10 @@ ErrorCode = Literal[
     # the request does not fit this schema
     "invalid", "invalid_json", "empty_prompt", "body_too_large", "host_not_allowed",
     # it fits the schema, but the prompt, the run or the model cannot take it (see the 422 description)
-    "prompt_too_long", "too_costly", "out_of_range", "one_of", "bad_words", "not_applicable", "unknown_source",
+    "prompt_too_long", "too_costly", "out_of_range", "unknown_hook", "one_of", "bad_words", "not_applicable",
+    "unknown_source",
+    # the connection: a body that stalls, more connections than one client (or the server) may hold
+    "body_timeout", "too_many_connections",
     # addresses
     "unknown_run", "unknown_scene", "unknown_room", "room_expired", "not_found", "method_not_allowed",
     # a room's publisher (the teacher's page holds its secret)
@@ -40,7 +43,8 @@ ErrorCode = Literal[
 # 422s for requests that fit the schema but not the prompt, the run or the model: no JSON Schema
 # can state them (a prompt's length in tokens, a position beyond a run's tokens, one of two
 # parameters...). The 422 description in the OpenAPI document lists them.
-CONTEXT_CODES = ("prompt_too_long", "too_costly", "out_of_range", "one_of", "bad_words", "not_applicable", "unknown_source")
+CONTEXT_CODES = ("prompt_too_long", "too_costly", "out_of_range", "unknown_hook", "one_of", "bad_words", "not_applicable",
+                 "unknown_source")
 
 
 class FieldProblem(BaseModel):
@@ -201,9 +205,10 @@ class InterventionSpec(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")
 
     hook: str = Field(min_length=1, max_length=64, pattern=EDITABLE_HOOK, description=(
-        "A full hook name: blocks.L.hook_resid_pre, hook_resid_mid, hook_resid_post, attn.hook_q, attn.hook_k, "
-        "attn.hook_v, attn.hook_z, hook_attn_out, mlp.hook_post, hook_mlp_out; or attn.hook_pattern (op patch only). "
-        "L in ASCII decimal without a leading zero, at most the model's last layer (else 422 out_of_range)."))
+        "A full hook name blocks.L.<suffix>, for the hooks an experiment can edit: "
+        + ", ".join(f"blocks.L.{suffix}" + (" (op patch only)" if suffix == "attn.hook_pattern" else "") for suffix in EDITABLE)
+        + ". L in ASCII decimal without a leading zero, at most the model's last layer (else 422 out_of_range); "
+        "any other name does not fit this pattern (422 invalid)."))
     op: Literal["zero", "mean", "patch"] = Field(description=(
         "zero: the selection set to 0. mean: to its mean over this run's positions (of the values before any edit "
         "at this hook). patch: to the same selection in the run source_run_id (same number of tokens)."))

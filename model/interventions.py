@@ -85,7 +85,7 @@ def check(interventions: Sequence[Intervention], n_layers: int, n_heads: int, d_
             fail("hook", str(error), code="invalid")
         if layer is None or suffix not in EDITABLE:
             fail("hook", f"{it.hook!r} cannot be edited; use blocks.L.<{'|'.join(EDITABLE)}> with L from 0 to {n_layers - 1}",
-                 code="one_of")
+                 code="unknown_hook")
         if layer >= n_layers:
             fail("hook", f"layer {layer} does not exist: the model has layers 0 to {n_layers - 1}")
         if it.op not in OPS:

@@ -210,8 +210,8 @@ def test_patching_a_run_with_itself_changes_nothing(explainer):
 
 @pytest.mark.parametrize("intervention, field, code", [
     (Intervention("blocks.9.attn.hook_z", "zero"), "hook", "out_of_range"),
-    (Intervention("blocks.0.ln1.hook_out", "zero"), "hook", "one_of"),
-    (Intervention("hook_embed", "zero"), "hook", "one_of"),
+    (Intervention("blocks.0.ln1.hook_out", "zero"), "hook", "unknown_hook"),
+    (Intervention("hook_embed", "zero"), "hook", "unknown_hook"),
     (Intervention("blocks.0.attn.hook_z", "double"), "op", "one_of"),
     (Intervention("blocks.0.attn.hook_z", "zero", head=99), "head", "out_of_range"),
     (Intervention("blocks.0.hook_resid_pre", "zero", head=0), "head", "not_applicable"),
