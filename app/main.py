@@ -21,6 +21,7 @@ from model.threads import ThreadShare
 from . import contract, disconnect, errors, logs, security, startup
 from .batcher import DecodeBatcher
 from .cache import RunCache
+from .classroom import Teacher
 from .concurrency import Coalescer, ForwardLimiter
 from .metrics import Metrics, RequestMetrics
 from .resources import data_dir, version
@@ -43,8 +44,8 @@ def create_app(settings: Settings | None = None, explainer: Explainer | None = N
         app.state.limiter.observe_wait = app.state.metrics.queue_wait.observe
         app.state.coalescer = Coalescer()
         if getattr(app.state, "rooms", None) is None:  # a deployment may have set its own store
-            app.state.rooms = LocalRoomStore(settings.rooms_max, settings.room_idle_s)
-        app.state.room_followers = Followers()
+            app.state.rooms = LocalRoomStore(settings.rooms_max, settings.room_idle_s, per_client=settings.rooms_per_client)
+        app.state.room_followers = Followers(per_client=settings.followers_per_client)
         if explainer is None:
             try:
                 app.state.explainer = startup.load_explainer(settings)
@@ -68,6 +69,7 @@ def create_app(settings: Settings | None = None, explainer: Explainer | None = N
         redoc_url=None,
     )
     app.state.settings = settings
+    app.state.teacher = Teacher(settings)
     app.state.explainer = None
     app.state.metrics = Metrics(app)
     errors.install(app)
@@ -75,7 +77,8 @@ def create_app(settings: Settings | None = None, explainer: Explainer | None = N
     app.add_middleware(GZipMiddleware, minimum_size=2048, compresslevel=5)
     app.add_middleware(disconnect.CancelWhenGone)  # inside BodySizeLimit: it needs the body read
     app.add_middleware(errors.BodySizeLimit, max_bytes=settings.max_body_bytes, timeout_s=settings.body_timeout_s)
-    app.add_middleware(security.Security, allowed_hosts=settings.allowed_hosts, frame_ancestors=settings.frame_ancestors)
+    app.add_middleware(security.Security, allowed_hosts=settings.allowed_hosts, frame_ancestors=settings.frame_ancestors,
+                       public_url=settings.public_url)
     app.add_middleware(RequestMetrics, metrics=app.state.metrics)  # just inside AccessLog: every answer, Host refusals too
     app.add_middleware(logs.AccessLog)  # outermost of ours: it times and sees everything
     for router in (health.router, runs.router, experiments.router, heads.router, sampling.router, logit_lens.router, embedding_space.router,

@@ -35,8 +35,10 @@ ErrorCode = Literal[
     "body_timeout", "too_many_connections",
     # addresses
     "unknown_run", "unknown_scene", "unknown_room", "room_expired", "not_found", "method_not_allowed",
-    # a room's publisher (the teacher's page holds its secret)
-    "not_teacher",
+    # a room's publisher (the teacher's page holds its secret); the teacher token; another web site
+    "not_teacher", "teacher_only", "cross_site",
+    # one client address holds as many rooms or follow streams as one computer may
+    "client_limit",
     # the server
     "loading", "busy", "timeout", "stopping", "too_many_rooms", "room_full", "internal",
 ]
@@ -566,7 +568,22 @@ class RoomOpened(BaseModel):
     code: str = Field(description="6 characters (no 0, O, 1, I or L): what students type after /r/.")
     secret: str = Field(description="Only the teacher's page has it: PUT /api/rooms/{code}/state needs it in X-Room-Secret.")
     follow_url: str = Field(description="The students' page, /r/{code}.")
+    students_url: str = Field(description="The students' page as an absolute URL another computer can open: on "
+                              "EXPLAINER_PUBLIC_URL, else this server's LAN address (never 127.0.0.1 while it is reachable).")
+    reachable: bool = Field(description="false: the server listens on loopback only, so students' computers cannot "
+                            "open students_url; `explainer serve --classroom` makes it reachable.")
     expires_in: float = Field(description="Seconds without a publish before the room expires (EXPLAINER_ROOM_IDLE).")
+
+
+class Classroom(BaseModel):
+    teacher: bool = Field(description="This browser may open and close rooms: the server is loopback-only, or the "
+                          "request carries the teacher token (cookie or Authorization: Bearer).")
+    token_required: bool = Field(description="Teacher actions need the teacher token here (a non-loopback bind, or "
+                                 "EXPLAINER_TEACHER_TOKEN set).")
+    reachable: bool = Field(description="Students' computers can reach this server.")
+    students_base: str | None = Field(description="The address students open (EXPLAINER_PUBLIC_URL, else the LAN "
+                                      "address); null when the server listens on loopback only.")
+    command: str = Field(description="The command that serves a reachable classroom.")
 
 
 class RoomVersion(BaseModel):
