@@ -21,7 +21,11 @@ def main(argv: list[str] | None = None) -> int:
     serve = commands.add_parser("serve", help="serve the web app and the API",
                                 description="Serve the page and the API. Without --model: GPT-2 small from the Hugging "
                                             "Face cache or the Hub, else (offline) an untrained model, said loudly.")
-    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--host", help="the address to listen on (default: EXPLAINER_HOST, else 127.0.0.1: this "
+                                      "computer only; --classroom: every interface)")
+    serve.add_argument("--classroom", action="store_true",
+                       help="for a class: listen on every interface, print the address students open (with a QR "
+                            "code) and the teacher URL; teacher actions then need the teacher token")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--model", help="a Hugging Face Hub id or a directory saved with save_pretrained "
                                        f"(default: EXPLAINER_MODEL, else {DEFAULT_MODEL})")
@@ -61,27 +65,62 @@ def _serve(args: argparse.Namespace) -> int:
              "device": args.device, "log_level": args.log_level}
     try:
         settings = dataclasses.replace(Settings.from_env(), **{k: v for k, v in given.items() if v is not None})
+        host = args.host or ("0.0.0.0" if args.classroom else settings.host)
         # The name it was started on is one it answers to (0.0.0.0 and IPs pass the check anyway).
-        settings = dataclasses.replace(settings, allowed_hosts=(*settings.allowed_hosts, args.host.lower()))
+        settings = dataclasses.replace(settings, host=host, allowed_hosts=(*settings.allowed_hosts, host.lower()))
     except SettingsError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     logs.configure(settings.log_level)
     connections.raise_open_file_limit()  # for the connection cap (and Ray's processes, which inherit it)
+    try:  # before the model loads: a port in use is known in a moment, not after a minute
+        sock = _bind(settings.host, args.port)
+    except OSError as error:
+        print(f"error: cannot listen on {settings.host} port {args.port}: {error.strerror or error}. Another server "
+              f"may be running there: stop it, or choose another port with --port.", file=sys.stderr)
+        return 2
     if args.replicas > 1 or args.ray or args.ray_address:
+        sock.close()  # Ray's proxy binds it itself
+        from app.classroom import Teacher, announce, is_loopback
+
+        if settings.teacher_token is None and not is_loopback(settings.host):  # one token for every replica
+            settings = dataclasses.replace(settings, teacher_token=Teacher(settings).token)
+        announce(settings, args.port, Teacher(settings))
         return _serve_on_ray(args, settings)
 
     import uvicorn
 
+    from app.classroom import announce
     from app.main import create_app  # before the model: a broken install fails at once, not after the load
     from app.startup import load_explainer
 
     explainer = load_explainer(settings)  # one line and exit 2 if it cannot
-    config = uvicorn.Config(create_app(settings, explainer), host=args.host, port=args.port,
+    app = create_app(settings, explainer)
+    config = uvicorn.Config(app, host=settings.host, port=args.port,
                             log_config=logs.config(settings.log_level), access_log=False,
                             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S, **connections.uvicorn_options(settings))
-    _stopping_server()(config).run()
+    announce(settings, args.port, app.state.teacher)
+    _stopping_server()(config).run(sockets=[sock])
     return 0
+
+
+def _bind(host: str, port: int):
+    """The listening address, bound (not yet listening: uvicorn listens once the app is ready)."""
+    import socket
+
+    infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: a restart need not wait
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        sock.bind(address)
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
 
 
 GRACEFUL_SHUTDOWN_S = 5
@@ -102,7 +141,7 @@ def _serve_on_ray(args: argparse.Namespace, settings: Settings) -> int:
     except ImportError:
         print('error: --replicas and --ray need Ray Serve: pip install "explainer[cluster]"', file=sys.stderr)
         return 2
-    return serve_on_ray(settings, args.host, args.port, args.replicas, args.ray_address, args.cpus_per_replica)
+    return serve_on_ray(settings, settings.host, args.port, args.replicas, args.ray_address, args.cpus_per_replica)
 
 
 def _stopping_server():
@@ -119,8 +158,12 @@ def _stopping_server():
 
         def handle_exit(self, sig, frame):
             limiter = getattr(self.config.app.state, "limiter", None)
-            if limiter is not None and getattr(self, "loop", None) is not None:
-                self.loop.call_soon_threadsafe(limiter.close)  # from a signal handler: only thread-safe calls
+            followers = getattr(self.config.app.state, "room_followers", None)
+            if getattr(self, "loop", None) is not None:  # from a signal handler: only thread-safe calls
+                if limiter is not None:
+                    self.loop.call_soon_threadsafe(limiter.close)
+                if followers is not None:  # idle follow streams end now, not at the graceful timeout
+                    self.loop.call_soon_threadsafe(followers.stop)
             super().handle_exit(sig, frame)
 
     return StoppingServer

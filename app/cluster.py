@@ -96,11 +96,12 @@ class ExplainerShared:
     """The state every replica shares (made a Ray actor by `shared_actor`): the recipe index and
     the rooms. Async: a room's `wait` (a follower's long poll) does not hold up other calls."""
 
-    def __init__(self, index_bytes: int = INDEX_BYTES, rooms_max: int = 64, room_idle_s: float = 7200.0):
+    def __init__(self, index_bytes: int = INDEX_BYTES, rooms_max: int = 64, room_idle_s: float = 7200.0,
+                 rooms_per_client: int | None = None):
         from .rooms import LocalRoomStore
 
         self.recipes = RecipeIndex(index_bytes)
-        self.rooms = LocalRoomStore(rooms_max, room_idle_s)
+        self.rooms = LocalRoomStore(rooms_max, room_idle_s, per_client=rooms_per_client)
 
     async def remember(self, run_id: str, ids: bytes, interventions: str) -> None:
         self.recipes.remember(run_id, (ids, interventions))
@@ -147,7 +148,7 @@ def shared_actor(settings: Settings, app_name: str = APP_NAME, index_bytes: int 
     return ray.remote(ExplainerShared).options(
         name=actor_name(app_name), namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
         num_cpus=0, max_restarts=-1, max_task_retries=0, max_concurrency=ACTOR_CONCURRENCY,
-    ).remote(index_bytes, settings.rooms_max, settings.room_idle_s)
+    ).remote(index_bytes, settings.rooms_max, settings.room_idle_s, settings.rooms_per_client)
 
 
 # ------------------------------------------------------------ the replica's side of it ----
