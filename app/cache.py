@@ -64,8 +64,9 @@ INDEX_BYTES = 64 << 20  # of recipes: a hundred thousand prompts, for a few runs
 
 class RunCache:
     """Runs, and the answers of other queries (logit-lens bodies, embedding-space answers), in
-    one least-recently-used order under one byte budget (EXPLAINER_CACHE_BYTES): memory stays
-    bounded whatever mix of requests a class sends. The entry limit counts runs only; an answer
+    one least-recently-used order under one byte budget (EXPLAINER_CACHE_BYTES), which the
+    responses being built and sent share (app/budget.py, `make_room`): memory stays bounded
+    whatever mix of requests a class sends. The entry limit counts runs only; an answer
     about a run (its logit lens, its map) leaves with that run, so that memory levels off once
     the run limit is reached instead of creeping up to the byte budget (in the 10-minute soak,
     RSS rose 11% after the second minute while lens bodies of long-gone runs piled up)."""
@@ -73,6 +74,7 @@ class RunCache:
     def __init__(self, max_entries: int, max_bytes: int, index_bytes: int = INDEX_BYTES):
         self.max_entries = max_entries
         self.max_bytes = max_bytes
+        self.in_flight = 0  # bytes of responses being built or sent (app/budget.py): room the cache gives up
         self.index_bytes = index_bytes
         # ("run", run_id) -> CachedRun, or ("answer", key) -> bytes; oldest first
         self._items: OrderedDict[tuple, CachedRun | bytes] = OrderedDict()
@@ -157,8 +159,15 @@ class RunCache:
         self._runs += key[0] == "run"
         self._evict(keep=key)
 
-    def _evict(self, keep: tuple) -> None:
-        while len(self._items) > 1 and (self._runs > self.max_entries or self._bytes > self.max_bytes):
+    def make_room(self, in_flight: int) -> None:
+        """`in_flight` bytes of responses share the budget now: least recently used items leave
+        until the cache and they fit in it together (or one item is left)."""
+        with self._lock:
+            self.in_flight = in_flight
+            self._evict(keep=None)
+
+    def _evict(self, keep: tuple | None) -> None:
+        while len(self._items) > 1 and (self._runs > self.max_entries or self._bytes + self.in_flight > self.max_bytes):
             if self._runs > self.max_entries:
                 victim = next(k for k in self._items if k[0] == "run" and k != keep)
             else:
@@ -192,7 +201,7 @@ class RunCache:
     def stats(self) -> dict:
         with self._lock:
             return {"entries": self._runs, "answers": len(self._items) - self._runs, "bytes": self._bytes,
-                    "max_entries": self.max_entries, "max_bytes": self.max_bytes,
+                    "max_entries": self.max_entries, "max_bytes": self.max_bytes, "in_flight": self.in_flight,
                     "known_runs": len(self._recipes), "index_bytes": self._recipe_bytes, "hits": self.hits, "misses": self.misses}
 
 

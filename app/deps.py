@@ -1,5 +1,5 @@
-"""Shared state reached through dependencies: the explainer (loaded once), the run cache and
-the forward limiter."""
+"""Shared state reached through dependencies: the explainer (loaded once), the run cache, the
+forward limiter and the byte budget."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from fastapi import Request
 from model import Explainer
 
 from . import analysis
+from .budget import ByteBudget
 from .cache import CachedRun, RunCache
 from .concurrency import ForwardLimiter
 from .errors import ApiError
@@ -27,6 +28,11 @@ def get_cache(request: Request) -> RunCache:
 
 def get_limiter(request: Request) -> ForwardLimiter:
     return request.app.state.limiter
+
+
+def get_budget(request: Request) -> ByteBudget:
+    """Room for the bodies being built and sent, shared with the run cache (app/budget.py)."""
+    return request.app.state.budget
 
 
 def get_rooms(request: Request):

@@ -20,6 +20,7 @@ from model.threads import ThreadShare
 
 from . import contract, disconnect, errors, logs, security, startup
 from .batcher import DecodeBatcher
+from .budget import ByteBudget, tune_malloc
 from .cache import RunCache
 from .classroom import Teacher
 from .concurrency import Coalescer, ForwardLimiter
@@ -39,6 +40,8 @@ def create_app(settings: Settings | None = None, explainer: Explainer | None = N
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         app.state.cache = RunCache(settings.cache_entries, settings.cache_bytes)
+        app.state.budget = ByteBudget(settings.cache_bytes, settings.request_timeout_s, app.state.cache)  # bodies in flight
+        tune_malloc()  # freed buffers go back to the system, from few arenas
         app.state.limiter = ForwardLimiter(settings.max_concurrent, settings.max_waiting, settings.request_timeout_s,
                                            ThreadShare(getattr(app.state, "cores", None)).pass_running)
         app.state.limiter.observe_wait = app.state.metrics.queue_wait.observe

@@ -566,6 +566,65 @@ def run_mix(model_dir: str, n_students: int, seconds: float, seed: int, gen_shar
     return 0 if ok else 1
 
 
+BURST_TOKENS = 1024
+
+
+async def burst(base_url: str, pid: int, n: int, n_layers: int) -> tuple[list, list, float]:
+    """`n` clients (own source addresses) each ask at once for every hook of a different layer of
+    one 1,024-token run; VmRSS is sampled every 20 ms meanwhile. Returns ([(status, seconds,
+    pattern shape or error)], [VmRSS kB samples], wall seconds)."""
+    from checkpoint import prompt_ids
+
+    samples: list[int] = []
+    done = asyncio.Event()
+
+    async def sample():
+        while not done.is_set():
+            samples.append(int(proc_status(pid)["VmRSS"].split()[0]))
+            await asyncio.sleep(0.02)
+
+    async with httpx_client(base_url) as client:
+        got = await client.post("/api/analyze", json={"ids": prompt_ids(BURST_TOKENS, 5), "patterns": "auto"})
+        got.raise_for_status()
+        run_id = got.json()["run_id"]
+    with open(f"/proc/{pid}/clear_refs", "w") as f:  # VmHWM from here on
+        f.write("5")
+
+    async def one(i: int):
+        t0 = time.perf_counter()
+        async with httpx_client(base_url, i) as client:
+            response = await client.get(f"/api/runs/{run_id}/layers/{i % n_layers}")
+            if response.status_code != 200:
+                return response.status_code, time.perf_counter() - t0, response.text[:200]
+            pattern = response.json()["tensors"][f"blocks.{i % n_layers}.attn.hook_pattern"]["shape"]
+            return 200, time.perf_counter() - t0, pattern
+
+    sampler = asyncio.create_task(sample())
+    t0 = time.perf_counter()
+    results = await asyncio.gather(*(one(i) for i in range(n)))
+    wall = time.perf_counter() - t0
+    done.set()
+    await sampler
+    return results, samples, wall
+
+
+def run_burst(client, pid: int, base_url: str, n: int, n_layers: int) -> bool:
+    before = proc_status(pid)
+    results, samples, wall = asyncio.run(burst(base_url, pid, n, n_layers))
+    after = proc_status(pid)
+    mb = lambda kb: f"{kb / 1024:.0f} MB"  # noqa: E731
+    kb = lambda field: int(field.split()[0])  # noqa: E731
+    print(f"\n== Burst: {n} concurrent GET layers/{{l}} (every hook, float32, gzip) of one {BURST_TOKENS}-token run ==")
+    for i, (status, seconds, what) in enumerate(results):
+        print(f"  layer {i % n_layers}: HTTP {status} in {seconds:.1f} s, {what}")
+    print(f"  server VmRSS before {mb(kb(before['VmRSS']))} (after the {BURST_TOKENS}-token analyze), peak during the burst "
+          f"{mb(kb(after['VmHWM']))} (VmHWM; sampled max {mb(max(samples))}), after {mb(kb(after['VmRSS']))}; "
+          f"{wall:.1f} s for all")
+    health = client.get("/healthz").json()
+    print(f"  /healthz: {health}")
+    return all(status == 200 and what == [12, BURST_TOKENS, BURST_TOKENS] for status, _, what in results)
+
+
 def proc_status(pid: int) -> dict[str, str]:
     with open(f"/proc/{pid}/status") as f:
         return {k: v.strip() for k, v in (line.split(":", 1) for line in f if ":" in line)}
@@ -581,6 +640,9 @@ def main() -> int:
                         help="instead: each student loops over a realistic mix for this long (600 for the soak)")
     parser.add_argument("--mix", type=float, default=0, metavar="SECONDS",
                         help="instead: the realistic mix for this long, before (EXPLAINER_DECODE_BATCH=1) and after (16)")
+    parser.add_argument("--burst", type=int, default=0, metavar="N",
+                        help="instead: N concurrent requests for every hook of a layer of one 1,024-token run; the "
+                             "server's peak RSS")
     parser.add_argument("--gen-share", type=float, default=0.3, help="with --mix: the share of rounds that generate")
     parser.add_argument("--scheduled", action="store_true",
                         help="with --mix: each student's rounds start at times drawn from the seed, the same on both "
@@ -611,6 +673,10 @@ def main() -> int:
         pid = server.proc.pid
         n_layers = client.get("/api/model").json()["n_layers"]
         print(f"server pid {pid} ready on {base_url} after {time.perf_counter() - started:.0f} s")
+        if args.burst:
+            ok = run_burst(client, pid, base_url, args.burst, n_layers)
+            print(f"\n(total {time.perf_counter() - started:.0f} s) {'OK' if ok else 'FAIL'}")
+            return 0 if ok else 1
         if args.soak:
             result = asyncio.run(soak(base_url, pid, args.students, args.soak, n_layers, args.seed))
             ok = report_soak(*result, client.get("/healthz").json(), args.soak)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import math
 from functools import partial
 from typing import Annotated
 
@@ -19,9 +20,10 @@ from ..analysis import (add_body, analyze_into_cache, canonical, check_pattern_b
                         with_patterns)
 from ..cache import RunCache
 from ..concurrency import ForwardLimiter
-from ..deps import get_cache, get_explainer, get_limiter, run_of
+from ..budget import ByteBudget
+from ..deps import get_budget, get_cache, get_explainer, get_limiter, run_of
 from ..errors import documented, field_error
-from ..responses import json_bytes, json_response
+from ..responses import tensors_response
 from ..schemas import AnalyzeRequest, AnalyzeResponse, Index, LayerResponse, RunResponse, TensorsResponse
 
 _HOOK = f"(blocks\\.(0|[1-9][0-9]*)\\.)?({'|'.join(h.replace('.', chr(92) + '.') for h in LAYER_HOOKS)})"
@@ -75,10 +77,12 @@ async def run_details(run_id: str, http: Request, explainer: Explainer = Depends
 
 
 @router.get("/runs/{run_id}/embeddings", response_model=TensorsResponse, responses=RUN, summary="Token and position embeddings")
-async def embeddings(run_id: str, http: Request) -> dict:
+async def embeddings(run_id: str, http: Request, explainer: Explainer = Depends(get_explainer),
+                     budget: ByteBudget = Depends(get_budget)) -> Response:
     run = (await run_of(http, run_id)).run
-    names = ("hook_embed", "hook_pos_embed", "blocks.0.hook_resid_pre")
-    return {"tensors": await run_in_threadpool(lambda: {name: tensors.encode(run[name]) for name in names})}
+    shapes = dict.fromkeys(("hook_embed", "hook_pos_embed", "blocks.0.hook_resid_pre"), (len(run), explainer.config.n_embd))
+    return await tensors_response(http, budget, {}, shapes, "float32",
+                                  lambda: run_in_threadpool(lambda: {name: run[name] for name in shapes}))
 
 
 @router.get("/runs/{run_id}/layers/{layer}", response_model=LayerResponse, responses=RUN, summary="Every hook of one layer")
@@ -91,6 +95,7 @@ async def layer_details(
     dtype: str = Query("float32", pattern="^(float32|float16)$"),
     explainer: Explainer = Depends(get_explainer),
     limiter: ForwardLimiter = Depends(get_limiter),
+    budget: ByteBudget = Depends(get_budget),
 ) -> Response:
     n_layers = explainer.config.n_layer
     if not 0 <= layer < n_layers:
@@ -114,11 +119,15 @@ async def layer_details(
             raise field_error("fields", "name at least one hook, e.g. attn.hook_q")
         suffixes = asked
     run = (await run_of(http, run_id)).run
+    until = max(suffixes, key=LAYER_HOOKS.index)  # the block is recomputed up to the last hook asked for
+    shapes = tensors.block_shapes(explainer.config, len(run))
+    computed = LAYER_HOOKS[:LAYER_HOOKS.index(until) + 1]
 
-    captured = await limiter.run(run.layer, layer)  # the forward slot only for the recompute
+    def recompute() -> dict:  # in the forward slot; the hooks not asked for are dropped there
+        captured = run.layer(layer, until)
+        return {f"blocks.{layer}.{s}": captured[s] for s in suffixes}
 
-    def layer_body() -> bytes:  # encoded in a worker thread, not on the loop: hundreds of MB at 1,024 tokens
-        return json_bytes({"layer": layer,
-                           "tensors": {f"blocks.{layer}.{s}": tensors.encode(captured[s], dtype) for s in suffixes}})
-
-    return await json_response(http, await run_in_threadpool(layer_body))
+    # Hundreds of MB at 1,024 tokens: reserved in the byte budget, then encoded in pieces off the loop.
+    return await tensors_response(http, budget, {"layer": layer}, {f"blocks.{layer}.{s}": shapes[s] for s in suffixes},
+                                  dtype, lambda: limiter.run(recompute),
+                                  held=sum(4 * math.prod(shapes[s]) for s in computed if s not in suffixes))
