@@ -41,6 +41,11 @@ class ByteBudget:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
 
+    @property
+    def waiting(self) -> int:
+        """Reservations waiting for room now."""
+        return sum(not granted.done() for queue in self._queues.values() for _, granted in queue)
+
     async def reserve(self, nbytes: int) -> Reservation:
         """Room for `nbytes` (at most the whole budget: a larger request runs alone), or Busy
         (503 + Retry-After) if none comes within the time limit."""

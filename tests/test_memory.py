@@ -5,13 +5,22 @@ leave the accounting within the budget."""
 
 from __future__ import annotations
 
+import asyncio
+import math
+import threading
 import time
 
+import httpx
+import numpy as np
+import torch
 from fastapi.testclient import TestClient
 
+from app import tensors
 from app.cache import CachedRun
 from app.main import create_app
 from app.settings import Settings
+from app.tensors import decode
+from model.hooks import LAYER_HOOKS
 
 BUDGET = 400_000
 
@@ -69,3 +78,165 @@ def test_answers_about_a_run_leave_with_it(explainer, checkpoint_dir):
         again = client.get(f"/api/runs/{ids[0]}/logit-lens", params={"k": 3})
         assert again.status_code == 200 and third != ids[0]
         assert cache.stats["bytes"] == accounted(cache)
+
+
+# -- Response bodies in the byte budget (app/budget.py) --
+
+LONG_IDS = [(i * 7919) % 50000 + 100 for i in range(200)]
+
+
+def wire_bytes(tensor: torch.Tensor) -> int:
+    """What an encoding of `tensor` holds at most, counted here: its float32 values and their base64."""
+    return 4 * tensor.numel() + 4 * math.ceil(4 * tensor.numel() / 3)
+
+
+def held_encodings(monkeypatch):
+    """Encodings (app/tensors.body_pieces, in their worker threads) held before their first
+    piece until `go` is set; `started` gets what each one holds, counted independently."""
+    started: list[int] = []
+    go = threading.Event()
+    real = tensors.body_pieces
+
+    def held(head, found, dtype):
+        started.append(sum(wire_bytes(t) for t in found.values()))
+        go.wait(60)
+        yield from real(head, found, dtype)
+
+    monkeypatch.setattr(tensors, "body_pieces", held)
+    return started, go
+
+
+async def until(condition, seconds: float = 60) -> None:
+    for _ in range(int(seconds / 0.01)):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the condition did not come true")
+
+
+def test_concurrent_big_encodings_stay_within_the_budget(explainer, checkpoint_dir, hf_eager, monkeypatch):
+    """Six layer requests of a 200-token run at once, each holding ~6 MB while encoded, under a
+    16 MB budget: the encodings running at once hold no more than the budget, and the room
+    reserved covers what they hold (counted here from the tensors themselves)."""
+    started, go = held_encodings(monkeypatch)
+    reference = explainer.analyze_ids(LONG_IDS, keep=["*"])
+    with torch.no_grad():
+        attentions = hf_eager(torch.tensor([LONG_IDS]), output_attentions=True).attentions
+    budget_bytes = 16 << 20
+
+    async def scenario():
+        application = create_app(Settings(model=checkpoint_dir, cache_bytes=budget_bytes), explainer=explainer)
+        async with application.router.lifespan_context(application):
+            budget, cache = application.state.budget, application.state.cache
+            transport = httpx.ASGITransport(app=application)
+            async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1", timeout=120) as client:
+                run_id = (await client.post("/api/analyze", json={"ids": LONG_IDS})).json()["run_id"]
+                asks = [client.get(f"/api/runs/{run_id}/layers/{i % 2}", headers={"Accept-Encoding": "gzip" if i % 3 else "identity"})
+                        for i in range(6)]
+                requests = [asyncio.create_task(ask) for ask in asks]
+                await until(lambda: len(started) + budget.waiting == 6)  # each encoding, or waiting for room
+                held = {"encodings": len(started), "bytes": sum(started), "reserved": budget.reserved,
+                        "cache": accounted(cache), "in_flight": cache.in_flight}
+                go.set()
+                answers = await asyncio.gather(*requests)
+            after = (budget.reserved, budget.waiting, cache.in_flight)
+        return held, answers, after
+
+    held, answers, after = asyncio.run(scenario())
+    print(f"while held: {held}; every encoding: {started}")
+    assert 2 <= held["encodings"] < 6 and sum(started) > budget_bytes  # together they would not fit
+    assert held["bytes"] <= held["reserved"] <= budget_bytes  # the room covers them, within the budget
+    assert held["cache"] + held["in_flight"] <= budget_bytes and held["in_flight"] == held["reserved"]
+    assert after == (0, 0, 0)  # every room given back once its answer was sent
+    for i, answer in enumerate(answers):
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        assert set(body["tensors"]) == {f"blocks.{i % 2}.{s}" for s in LAYER_HOOKS}
+        for name, wire in body["tensors"].items():
+            assert np.array_equal(decode(wire), reference[name].numpy()), name
+        np.testing.assert_allclose(decode(body["tensors"][f"blocks.{i % 2}.attn.hook_pattern"]), attentions[i % 2][0].numpy(),
+                                   atol=1e-6)
+
+
+def test_a_body_larger_than_the_budget_still_answers_alone(explainer, checkpoint_dir, monkeypatch):
+    started, go = held_encodings(monkeypatch)
+    reference = explainer.analyze_ids(LONG_IDS, keep=["*"])
+    budget_bytes = 1 << 20  # a layer of 200 tokens holds ~6 MB
+
+    async def scenario():
+        application = create_app(Settings(model=checkpoint_dir, cache_bytes=budget_bytes), explainer=explainer)
+        async with application.router.lifespan_context(application):
+            budget = application.state.budget
+            transport = httpx.ASGITransport(app=application)
+            async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1", timeout=120) as client:
+                run_id = (await client.post("/api/analyze", json={"ids": LONG_IDS})).json()["run_id"]
+                requests = [asyncio.create_task(client.get(f"/api/runs/{run_id}/layers/1")) for _ in range(2)]
+                await until(lambda: len(started) + budget.waiting == 2)
+                held = (len(started), budget.reserved, budget.waiting)
+                go.set()
+                answers = await asyncio.gather(*requests)
+            return held, answers, budget.reserved
+
+    held, answers, after = asyncio.run(scenario())
+    assert started[0] > budget_bytes and held == (1, budget_bytes, 1)  # one at a time, each with the whole budget
+    assert after == 0
+    for answer in answers:
+        assert answer.status_code == 200
+        for name, wire in answer.json()["tensors"].items():
+            assert np.array_equal(decode(wire), reference[name].numpy()), name
+
+
+def test_no_room_within_the_time_limit_is_503_busy(explainer, checkpoint_dir):
+    async def scenario():
+        application = create_app(Settings(model=checkpoint_dir, request_timeout_s=0.5), explainer=explainer)
+        async with application.router.lifespan_context(application):
+            budget = application.state.budget
+            transport = httpx.ASGITransport(app=application)
+            async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1", timeout=60) as client:
+                run_id = (await client.post("/api/analyze", json={"text": "The budget is full"})).json()["run_id"]
+                everything = await budget.reserve(budget.max_bytes)
+                refused = await client.get(f"/api/runs/{run_id}/embeddings")
+                state = (budget.reserved, budget.waiting)
+                everything.release()
+                served = await client.get(f"/api/runs/{run_id}/embeddings")
+            return refused, state, served, budget.reserved
+
+    refused, state, served, after = asyncio.run(scenario())
+    assert refused.status_code == 503 and refused.json()["code"] == "busy" and int(refused.headers["Retry-After"]) > 0
+    assert state[1] == 0  # the request that gave up left the line
+    assert served.status_code == 200 and len(served.json()["tensors"]) == 3 and after == 0
+
+
+def test_room_goes_to_the_clients_in_turn():
+    """A client with a queue of big requests does not starve another's small one: the room
+    freed goes to the client served longest ago; and a turn that does not fit holds the line."""
+    from app.budget import ByteBudget
+    from app.clients import client
+
+    async def scenario():
+        budget = ByteBudget(10, timeout_s=10)
+        order = []
+
+        async def ask(who: str, nbytes: int):
+            client.set(who)
+            reservation = await budget.reserve(nbytes)
+            order.append((who, nbytes))
+            return reservation
+
+        first = await ask("flood", 10)
+        tasks = [asyncio.create_task(ask("flood", 10)) for _ in range(3)] + [asyncio.create_task(ask("student", 1))]
+        await until(lambda: budget.waiting == 4)
+        first.release()
+        await until(lambda: len(order) == 2)
+        assert order[1] == ("student", 1) and budget.reserved == 1
+        await asyncio.sleep(0.05)
+        assert len(order) == 2 and budget.waiting == 3  # the flood's next needs all 10: it waits for the student's 1
+        done = [await t for t in tasks[3:]]
+        done[0].release()
+        for task in tasks[:3]:
+            (await task).release()
+        return order, budget.reserved, budget.peak
+
+    order, reserved, peak = asyncio.run(scenario())
+    assert order == [("flood", 10), ("student", 1), ("flood", 10), ("flood", 10), ("flood", 10)]
+    assert reserved == 0 and peak == 10
