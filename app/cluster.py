@@ -338,6 +338,15 @@ def build_app(args: dict):
     return deployment(Settings.from_env(), replicas, num_cpus, int(threads) if threads is not None else None)
 
 
+def proxy_environment(settings: Settings) -> dict[str, str]:
+    """The environment Ray's processes need from these settings. Ray's HTTP proxy runs its own
+    uvicorn, which app/connections.py does not reach and which reads FORWARDED_ALLOW_IPS for the
+    addresses whose X-Forwarded-For it believes (unset: 127.0.0.1, so a client on the proxy's
+    machine could name itself any client and escape the per-client limits). So: the operator's
+    EXPLAINER_TRUSTED_PROXIES, or none. The replicas then see the client address the proxy read."""
+    return {"FORWARDED_ALLOW_IPS": ",".join(settings.trusted_proxies)}
+
+
 def serve_on_ray(settings: Settings, host: str, port: int, replicas: int, address: str | None = None,
                  num_cpus: float | None = None) -> int:
     """`explainer serve --replicas N` (or --ray): start Ray on this machine (or join `address`),
@@ -352,7 +361,10 @@ def serve_on_ray(settings: Settings, host: str, port: int, replicas: int, addres
     if address:
         ray.init(address=address, namespace=NAMESPACE, logging_level=logging.WARNING)
         cores = int(ray.cluster_resources().get("CPU", 1))
+        log.info("Ray's HTTP proxies on a cluster this command joins believe X-Forwarded-For from the addresses in "
+                 "FORWARDED_ALLOW_IPS of their own environment (unset: 127.0.0.1): set it where the nodes start")
     else:
+        os.environ.update(proxy_environment(settings))  # the Ray started here, proxy included, inherits it
         cores = os.cpu_count() or 1
         ray.init(num_cpus=cores, namespace=NAMESPACE, include_dashboard=False, logging_level=logging.WARNING)
     per_replica = num_cpus if num_cpus is not None else max(cores / replicas, 0.5)

@@ -276,8 +276,7 @@ def protocol_class(settings: Settings, kind: str = "auto") -> type[asyncio.Proto
     }
     table = ConnectionTable(settings.connections_per_client, open_file_limit(), settings.trusted_proxies)
     log.debug("Connections: at most %s in all, %d per client address; headers within %g s, bodies within %g s",
-              table.cap if table.cap is not None else "any number", settings.connections_per_client, settings.header_timeout_s,
-              settings.body_timeout_s)
+              table.cap or "any number", settings.connections_per_client, settings.header_timeout_s, settings.body_timeout_s)
     return type(f"Guarded{base.__name__}", (hooks, _Guard, base),
                 {"table": table, "header_timeout_s": settings.header_timeout_s, "responses": responses})
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from app.tensors import decode
 from .live_server import free_port
 
 TEXT = "The teacher opened the book and the class"
+TRUSTED_PROXY = "127.0.0.2"  # the cluster fixture's EXPLAINER_TRUSTED_PROXIES
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -141,11 +143,21 @@ def cluster(checkpoint_dir):
     from app import cluster
 
     sigterm = signal.getsignal(signal.SIGTERM)  # ray.init sets its own in this process: put back after
+    # As `explainer serve --replicas` does: Ray's proxy believes X-Forwarded-For from the trusted proxies only.
+    environment = cluster.proxy_environment(Settings(trusted_proxies=(TRUSTED_PROXY,)))
+    saved = {name: os.environ.get(name) for name in environment}
+    os.environ.update(environment)
     try:
         ray.init(num_cpus=2, include_dashboard=False, object_store_memory=100 << 20, namespace=cluster.NAMESPACE,
                  logging_level=logging.WARNING, log_to_driver=False)
     except Exception as error:  # noqa: BLE001
         pytest.skip(f"Ray cannot start on this machine: {type(error).__name__}: {error}")
+    finally:
+        for name, value in saved.items():  # Ray's processes have it now; this process need not keep it
+            if value is None:
+                del os.environ[name]
+            else:
+                os.environ[name] = value
     try:
         port = free_port()
         serve.start(http_options={"host": "127.0.0.1", "port": port})
@@ -272,3 +284,29 @@ def test_a_room_opened_on_one_replica_is_published_and_followed_through_the_othe
             == {(403, "not_teacher", "x-room-secret")}
         unknown = by_replica(lambda: http.get("/api/rooms/ZZZZZZ"))
         assert {(r.status_code, r.json()["code"]) for r in unknown.values()} == {(404, "unknown_room")}
+
+
+@pytest.mark.timeout(300)
+def test_rays_proxy_believes_x_forwarded_for_only_from_the_trusted_proxies(cluster):
+    """Ray's HTTP proxy (its own uvicorn) reads X-Forwarded-For as `explainer serve` does, and a
+    replica still sees the client's address."""
+    from ray import serve
+
+    @serve.deployment(ray_actor_options={"num_cpus": 0})
+    class Echo:
+        async def __call__(self, request) -> dict:
+            return {"client": request.client.host if request.client else None}
+
+    serve.run(Echo.bind(), name="echo", route_prefix="/echo")
+    try:
+        def seen(source: str, headers: dict | None = None) -> str | None:
+            transport = httpx.HTTPTransport(local_address=source)
+            with httpx.Client(base_url=cluster, transport=transport, timeout=60) as http:
+                return http.get("/echo", headers=headers).json()["client"]
+
+        forwarded = {"X-Forwarded-For": "203.0.113.7"}
+        assert seen("127.0.0.1") == "127.0.0.1"
+        assert seen("127.0.0.1", forwarded) == "127.0.0.1"  # Ray's own default would believe this machine
+        assert seen(TRUSTED_PROXY, forwarded) == "203.0.113.7"
+    finally:
+        serve.delete("echo")

@@ -34,6 +34,9 @@ def test_access_lines_name_method_path_status_and_time_but_no_personal_text(chec
         assert httpx.get(f"{server.url}/").status_code == 200
         assert httpx.post(f"{server.url}/api/analyze", json={"text": SECRET_PROMPT}).status_code == 200
         assert httpx.get(f"{server.url}/api/embedding-space/neighbours", params={"word": SECRET_WORD}).status_code in (200, 422)
+        # A path that decodes to a line break, a terminal escape and fields of a forged line.
+        forging = "/a%0d%0a2026-01-01 INFO explainer.access: GET /forged 200 1.0 ms%1b[2J%e2%80%a8\\x"
+        assert httpx.get(f"{server.url}{forging}").status_code == 404
         assert httpx.post(f"{server.url}/api/analyze", json={"text": ""}).status_code == 422
         # The access line is written as the answer goes out: on a busy machine, a moment after the client has it.
         deadline = time.monotonic() + 10
@@ -42,6 +45,12 @@ def test_access_lines_name_method_path_status_and_time_but_no_personal_text(chec
         log = server.log
     seen = access_lines(log)
     assert ("GET", "/", 200) in seen
+    # One line for that request, its control characters, spaces and backslash escaped: nothing forged.
+    forged = [line for line in log.splitlines() if "forged" in line]
+    assert forged == [line for line in forged if "GET /a\\r\\n2026-01-01\\x20INFO" in line] and len(forged) == 1, forged
+    assert ("GET", "/a\\r\\n2026-01-01\\x20INFO\\x20explainer.access:\\x20GET\\x20/forged\\x20200\\x201.0\\x20ms"
+            "\\x1b[2J\\u2028\\\\x", 404) in seen
+    assert "\x1b" not in log and "\u2028" not in log
     assert ("POST", "/api/analyze", 200) in seen and ("POST", "/api/analyze", 422) in seen
     assert any(path == "/api/embedding-space/neighbours" for _, path, _ in seen)
     assert SECRET_WORD not in log and "diary" not in log
