@@ -123,8 +123,13 @@ _DESCRIPTIONS = {
          "unknown_scene: no scene of that id (GET /api/scenes lists them); unknown_room: no room of that code "
          "(check it); not_found: no such path.",
     403: "not_teacher: X-Room-Secret is missing or is not the secret the room was opened with (only the teacher's "
-         "page, which opened it, can publish to a room).",
+         "page, which opened it, can publish to a room); teacher_only: a teacher action (opening or closing a room) "
+         "on a server students can reach, without the teacher token (the cookie the teacher URL sets, or "
+         "Authorization: Bearer); cross_site: a POST, PUT or DELETE sent by another web site (its Origin or "
+         "Sec-Fetch-Site is not this server's).",
     410: "room_expired: the room was closed after EXPLAINER_ROOM_IDLE without a change; the teacher opens a new one.",
+    429: "client_limit: this client address holds as much as one computer may: rooms open (EXPLAINER_CLIENT_ROOMS) "
+         "or room event streams (EXPLAINER_CLIENT_FOLLOWERS). Retry-After says when to try again.",
     413: "body_too_large: the request body is over 2 MB, more than any body this schema allows.",
     408: "body_timeout: the request body was not complete within EXPLAINER_BODY_TIMEOUT (10 s) of its headers; "
          "the connection is closed.",
@@ -155,7 +160,7 @@ def documented(*statuses: int) -> dict:
     responses = {}
     for status in (*statuses, 408) if 413 in statuses else statuses:
         responses[status] = {"model": ErrorBody, "description": _DESCRIPTIONS[status]}
-        if status == 503:
+        if status in (429, 503):
             responses[status]["headers"] = _RETRY_AFTER
     return responses
 
