@@ -106,11 +106,20 @@ def check_positions(run: Run, positions: Sequence[int] | None) -> list[int]:
     return positions
 
 
+def lens_macs(config, n_positions: int, n_tokens: int, stream: str = "resid_post") -> int:
+    """Multiply-adds of the lens over `n_positions` of a run of `n_tokens`: every row's vectors
+    and the final prediction's, each through the unembedding (the LayerNorms and the top k are
+    far less); and for hook_resid_mid, which a Run does not keep, each block of the run again."""
+    vectors = (len(rows_for(config.n_layer, stream)) + 1) * n_positions
+    recomputed = 0 if stream == "resid_post" else config.n_layer * threads.block_macs(config, n_tokens, observed=True)
+    return vectors * config.n_embd * config.vocab_size + recomputed
+
+
 @torch.inference_mode()
 def logit_lens(run: Run, positions: Sequence[int] | None = None, k: int = 10, stream: str = "resid_post",
                cancel: CancelToken = NEVER) -> Lens:
     """The lens grid, rows x positions, each cell with its top k. `positions` default to all.
-    `cancel` is checked before each chunk (Cancelled when the caller gave up)."""
+    `cancel` is checked before each row is read and each chunk (Cancelled when the caller gave up)."""
     model = run.model
     d_vocab = model.lm_head.weight.shape[0]
     if not 1 <= k <= d_vocab:
@@ -130,15 +139,26 @@ def logit_lens(run: Run, positions: Sequence[int] | None = None, k: int = 10, st
     final_ids = torch.cat(final_ids)
 
     # Every (row, position) vector in one matrix, unembedded a chunk at a time: the 50,257-row
-    # unembedding is read once per chunk, not once per row.
-    resid = torch.stack([run[row.hook][index] for row in rows]).reshape(-1, model.config.n_embd)  # [row * pos, d_model]
+    # unembedding is read once per chunk, not once per row. A row the run does not keep
+    # (hook_resid_mid) is its block recomputed: checked before each row, as before each chunk,
+    # with the multiply-adds done since the last check.
+    recompute = threads.block_macs(model.config, len(run), observed=True)
+    vectors, done = [], 0
+    for row in rows:
+        cancel.check(done)
+        threads.checkpoint()  # this pass's share of the cores, if passes started or ended
+        vectors.append(run[row.hook][index])
+        done = recompute if row.hook.endswith("hook_resid_mid") else 0
+    resid = torch.stack(vectors).reshape(-1, model.config.n_embd)  # [row * pos, d_model]
     n_pos = len(positions)
     flat_final = final_ids.repeat(len(rows))  # the final answer for each (row, position)
     flat_cells: list[LensCell] = []
+    unembed_one = model.config.n_embd * d_vocab  # multiply-adds of one vector's unembedding
     for start in range(0, resid.shape[0], CHUNK):
-        cancel.check()
-        threads.checkpoint()  # this pass's share of the cores, if passes started or ended
+        cancel.check(done)
+        threads.checkpoint()
         logits = lens_logits(model, resid[start:start + CHUNK])  # [chunk, d_vocab]
+        done = logits.shape[0] * unembed_one
         log_probs = torch.log_softmax(logits, dim=-1)
         top_logits, top_ids = torch.topk(logits, k, dim=-1)
         top_probs = log_probs.gather(-1, top_ids).exp()

@@ -62,6 +62,35 @@ class Sweep:
         return abs(self.denominator) >= RELIABLE_LOGITS
 
 
+def _cells(axis: str, n_pos: int, n_heads: int) -> int:
+    """Cells of one layer's row: a position each, or a head each (z)."""
+    return n_heads if axis == "head" else n_pos
+
+
+# The parts of a block (model/threads.py block_parts) computed before each hook the sweep patches.
+_BEFORE = {"resid_pre": (), "z": ("qkv", "attend"), "attn_out": ("qkv", "attend", "attn_out"),
+           "mlp_out": ("qkv", "attend", "attn_out", "mlp_out")}
+
+
+def _block_costs(config, n_pos: int, hook: str) -> tuple[int, int, int]:
+    """(cells with the two reference cells, multiply-adds of a block, of its part before the hook)."""
+    parts = threads.block_parts(config, n_pos)
+    return (_cells(HOOKS[hook][1], n_pos, config.n_head) + 2, sum(parts.values()),
+            sum(parts[p] for p in _BEFORE[hook]))
+
+
+def sweep_macs(config, n_pos: int, hook: str) -> int:
+    """Multiply-adds of a sweep over prompts of `n_pos` tokens. At each layer, the part of its
+    block before the hook runs once (the cells differ only from the hook on: vmap leaves it
+    unbatched); the rest of that block and the blocks after it run for every cell and the two
+    reference cells. A hook a Run does not keep (all but resid_pre) is recomputed from the clean
+    run, a block a layer (model/run.py, its pattern observed)."""
+    cells, block, before = _block_costs(config, n_pos, hook)
+    n_layers = config.n_layer
+    recomputed = 0 if hook == "resid_pre" else n_layers * threads.block_macs(config, n_pos, observed=True)
+    return recomputed + n_layers * before + cells * (n_layers * (block - before) + block * n_layers * (n_layers - 1) // 2)
+
+
 def _masks(suffix: str, axis: str, n_pos: int, n_heads: int) -> torch.Tensor:
     """One boolean mask per cell, shaped to broadcast over the hook's tensor: [cells, ...]."""
     if axis == "head":  # z: [pos, head, d_head]
@@ -83,7 +112,14 @@ def sweep(model, clean, corrupted, target: int, baseline: int, hook: str, cancel
         final = F.layer_norm(resid[-1], (resid.shape[-1],), ln_f.weight, ln_f.bias, ln_f.eps)
         return final @ direction + bias
 
+    # Multiply-adds of one block for every cell of a layer and the two reference cells, and of the
+    # first block at a layer, whose part before the hook runs once (as sweep_macs counts them).
+    cells, block, before = _block_costs(model.config, n_pos, hook)
+    batched_block, first_block = cells * block, before + cells * (block - before)
+    done = 0  # multiply-adds since the last check
+
     def run_from(layer: int, start: torch.Tensor, clean_value: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        nonlocal done
         name = engine.layer_hook(layer, suffix)
 
         def record(hook_name: str, tensor: torch.Tensor):
@@ -91,14 +127,17 @@ def sweep(model, clean, corrupted, target: int, baseline: int, hook: str, cancel
 
         resid = start
         for l in range(layer, n_layers):
+            # Between blocks (run once for all the cells: vmap calls this with batched tensors), so
+            # that a sweep stops, or gives its turn to someone waiting, within one block's time.
+            cancel.check(done)
+            threads.checkpoint()  # this pass's share of the cores, if passes started or ended
             resid = engine.block(l, model.transformer.h[l], resid, record, fused=False)
+            done = first_block if l == layer else batched_block
         return logit_diff(resid)
 
     grid = []
     ld_clean = ld_corrupted = None
     for layer in range(n_layers):
-        cancel.check()
-        threads.checkpoint()  # this pass's share of the cores, if passes started or ended
         start = corrupted[engine.layer_hook(layer, "hook_resid_pre")]
         clean_value = clean[engine.layer_hook(layer, suffix)]
         masks = _masks(suffix, axis, n_pos, n_heads)

@@ -9,7 +9,12 @@ Torch's intra-op thread count belongs to the thread that sets it (OpenMP's per-t
 one pass cannot change another's. So each pass sets its own as it starts, and again at its
 checkpoints (`checkpoint()`, between the engine's blocks) when the number of passes running has
 changed since: an analysis that started alone gives up a core within one block of a decode step
-starting beside it, and takes it back after.
+starting beside it, and takes it back after. A pass paused by the forward queue (its slot given
+to someone waiting, app/concurrency.py) does not count as running while it waits (`paused()`).
+
+What a pass costs is counted in multiply-adds (`block_macs`, `forward_macs`): the arithmetic of
+its matrix products, from the model's shapes. The server divides it by the speed it measured on
+its own passes to estimate how long a request would take.
 """
 
 from __future__ import annotations
@@ -53,6 +58,46 @@ class ThreadShare:
             _local.share = outer
             with self._lock:
                 self.running -= 1
+
+
+@contextmanager
+def paused() -> Iterator[None]:
+    """In a pass's thread, while it waits for its turn again: the other passes get its cores, and
+    it takes its share back after. Nothing outside a ThreadShare's pass."""
+    share = getattr(_local, "share", None)
+    if share is None:
+        yield
+        return
+    with share._lock:
+        share.running -= 1
+    try:
+        yield
+    finally:
+        with share._lock:
+            share.running += 1
+        share.refresh()
+
+
+def block_parts(config, n_new: int, n_keys: int | None = None, observed: bool = False) -> dict[str, int]:
+    """Multiply-adds of one block's parts, in the order it computes them, for `n_new` positions
+    attending to `n_keys` (all of them, for a prompt): Q, K and V; the scores and z; the output
+    projection (hook_attn_out); the MLP's two products (hook_mlp_out). `observed`: the pattern
+    kept, its scores computed again beside the fused kernel (model/engine.py)."""
+    d, d_mlp = config.n_embd, config.n_inner or 4 * config.n_embd
+    n_keys = n_new if n_keys is None else n_keys
+    return {"qkv": 3 * n_new * d * d, "attend": (3 if observed else 2) * n_new * n_keys * d, "attn_out": n_new * d * d,
+            "mlp_out": 2 * n_new * d * d_mlp}
+
+
+def block_macs(config, n_new: int, n_keys: int | None = None, observed: bool = False) -> int:
+    """Multiply-adds of one block (`block_parts`, all of them)."""
+    return sum(block_parts(config, n_new, n_keys, observed).values())
+
+
+def forward_macs(config, n_tokens: int, observed: bool = False) -> int:
+    """Multiply-adds of a prompt's whole pass: every block, and the last position's unembedding;
+    `observed`: with every layer's attention pattern kept."""
+    return config.n_layer * block_macs(config, n_tokens, observed=observed) + config.n_embd * config.vocab_size
 
 
 def checkpoint() -> None:

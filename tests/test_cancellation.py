@@ -26,11 +26,11 @@ class CancelAt(CancelToken):
         super().__init__()
         self.n, self.checks = n, 0
 
-    def check(self) -> None:
+    def check(self, work: float = 0.0) -> None:
         self.checks += 1
         if self.checks == self.n:
             self.cancel()
-        super().check()
+        super().check(work)
 
 
 def test_the_forward_pass_stops_between_blocks(explainer):
@@ -42,17 +42,22 @@ def test_the_forward_pass_stops_between_blocks(explainer):
     assert "logits" not in recorded
 
 
-def test_the_logit_lens_stops_between_chunks(explainer):
+def test_the_logit_lens_stops_between_rows_and_chunks(explainer):
     run = explainer.analyze(" one" * 64)
     # 64 positions x (1 + 2 x 2) rows = 320 vectors: 3 chunks of at most 128
-    assert 64 * (1 + 2 * explainer.config.n_layer) > 2 * CHUNK
+    rows = 1 + 2 * explainer.config.n_layer
+    assert 64 * rows > 2 * CHUNK
     full = CancelAt(10**6)
     logit_lens(run, None, 3, "both", full)
-    assert full.checks == 3
-    token = CancelAt(2)
+    assert full.checks == rows + 3  # before each row is read (a resid_mid row recomputes its block), each chunk
+    token = CancelAt(rows + 2)
     with pytest.raises(Cancelled):
         logit_lens(run, None, 3, "both", token)
-    assert token.checks == 2  # stopped before the second chunk's unembedding
+    assert token.checks == rows + 2  # stopped before the second chunk's unembedding
+    token = CancelAt(3)
+    with pytest.raises(Cancelled):
+        logit_lens(run, None, 3, "both", token)
+    assert token.checks == 3  # or before the third row: its block not recomputed
 
 
 def _long_work(chunks: list[int], started: threading.Event, cancel: CancelToken) -> str:

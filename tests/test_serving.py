@@ -282,6 +282,14 @@ class GatedJobs:
         client.set(who)
         return await self.limiter.run(self.job, name)
 
+    async def queue(self, *requests: tuple[str, str]) -> list[asyncio.Task]:
+        """Submit (client, name) pairs in this order, each once the one before is in line."""
+        tasks = []
+        for who, name in requests:
+            tasks.append(asyncio.create_task(self.submit(who, name)))
+            await asyncio.sleep(0.05)
+        return tasks
+
 
 def test_the_forward_queue_serves_clients_in_turn():
     """A flooder queues three requests, then another client one: the other client is served
@@ -290,10 +298,7 @@ def test_the_forward_queue_serves_clients_in_turn():
     async def scenario():
         limiter = ForwardLimiter(max_concurrent=1, max_waiting=16, timeout_s=30)
         jobs = GatedJobs(limiter, ("A1", "A2", "A3", "B1"))
-        tasks = []
-        for who, name in (("10.0.0.1", "A1"), ("10.0.0.1", "A2"), ("10.0.0.1", "A3"), ("10.0.0.2", "B1")):
-            tasks.append(asyncio.create_task(jobs.submit(who, name)))
-            await asyncio.sleep(0.05)
+        tasks = await jobs.queue(("10.0.0.1", "A1"), ("10.0.0.1", "A2"), ("10.0.0.1", "A3"), ("10.0.0.2", "B1"))
         for name in ("A1", "B1", "A2", "A3"):
             jobs.gates[name].set()
             await asyncio.sleep(0.1)
@@ -302,6 +307,26 @@ def test_the_forward_queue_serves_clients_in_turn():
         return jobs.started
 
     assert asyncio.run(scenario()) == ["A1", "B1", "A2", "A3"]
+
+
+def test_a_free_slot_goes_to_a_client_that_holds_none_first():
+    """Two slots: A1 (10.0.0.1) runs on, C1 (10.0.0.3) runs and ends. A2 queued before C2, and A
+    was served before C, yet the free slot goes to C2: A holds a slot already. The order of
+    service is checked, not a time."""
+    async def scenario():
+        limiter = ForwardLimiter(max_concurrent=2, max_waiting=16, timeout_s=30)
+        jobs = GatedJobs(limiter, ("A1", "C1", "A2", "C2"))
+        tasks = await jobs.queue(("10.0.0.1", "A1"), ("10.0.0.3", "C1"), ("10.0.0.1", "A2"), ("10.0.0.3", "C2"))
+        jobs.gates["C1"].set()
+        await asyncio.sleep(0.1)
+        started = list(jobs.started)
+        for gate in jobs.gates.values():
+            gate.set()
+        await asyncio.gather(*tasks)
+        limiter.shutdown()
+        return started
+
+    assert asyncio.run(scenario()) == ["A1", "C1", "C2"]
 
 
 @pytest.mark.parametrize("weight, order", [
@@ -320,11 +345,8 @@ def test_the_batched_decode_step_gets_a_turn_per_generation_it_advances(weight, 
         limiter.decode_weight(weight)
         names = ("A1", "C1", "B1", "D1", "D2", "B2")
         jobs = GatedJobs(limiter, names)
-        tasks = []
-        for who, name in (("10.0.0.1", "A1"), ("10.0.0.3", "C1"), ("10.0.0.2", "B1"), (DECODE, "D1"), (DECODE, "D2"),
-                          ("10.0.0.2", "B2")):
-            tasks.append(asyncio.create_task(jobs.submit(who, name)))
-            await asyncio.sleep(0.05)
+        tasks = await jobs.queue(("10.0.0.1", "A1"), ("10.0.0.3", "C1"), ("10.0.0.2", "B1"), (DECODE, "D1"), (DECODE, "D2"),
+                                 ("10.0.0.2", "B2"))
         for name in names:
             jobs.gates[name].set()
         await asyncio.gather(*tasks)
