@@ -18,10 +18,11 @@ from model.explainer import TokenIdError
 from model.cancellation import NEVER, CancelToken
 from model.interventions import Editor, Intervention
 from model.sampling import distribution
+from model.threads import block_macs, forward_macs
 
 from . import tensors
 from .cache import CachedRun, RunCache, unpack_ids
-from .concurrency import ForwardLimiter
+from .concurrency import Cost, ForwardLimiter
 from .errors import ApiError, field_error
 from .model_info import model_info
 
@@ -49,6 +50,14 @@ def prompt_ids(explainer: Explainer, text: str | None = None, ids: list[int] | N
     except PromptTooLongError as error:
         error.field = "ids"
         raise
+
+
+def analysis_cost(explainer: Explainer, n_tokens: int, field: str, patterns: bool) -> Cost:
+    """An analysis of `n_tokens` (`patterns`: with every layer's attention), whose prompt is the
+    request's `field` (text or ids)."""
+    c = explainer.config
+    return Cost("analysis", forward_macs(c, n_tokens, patterns), field, f"analyzing {n_tokens} tokens",
+                "send a shorter prompt", step=block_macs(c, n_tokens, observed=patterns))
 
 
 def gzipped(data: bytes) -> bytes:

@@ -11,9 +11,11 @@ from fastapi.concurrency import run_in_threadpool
 from model import Explainer
 from model.cancellation import NEVER, CancelToken
 from model.interventions import Editor, Intervention, InterventionError, check
-from model.patching import RELIABLE_LOGITS, sweep
+from model.patching import HOOKS, RELIABLE_LOGITS, sweep, sweep_macs
+from model.threads import forward_macs
 
 from . import analysis
+from .concurrency import Cost
 from .errors import ApiError, field_error
 
 
@@ -74,8 +76,9 @@ def cached_run(explainer: Explainer, cache, text: str, cancel: CancelToken = NEV
     return entry or analysis.analyze_and_cache(explainer, cache, ids, include=False, cancel=cancel)
 
 
-def check_patching(explainer: Explainer, request, limit: int) -> None:
-    """The two prompts' lengths and the token ids, before any forward pass is queued."""
+def check_patching(explainer: Explainer, request, limit: int) -> int:
+    """The two prompts' lengths and the token ids, before any forward pass is queued: their
+    number of tokens."""
     n_clean, n_corrupted = len(explainer.tokenize(request.clean)), len(explainer.tokenize(request.corrupted))
     if n_clean > limit:
         raise field_error("clean", f"{n_clean} tokens: the sweep patches every layer at every position, so it takes at most "
@@ -86,6 +89,16 @@ def check_patching(explainer: Explainer, request, limit: int) -> None:
     for field in ("target_token", "baseline_token"):
         if getattr(request, field) >= explainer.config.vocab_size:
             raise field_error(field, f"must be a token id from 0 to {explainer.config.vocab_size - 1}", code="out_of_range")
+    return n_clean
+
+
+def patching_cost(explainer: Explainer, n: int, hook: str) -> Cost:
+    """The sweep over prompts of `n` tokens, and the two prompts' analyses (if not cached)."""
+    c = explainer.config
+    cells = f"{c.n_head} heads" if HOOKS[hook][1] == "head" else f"{n} positions"
+    return Cost("patching", 2 * forward_macs(c, n) + sweep_macs(c, n, hook), "clean",
+                f"patching {hook} over {n} tokens ({cells} at each of {c.n_layer} layers)",
+                "use shorter prompts" + ("" if hook == "z" else ", or patch z (one cell per head)"))
 
 
 def patching(explainer: Explainer, cache, request, cancel: CancelToken = NEVER) -> dict:

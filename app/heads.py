@@ -12,7 +12,9 @@ from model.cancellation import NEVER, CancelToken
 from model.head_scores import DEFINITIONS, head_scores, next_token_loss, probe_ids, scores, key_masks
 from model.engine import layer_hook
 from model.interventions import Editor, Intervention, InterventionError, check
+from model.threads import block_macs, forward_macs
 
+from .concurrency import Cost
 from .errors import field_error
 
 # Interventions that write the residual stream other than through a head's z or an MLP's output
@@ -44,6 +46,14 @@ def probe_editor(explainer: Explainer, specs, length: int) -> Editor:
     except InterventionError as error:
         raise field_error(error.field, str(error), code=error.code) from None
     return Editor(interventions)
+
+
+def probe_cost(explainer: Explainer, length: int) -> Cost:
+    """The probe's pass over its 2·length tokens, and the unembedding of every position for the loss."""
+    c = explainer.config
+    return Cost("probe", forward_macs(c, 2 * length, observed=True) + (2 * length - 1) * c.n_embd * c.vocab_size, "length",
+                f"the induction probe of {length} tokens repeated", "use a shorter length",
+                step=block_macs(c, 2 * length, observed=True))
 
 
 def probe_body(explainer: Explainer, length: int, seed: int, editor: Editor, cancel: CancelToken = NEVER) -> bytes:

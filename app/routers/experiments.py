@@ -9,6 +9,7 @@ from fastapi.concurrency import run_in_threadpool
 from model import Explainer
 
 from .. import experiments
+from ..concurrency import Costed
 from ..deps import get_cache, get_explainer, get_limiter, run_of
 from ..errors import documented
 from ..schemas import MAX_PATCHING_TOKENS, CompareResponse, PatchingRequest, PatchingResponse
@@ -27,5 +28,6 @@ async def compare(a: str, b: str, http: Request, explainer: Explainer = Depends(
              summary="Activation patching: every layer and position (or head), clean into corrupted")
 async def patching(request: PatchingRequest, http: Request, explainer: Explainer = Depends(get_explainer),
                    cache=Depends(get_cache), limiter=Depends(get_limiter)) -> dict:
-    await run_in_threadpool(experiments.check_patching, explainer, request, MAX_PATCHING_TOKENS)  # 422s before queueing
-    return await limiter.run(experiments.patching, explainer, cache, request, cancellable=True)
+    n_tokens = await run_in_threadpool(experiments.check_patching, explainer, request, MAX_PATCHING_TOKENS)  # 422s before queueing
+    cost = experiments.patching_cost(explainer, n_tokens, request.hook)
+    return await limiter.run(Costed(experiments.patching, cost), explainer, cache, request, cancellable=True)

@@ -13,6 +13,7 @@ from model import Explainer
 from .. import heads
 from ..analysis import canonical
 from ..answers import cached_answer
+from ..concurrency import Costed
 from ..deps import get_explainer, run_of
 from ..errors import documented, field_error
 from ..responses import json_response
@@ -37,7 +38,8 @@ async def induction_probe(request: InductionProbeRequest, http: Request, explain
         raise field_error("length", f"twice the length must fit the model's context of {explainer.n_ctx} tokens",
                           code="out_of_range")
     editor = heads.probe_editor(explainer, request.interventions, request.length)
-    body = await cached_answer(http, ("probe", request.length, request.seed, canonical(editor.interventions)), heads.probe_body,
+    body = await cached_answer(http, ("probe", request.length, request.seed, canonical(editor.interventions)),
+                               Costed(heads.probe_body, heads.probe_cost(explainer, request.length)),
                                explainer, request.length, request.seed, editor, cancellable=True)
     return await json_response(http, body)
 

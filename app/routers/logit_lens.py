@@ -11,9 +11,10 @@ from fastapi.responses import Response
 
 from model import Explainer, Run
 from model.cancellation import NEVER, CancelToken
-from model.logit_lens import PositionError, check_positions, logit_lens
+from model.logit_lens import PositionError, check_positions, lens_macs, logit_lens
 
 from ..answers import cached_answer
+from ..concurrency import Cost, Costed
 from ..deps import get_explainer, run_of
 from ..errors import documented, field_error
 from ..responses import json_response
@@ -68,7 +69,9 @@ async def logit_lens_view(
     if len(positions) > MAX_LENS_POSITIONS:
         raise field_error("position", code="too_costly", message= f"the prompt has {len(positions)} tokens: name at most {MAX_LENS_POSITIONS} "
                                       "positions (repeat the parameter), a window at a time")
+    cost = Cost("lens", lens_macs(explainer.config, len(positions), len(run), stream), "position",
+                f"the logit lens over {len(positions)} positions ({stream})", "name fewer positions, a window at a time")
     # A page toggling between streams asks the same things again; a class asks the same at once.
     body = await cached_answer(http, ("lens", run_id, tuple(positions), k, stream),
-                               lens_body, explainer, run, positions, k, stream, cancellable=True, run_id=run_id)
+                               Costed(lens_body, cost), explainer, run, positions, k, stream, cancellable=True, run_id=run_id)
     return await json_response(http, body)

@@ -16,10 +16,10 @@ from model.hooks import LAYER_HOOKS, HookNameError, parse_hook
 
 from .. import tensors
 from .. import experiments
-from ..analysis import (add_body, analyze_into_cache, canonical, check_pattern_budget, prompt_ids, run_id_for, run_summary,
-                        with_patterns)
+from ..analysis import (add_body, analysis_cost, analyze_into_cache, canonical, check_pattern_budget, prompt_ids, run_id_for,
+                        run_summary, with_patterns)
 from ..cache import RunCache
-from ..concurrency import ForwardLimiter
+from ..concurrency import Costed, ForwardLimiter
 from ..budget import ByteBudget
 from ..deps import get_budget, get_cache, get_explainer, get_limiter, run_of
 from ..errors import documented, field_error
@@ -44,6 +44,9 @@ async def analyze(
     budget = http.app.state.settings.auto_pattern_bytes
     state = http.app.state
     ids = await run_in_threadpool(prompt_ids, explainer, request.text, request.ids)  # fail fast (422) before queueing
+    cost = analysis_cost(explainer, len(ids), "ids" if request.ids is not None else "text",
+                         with_patterns(explainer, len(ids), request.patterns, budget))
+    limiter.estimate(cost)  # too_costly: a 422 before anything is queued (a source run's recompute included)
     editor, interventions = None, ""
     if request.interventions:
         # Checked, and their source runs found, before anything is queued.
@@ -56,7 +59,8 @@ async def analyze(
         include = with_patterns(explainer, len(ids), request.patterns, budget)
         entry, plain = await state.coalescer.run(
             (run_id, include),
-            lambda: limiter.run(partial(analyze_into_cache, editor=editor), explainer, cache, ids, include, cancellable=True))
+            lambda: limiter.run(Costed(partial(analyze_into_cache, editor=editor), cost), explainer, cache, ids, include,
+                                cancellable=True))
     check_pattern_budget(explainer, len(entry.run), request.patterns, budget)
     include = with_patterns(explainer, len(entry.run), request.patterns, budget)
     body = entry.bodies.get(include)
