@@ -536,6 +536,19 @@ class RoomScene(BaseModel):
     step: body_integer(ge=0, le=MAX_SCENE_STEPS - 1) = Field(description="0-based: the step shown.")
 
 
+# The hooks an experiment can edit (EDITABLE_HOOK) at a layer a room takes: 0 to MAX_ROOM_INDEX (1023).
+ROOM_HOOK = f"^blocks\\.(0|[1-9][0-9]{{0,2}}|10[01][0-9]|102[0-3])\\.({'|'.join(re.escape(s) for s in EDITABLE)})$"
+
+
+class RoomIntervention(InterventionSpec):
+    """An intervention of the teacher's view, as POST /api/analyze takes it. The room knows no
+    model: its layer is bounded like the state's `layer`, in the schema; one past the model's last
+    layer is left out by the students' pages."""
+
+    hook: str = Field(min_length=1, max_length=64, pattern=ROOM_HOOK, description=(
+        "A full hook name, as in InterventionSpec, at a layer from 0 to 1023 (ASCII decimal, no leading zero)."))
+
+
 class RoomState(BaseModel):
     """What the teacher's page shows, and every student's follows: nothing else can be stored."""
     model_config = ConfigDict(strict=True, extra="forbid")
@@ -552,6 +565,11 @@ class RoomState(BaseModel):
     pinned: body_integer(ge=0, le=65535) | None = Field(None, description="The pinned token's position, if any.")
     temperature: float = Field(1.0, ge=0, le=10)
     scene: RoomScene | None = Field(None, description="The guided scene playing, and its step.")
+    interventions: list[RoomIntervention] = Field(
+        default_factory=list, max_length=MAX_INTERVENTIONS,
+        description="What the teacher's page has switched off (heads, a layer's attention or MLP...), as "
+        "POST /api/analyze takes them: students analyze the prompt with the same list, so they see the same "
+        "numbers.")
 
     @field_validator("text")
     @classmethod

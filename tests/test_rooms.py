@@ -27,8 +27,13 @@ from app.settings import Settings, SettingsError
 from .live_server import live_server
 
 STATE = {"text": "The cat sat on the mat", "ids": [464, 3797, 3332, 319, 262, 2603, 50256], "stage": "attention",
-         "layer": 1, "head": 3, "pinned": 2, "temperature": 0.7, "scene": {"id": "1-tour", "step": 1}}
+         "layer": 1, "head": 3, "pinned": 2, "temperature": 0.7, "scene": {"id": "1-tour", "step": 1},
+         "interventions": [{"hook": "blocks.1.attn.hook_z", "op": "zero", "head": 2, "neuron": None, "position": None,
+                            "source_run_id": None},
+                           {"hook": "blocks.0.hook_mlp_out", "op": "zero", "head": None, "neuron": None,
+                            "position": None, "source_run_id": None}]}
 FULL = dict(STATE)  # every field given: the snapshot holds exactly it
+HEAD_OFF = {"hook": "blocks.1.attn.hook_z", "op": "zero", "head": 2}
 
 
 class Clock:
@@ -99,7 +104,8 @@ def test_open_publish_snapshot(client, app):
     minimal = {"text": "Hello"}
     assert publish(client, code.lower(), minimal, room["secret"]).json() == {"version": 2}
     assert client.get(f"/api/rooms/{code}").json() == {"version": 2, "state": {
-        "text": "Hello", "ids": None, "stage": None, "layer": 0, "head": 0, "pinned": None, "temperature": 1.0, "scene": None}}
+        "text": "Hello", "ids": None, "stage": None, "layer": 0, "head": 0, "pinned": None, "temperature": 1.0, "scene": None,
+        "interventions": []}}
 
 
 def test_two_rooms_have_different_codes_and_secrets(client):
@@ -200,6 +206,16 @@ def test_rooms_are_bounded_in_number(client, clock):
     ({"temperature": 10.5}, "temperature"), ({"temperature": "1"}, "temperature"), ({"pinned": "2"}, "pinned"),
     ({"scene": {"id": "Not An Id", "step": 0}}, "scene.id"), ({"scene": {"id": "ok", "step": 20}}, "scene.step"),
     ({"text": "x" * 100_001}, "text"), ({"notes": "anything at all"}, "notes"), ({"layer": 1.5}, "layer"),
+    # What is switched off: checked as POST /api/analyze checks its interventions (the hook grammar,
+    # the ops, integers only, nothing else), a layer bounded like `layer`, and at most 32 of them.
+    ({"interventions": [{"hook": "blocks.1.attn.hook_z", "op": "drop", "head": 0}]}, "interventions.0.op"),
+    ({"interventions": [HEAD_OFF, {"hook": "blocks.01.attn.hook_z", "op": "zero"}]}, "interventions.1.hook"),
+    ({"interventions": [{"hook": "blocks.1.attn.hook_zz", "op": "zero"}]}, "interventions.0.hook"),
+    ({"interventions": [{"hook": "blocks.1024.attn.hook_z", "op": "zero", "head": 0}]}, "interventions.0.hook"),
+    ({"interventions": [{"hook": "blocks.1.attn.hook_z", "op": "zero", "head": "2"}]}, "interventions.0.head"),
+    ({"interventions": [{"hook": "blocks.1.attn.hook_z", "op": "zero", "head": -1}]}, "interventions.0.head"),
+    ({"interventions": [{"hook": "blocks.1.attn.hook_z", "op": "zero", "layer": 1}]}, "interventions.0.layer"),
+    ({"interventions": [HEAD_OFF] * 33}, "interventions"), ({"interventions": HEAD_OFF}, "interventions"),
 ])
 def test_a_state_outside_the_schema_is_422_naming_the_field(client, patch, field):
     room = open_room(client)
@@ -207,6 +223,27 @@ def test_a_state_outside_the_schema_is_422_naming_the_field(client, patch, field
     assert response.status_code == 422, response.text
     assert [e["field"] for e in response.json()["errors"]] == [field]
     assert client.get(f"/api/rooms/{room['code']}").json()["state"] is None
+
+
+def test_what_is_switched_off_round_trips_as_analyze_takes_it(client):
+    """The state's interventions come back in full (every field named), and POST /api/analyze
+    takes them as they are: a student analyzing the teacher's prompt with them gets the run the
+    teacher's page shows, with the same id and numbers."""
+    room = open_room(client)
+    off = [HEAD_OFF, {"hook": "blocks.0.hook_attn_out", "op": "zero"}, {"hook": "blocks.1.mlp.hook_post", "op": "zero",
+                                                                         "neuron": 7}]
+    assert publish(client, room["code"], {"text": "The cat sat", "interventions": off}, room["secret"]).status_code == 200
+    stored = client.get(f"/api/rooms/{room['code']}").json()["state"]["interventions"]
+    fields = ("hook", "op", "head", "neuron", "position", "source_run_id")
+    assert stored == [{f: x.get(f) for f in fields} for x in off]
+    teachers = client.post("/api/analyze", json={"text": "The cat sat", "interventions": off}).json()
+    students = client.post("/api/analyze", json={"text": "The cat sat", "interventions": stored}).json()
+    clean = client.post("/api/analyze", json={"text": "The cat sat"}).json()
+    assert students["run_id"] == teachers["run_id"] != clean["run_id"]
+    assert students["top"] == teachers["top"] != clean["top"]
+    # Switched back on: an empty list, a new version.
+    assert publish(client, room["code"], {"text": "The cat sat"}, room["secret"]).json() == {"version": 2}
+    assert client.get(f"/api/rooms/{room['code']}").json()["state"]["interventions"] == []
 
 
 def test_a_blank_prompt_is_empty_prompt(client):
