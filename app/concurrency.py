@@ -43,7 +43,7 @@ STOPPING = "The server is stopping; try again in a moment."
 MAX_WAITING_PER_CLIENT = 8  # a page asks for up to about six things at once
 QUANTUM_S = 0.25  # what long work runs, at least, before it gives its slot to someone waiting
 LONG_S = 0.5  # estimated running time from which work is long: one such job at a time per client
-MIN_MEASURED_S = 0.02  # shorter work is all fixed costs: it says nothing about the speed
+MIN_MEASURED_S = 0.001  # a shorter span between checks is too short to time
 
 
 # The batched decode step's place in the queue (app/batcher.py): not an address, so no client has it.
@@ -173,33 +173,30 @@ class Costed:
 class Speed:
     """Multiply-adds a second, per kind of work, measured on this server's own passes: from a
     job's first check to its last, the work its checks report over the time between them (the
-    time it spent paused for others left out). The fixed costs around a pass (parsing, encoding
-    the answer) are not its speed: counted in, a class's many short prompts would make a long
-    one look ten times slower than it is. Recent jobs count most, each in proportion to its time.
+    time it spent paused for others left out; the fixed costs around a pass, parsing the request
+    and encoding the answer, are not its speed).
 
-    A kind not measured yet is estimated at the speed of plain analyses (the engine's forward
-    pass), else at the slowest kind measured; with nothing measured at all there is no estimate,
-    and nothing is refused on a guess: the first jobs measure the speed."""
+    The estimate is the fastest of a kind's last RECENT measurements: work is refused as too
+    costly only when it could not finish even at that speed. A busy machine makes single
+    measurements slow (on this 2-core machine, shared, the same 11-token analysis took 0.1 s to
+    1.2 s), and small work is slower per multiply-add than large (its fixed costs per block weigh
+    more); neither may refuse a request that would finish. Slowness that lasts (RECENT jobs of a
+    kind in a row) does count. A kind not measured yet takes the fastest speed measured of any
+    kind; with nothing measured at all there is no estimate, and nothing is refused on a guess."""
 
-    DECAY = 0.8  # an observation's weight after each later one of its kind
+    RECENT = 16
 
     def __init__(self):
-        self._sums: dict[str, list[float]] = {}  # kind -> [multiply-adds, seconds], decayed
+        self._rates: dict[str, deque[float]] = {}  # kind -> its last RECENT multiply-adds a second
 
     def observe(self, kind: str, macs: float, seconds: float) -> None:
-        if macs <= 0 or seconds < MIN_MEASURED_S:
-            return
-        sums = self._sums.setdefault(kind, [0.0, 0.0])
-        sums[0] = sums[0] * self.DECAY + macs
-        sums[1] = sums[1] * self.DECAY + seconds
+        if macs > 0 and seconds >= MIN_MEASURED_S:
+            self._rates.setdefault(kind, deque(maxlen=self.RECENT)).append(macs / seconds)
 
     def rate(self, kind: str) -> float | None:
         """Multiply-adds a second for `kind`, or None before anything was measured."""
-        for known in (kind, "analysis"):
-            if known in self._sums:
-                macs, seconds = self._sums[known]
-                return macs / seconds
-        return min((macs / seconds for macs, seconds in self._sums.values()), default=None)
+        rates = self._rates.get(kind) or [rate for recent in self._rates.values() for rate in recent]
+        return max(rates, default=None)
 
     def seconds(self, kind: str, macs: float) -> float | None:
         rate = self.rate(kind)
