@@ -58,11 +58,17 @@
  *       generated ones, `run_id` the run of exactly those ids with those interventions.
  *       Streams server-sent events over fetch(); onToken({step, token: {id, text, prob}, top}) per token.
  *       Rejects with ApiError on an `event: error`, or with an AbortError when `signal` aborts.
- *   openRoom() -> {code, secret, follow_url, expires_in}      POST /api/rooms (follow the teacher)
+ *   getClassroom() -> {teacher, token_required, reachable, students_base, command}   GET /api/classroom:
+ *       whether this browser may open rooms, and where (and whether) students reach this server
+ *   openRoom() -> {code, secret, follow_url, students_url, reachable, expires_in}   POST /api/rooms
+ *       (follow the teacher; 403 teacher_only, 429 client_limit, 403 cross_site: the server's sentence)
  *   publishRoom(code, secret, state) -> {version}            PUT /api/rooms/{code}/state, X-Room-Secret
  *   closeRoom(code, secret)                                  DELETE /api/rooms/{code}, X-Room-Secret
  *   roomSnapshot(code) -> {version, state}                   GET /api/rooms/{code} (404 unknown_room, 410 room_expired)
  *   roomEventsUrl(code), roomQrUrl(code)                     the event stream (for an EventSource) and the QR code's SVG
+ *   checkRoomEvents(code)   resolves if the event stream would be served now (asked, then closed at
+ *       once); else rejects with the server's ApiError (429 client_limit: too many tabs of this computer
+ *       follow rooms; 503 room_full after its retries), which an EventSource never shows
  *   Not cached: a room's state changes.
  */
 
@@ -510,6 +516,10 @@ export function getScene(id) {
 /** Follow the teacher (room.js): open a room, publish to it with its secret, read it. */
 const roomPath = (code) => `/api/rooms/${encodeURIComponent(code)}`;
 
+export async function getClassroom() {
+  return (await request("/api/classroom")).json();
+}
+
 export async function openRoom() {
   return (await request("/api/rooms", { method: "POST" })).json();
 }
@@ -535,3 +545,9 @@ export async function roomSnapshot(code) {
 
 export const roomEventsUrl = (code) => `${roomPath(code)}/events`;
 export const roomQrUrl = (code) => `${roomPath(code)}/qr.svg`;
+
+export async function checkRoomEvents(code) {
+  const done = new AbortController();
+  await request(roomEventsUrl(code), { signal: done.signal });
+  done.abort(); // the place it took is given back: the page's EventSource takes one next
+}

@@ -62,6 +62,7 @@
  * Pure helpers on intervention lists:
  *   headIntervention(layer, head)         {"hook": "blocks.L.attn.hook_z", "op": "zero", "head": H}
  *   sameIntervention(a, b), toggled(list, intervention)   the list with it added, or removed if there
+ *   sameInterventions(a, b)               two lists of interventions are the same, in the same order
  *   sameIds(a, b)                         two lists of token ids are equal
  */
 import { ensurePattern } from "./api.js";
@@ -227,6 +228,10 @@ const FIELDS = ["hook", "op", "head", "neuron", "position", "source_run_id"];
 
 export function sameIntervention(a, b) {
   return FIELDS.every((f) => (a[f] ?? null) === (b[f] ?? null));
+}
+
+export function sameInterventions(a, b) {
+  return a.length === b.length && a.every((x, i) => sameIntervention(x, b[i]));
 }
 
 export function toggled(list, intervention) {

@@ -7,11 +7,13 @@ the page. Screenshots: test-artifacts/room-*.png."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import statistics
 import time
 
 import httpx
+import numpy as np
 import pytest
 
 from .browser import ARTIFACTS, chromium, require_chromium  # noqa: F401 (chromium is a fixture)
@@ -85,10 +87,13 @@ def test_two_students_follow_the_teacher_step_off_and_back(chromium, server):
         panel.wait_for(state="visible")
         code = shown_code(teacher.page)
         assert len(code) == 6 and not set(code) & set("0O1IL")
+        # The server listens on 127.0.0.1 only, which students' devices cannot reach: the panel says
+        # so, with the command that serves a reachable classroom, and gives the link for this
+        # computer, with no QR code a phone could not open.
         assert teacher.page.get_by_test_id("room-url").inner_text() == f"{server}/r/{code}"
-        teacher.page.wait_for_function("document.querySelector('[data-testid=room-qr]').naturalWidth > 0")
-        # The page is on 127.0.0.1, which students' devices cannot reach: the panel says so.
         assert teacher.page.get_by_test_id("room-localhost").is_visible()
+        assert teacher.page.get_by_test_id("room-command").inner_text() == "explainer serve --classroom"
+        assert teacher.page.get_by_test_id("room-qr").is_hidden()
         # The panel sits inside the projected screen, and the code is large.
         box = panel.bounding_box()
         assert box["x"] >= 0 and box["y"] >= 0 and box["x"] + box["width"] <= 1280 and box["y"] + box["height"] <= 720
@@ -183,9 +188,9 @@ def test_two_students_follow_the_teacher_step_off_and_back(chromium, server):
             assert answer.status == 403 and answer.json()["code"] == "not_teacher"
         assert httpx.get(f"{server}/api/rooms/{code}").json()["state"]["text"] == state(teacher)["text"] != "hijacked"
 
-        # The panel shows the code again, and closes.
+        # The panel shows the code again (and the command: no QR code here), and closes.
         teacher.page.get_by_test_id("room-hide").click()
-        assert teacher.page.get_by_test_id("room-qr").is_visible()
+        assert teacher.page.get_by_test_id("room-command").is_visible() and teacher.page.get_by_test_id("room-qr").is_hidden()
         teacher.page.get_by_test_id("room-close").click()
         assert panel.is_hidden() and teacher.page.get_by_test_id("room-open").is_visible()
 
@@ -320,12 +325,7 @@ def test_a_student_follows_a_prompt_of_ids_as_those_ids(chromium, server):
     exactly the teacher's ids: the text tokenized again would give other tokens."""
     teacher, student = Page(chromium, server), Page(chromium, server)
     try:
-        teacher.open()
-        teacher.page.get_by_test_id("room-open").click()
-        code = shown_code(teacher.page)
-        teacher.page.wait_for_function("window.explainer.room.version >= 1")
-        student.open(f"r/{code}")
-        student.page.wait_for_function("window.explainer.room.applied >= 1")
+        code = open_room_and_follow(teacher, student)
         end_of_text = httpx.get(f"{server}/api/model").json()["end_of_text_id"]
         assert end_of_text == 50256
         teacher.page.get_by_test_id("end-of-text").click()
@@ -343,3 +343,156 @@ def test_a_student_follows_a_prompt_of_ids_as_those_ids(chromium, server):
     finally:
         teacher.close()
         student.close()
+
+
+@contextlib.contextmanager
+def pages(chromium, server: str, n: int):
+    """n fresh pages of the server, whose consoles must stay clean; closed at the end."""
+    opened = [Page(chromium, server) for _ in range(n)]
+    try:
+        yield opened
+        for page in opened:
+            assert not page.unexpected_errors(), page.errors
+    finally:
+        for page in opened:
+            page.close()
+
+
+def open_room_and_follow(teacher: Page, student: Page) -> str:
+    """The teacher's page opens a room; the student's follows it and shows the teacher's prompt."""
+    teacher.open()
+    teacher.page.get_by_test_id("room-open").click()
+    code = shown_code(teacher.page)
+    teacher.page.wait_for_function("window.explainer.room.version >= 1")
+    student.open(f"r/{code}")
+    student.page.wait_for_function("window.explainer.room.applied >= 1")
+    wait_same_view(student, teacher)
+    return code
+
+
+def wait_same_view(student: Page, teacher: Page) -> None:
+    """Until the student's page shows what the teacher's does (prompt, layer, head, pin,
+    temperature, scene, and the run with what is switched off)."""
+    want = json.dumps(json.dumps(view(teacher), separators=(",", ":"), ensure_ascii=False))
+    student.page.wait_for_function(f"JSON.stringify(({VIEW})()) === {want}", timeout=20_000)
+
+
+# What a page shows: its state, and the shown run's interventions (null fields left out).
+VIEW = """() => { const s = explainer.store.state; const run = s.runs.get(s.shown.main);
+  const strip = (list) => list.map((x) => Object.fromEntries(Object.entries(x).filter(([, v]) => v != null)));
+  return {text: run ? run.text : null, layer: s.layer, head: s.head, pinned: s.pinned, temperature: s.temperature,
+          scene: s.scene, interventions: strip(s.interventions), run: run ? strip(run.interventions) : null}; }"""
+
+
+def view(page: Page) -> dict:
+    return page.page.evaluate(VIEW)
+
+
+def test_a_students_first_own_change_switches_the_bar_to_exploring_at_once(chromium, server):
+    """Each kind of change a student can make flips "Following the teacher" to "Exploring on your
+    own" by itself, the teacher changing nothing (the room's version stays); "Follow again" brings
+    the teacher's view back, and the next change flips it again. Changes the room makes itself
+    (its prompt, its pin, its scroll) never do."""
+    with pages(chromium, server, 2) as (teacher, student):
+        code = open_room_and_follow(teacher, student)
+        version = httpx.get(f"{server}/api/rooms/{code}").json()["version"]
+        status = student.page.get_by_test_id("room-status")
+        toggle = student.page.get_by_test_id("room-follow-toggle")
+        sp = student.page
+
+        def slider_right():
+            sp.get_by_test_id("temperature-slider").focus()
+            sp.keyboard.press("ArrowRight")
+
+        def switch_attention_off():
+            sp.get_by_test_id("ablate-attn-layer").click()
+
+        def wheel_to_another_stage():
+            sp.evaluate("scrollTo(0, 0)")  # as the room left it: a scroll that is not the student's changes nothing
+            assert sp.evaluate("window.explainer.room.following")
+            sp.mouse.move(4, 300)  # beside the cards: over the token row the wheel would scroll the row
+            sp.mouse.wheel(0, 2500)
+
+        changes = [
+            ("layer", lambda: sp.keyboard.press("]")),
+            # By the keyboard, as a person does (select_option's events are the script's, not a person's).
+            ("head", lambda: (sp.get_by_test_id("head-select").focus(), sp.keyboard.press("ArrowDown"))),
+            ("pinned", lambda: student.chips().nth(1).click()),
+            ("temperature", slider_right),
+            ("analysis", lambda: (sp.get_by_test_id("prompt-input").fill("A prompt of my own"),
+                                  sp.get_by_test_id("analyze-button").click())),
+            ("interventions", switch_attention_off),
+            ("scroll", wheel_to_another_stage),
+            ("generation", lambda: sp.get_by_test_id("generate-button").click()),
+            ("scene", lambda: (sp.get_by_test_id("scene-menu-button").click(),
+                               sp.locator("[data-testid=scene-menu] [data-scene='5-temperature']").click())),
+        ]
+        for why, change in changes:
+            assert status.inner_text() == f"Following the teacher (room {code})", why
+            assert toggle.inner_text() == "Explore on my own"
+            change()
+            sp.wait_for_function("!window.explainer.room.following", timeout=10_000)
+            assert sp.evaluate("window.explainer.room.explored") == why
+            assert status.inner_text() == f"Exploring on your own (room {code})"
+            assert toggle.inner_text() == "Follow again" and toggle.get_attribute("aria-pressed") == "false"
+            if why == "layer":
+                student.page.screenshot(path=str(ARTIFACTS / "room-student-exploring-1280.png"))
+            # The teacher did nothing: the room's state is the one the student was following.
+            assert httpx.get(f"{server}/api/rooms/{code}").json()["version"] == version
+            if why == "scene":
+                sp.wait_for_selector("[data-testid=scene-step][data-ready]", timeout=20_000)
+            elif why == "generation":  # its run shown (the prompt and what was generated)
+                sp.wait_for_function("(() => { const s = explainer.store.state; const g = s.generation.main;"
+                                     " return (!g || g.status !== 'running') && s.busy === null"
+                                     " && s.analysis.main.status !== 'running'; })()", timeout=30_000)
+            toggle.click()
+            assert status.inner_text() == f"Following the teacher (room {code})"
+            wait_same_view(student, teacher)
+            sp.wait_for_function("explainer.store.state.busy === null", timeout=20_000)
+            assert sp.evaluate("window.explainer.room.following"), f"following again after {why} did not last"
+
+
+def test_a_head_the_teacher_switches_off_is_switched_off_for_the_students(chromium, server):
+    """Switched-off heads are part of the room's state: the teacher's page publishes them, a
+    following student's page analyzes the teacher's prompt with them, and shows the same run and
+    the same numbers as the API gives for that prompt with that head off (and the teacher's bars)."""
+    from app.tensors import decode
+
+    from .test_browser import softmax
+
+    layer, head = 1, 2
+    ablation = {"hook": f"blocks.{layer}.attn.hook_z", "op": "zero", "head": head}
+    with pages(chromium, server, 2) as (teacher, student):
+        code = open_room_and_follow(teacher, student)
+        text = view(teacher)["text"]
+        teacher.page.get_by_test_id("ablate-toggle").click()
+        before = teacher.runs()
+        teacher.page.locator(f"[data-testid=overview-head][data-layer='{layer}'][data-head='{head}']").dispatch_event("click")
+        teacher.wait_run(before)
+        published = httpx.get(f"{server}/api/rooms/{code}").json()["state"]
+        assert [{k: v for k, v in x.items() if v is not None} for x in published["interventions"]] == [ablation]
+
+        wait_same_view(student, teacher)
+        assert view(student)["run"] == [ablation] and view(student)["interventions"] == [ablation]
+        student.page.wait_for_selector("[data-testid=ghost-bar]")  # the clean run beside it, as on the teacher's
+        item = student.page.get_by_test_id("intervention")
+        assert item.count() == 1 and item.get_attribute("data-hook") == ablation["hook"] and item.get_attribute("data-head") == str(head)
+        # The numbers: the API's, for this prompt with this head off.
+        body = httpx.post(f"{server}/api/analyze", json={"text": text, "interventions": [ablation]}, timeout=60).json()
+        clean = httpx.post(f"{server}/api/analyze", json={"text": text}, timeout=60).json()
+        probs = softmax(decode(body["tensors"]["logits"]), 1.0)
+        bars = student.bars()
+        ids = [i for i, _ in bars]
+        assert ids == [t["id"] for t in body["top"]]
+        # The head matters here (the clean run's numbers differ), so the comparison can tell them apart.
+        assert np.abs(probs[ids] / softmax(decode(clean["tensors"]["logits"]), 1.0)[ids] - 1).max() > 1e-3
+        np.testing.assert_allclose([p for _, p in bars], probs[ids], rtol=1e-4, atol=1e-9)
+        assert bars == teacher.bars()
+        student.page.screenshot(path=str(ARTIFACTS / "room-student-ablated-1280.png"))
+        assert student.page.evaluate("window.explainer.room.following")  # the room's own change: still following
+
+        # Switched back on by the teacher: back on for the students.
+        teacher.page.get_by_test_id("clear-interventions").click()
+        wait_same_view(student, teacher)
+        assert view(student)["run"] == [] and student.page.get_by_test_id("ghost-bar").count() == 0
+        assert student.page.evaluate("window.explainer.room.following")
