@@ -421,9 +421,11 @@ class ForwardLimiter:
         turns = self._turns.get(job.who) if job.long else None
         if not self._slots.queued and not (turns is not None and turns.queued):
             return  # a glance from this thread; the loop looks again, exactly
+        pause = self._pause(job)
         try:
-            handle = asyncio.run_coroutine_threadsafe(self._pause(job), self._loop)
+            handle = asyncio.run_coroutine_threadsafe(pause, self._loop)
         except RuntimeError:  # the loop is closed: the server is gone
+            pause.close()
             job.token.cancel()
             return
         paused = time.perf_counter()
