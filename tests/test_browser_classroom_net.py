@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import sys
 import xml.etree.ElementTree as ET
 from urllib.parse import urlsplit
 
@@ -27,7 +28,7 @@ import segno
 
 from .browser import ARTIFACTS, chromium, require_chromium  # noqa: F401 (chromium is a fixture)
 from .conftest import build_checkpoint
-from .live_server import live_server
+from .live_server import free_port, live_server, serving
 from .test_browser import Page
 from .test_browser_layout import serious
 
@@ -86,15 +87,16 @@ def token_server(checkpoint):
 
 @contextlib.contextmanager
 def opened(chromium, server: str, width: int = 1280, height: int = 720, presenter: bool = False, lang: str = "en",
-           before=None):
-    """A page of the server at this size, in this language (presenter mode or not), its first run
-    shown; its console must stay clean to the end. `before(page)` runs before it is opened."""
+           before=None, path: str = ""):
+    """A page of the server (at `path`: "r/CODE" follows a room) at this size, in this language
+    (presenter mode or not), its first run shown; its console must stay clean to the end, but for
+    what `before(page)` allows (it runs before the page is opened)."""
     page = Page(chromium, server)
     try:
         page.page.set_viewport_size({"width": width, "height": height})
         if before:
             before(page)
-        page.open(f"?lang={lang}" + ("&present=1" if presenter else ""))
+        page.open(f"{path}?lang={lang}" + ("&present=1" if presenter else ""))
         yield page
         assert not page.unexpected_errors(), page.errors
     finally:
@@ -274,3 +276,61 @@ def said_on_refusal(page: Page) -> str:
 def sentence(body: dict) -> str:
     """What the page says of an error body (api.js): its errors' messages, else its detail."""
     return "; ".join(e["message"] for e in body["errors"]) if body.get("errors") else body["detail"]
+
+
+def test_a_tab_past_this_computers_follow_streams_says_so(chromium, checkpoint):
+    """One follow stream per computer here: a second tab is refused (429 client_limit), and says
+    the server's sentence, instead of connecting again and again."""
+    with live_server(checkpoint, env={"EXPLAINER_CLIENT_FOLLOWERS": "1", "EXPLAINER_PUBLIC_URL": None,
+                                      "EXPLAINER_TEACHER_TOKEN": None}) as url:
+        room = httpx.post(f"{url}/api/rooms").json()
+        httpx.put(f"{url}/api/rooms/{room['code']}/state", json={"text": "Hello there"},
+                  headers={"X-Room-Secret": room["secret"]}).raise_for_status()
+        asked: list[str] = []
+
+        def count_streams(page):
+            page.allowed.append("status of 429")
+            page.page.on("request", lambda r: r.url.endswith("/events") and asked.append(r.url))
+
+        with opened(chromium, url, path=f"r/{room['code']}") as first:
+            first.page.wait_for_function("window.explainer.room.applied === 1")
+            expected = httpx.get(f"{url}/api/rooms/{room['code']}/events")
+            assert expected.status_code == 429 and expected.json()["code"] == "client_limit"
+            with opened(chromium, url, path=f"r/{room['code']}", before=count_streams) as second:
+                error = second.page.get_by_test_id("room-error")
+                error.wait_for(state="visible")
+                assert error.get_attribute("data-code") == "client_limit"
+                assert sentence(expected.json()) in error.inner_text()
+                assert second.page.get_by_test_id("room-follow-toggle").is_hidden()
+                assert 1 <= len(asked) <= 2  # the EventSource's, and the check that asked why
+            assert first.page.evaluate("window.explainer.room.following")
+
+
+def test_a_server_that_stops_is_waited_for_then_its_lost_room_said(chromium, checkpoint):
+    """The server stopping ends the stream with `stopping`: the page says it is reconnecting (no
+    error), and once a server is back on the same address, that the room is gone with it."""
+    port = free_port()
+    command = [sys.executable, "-m", "app.cli", "serve", "--model", str(checkpoint)]
+    with contextlib.ExitStack() as first:
+        url = first.enter_context(serving(command, env={"EXPLAINER_PUBLIC_URL": None}, port=port)).url
+        room = httpx.post(f"{url}/api/rooms").json()
+        httpx.put(f"{url}/api/rooms/{room['code']}/state", json={"text": "Hello there"},
+                  headers={"X-Room-Secret": room["secret"]}).raise_for_status()
+
+        def allow_the_gap(page):
+            page.allowed += ["ERR_CONNECTION_REFUSED", "status of 404"]
+
+        with opened(chromium, url, path=f"r/{room['code']}", before=allow_the_gap) as student:
+            student.page.wait_for_function("window.explainer.room.applied === 1")
+            first.close()  # the server stops
+            status = student.page.get_by_test_id("room-status")
+            student.page.wait_for_function("document.querySelector('[data-testid=room-status]').textContent"
+                                           ".includes('reconnecting')")
+            assert student.page.get_by_test_id("room-error").is_hidden()
+            assert student.page.evaluate("window.explainer.room.ended") is None
+            assert status.inner_text().startswith(f"Following the teacher (room {room['code']})")
+            with serving(command, env={"EXPLAINER_PUBLIC_URL": None}, port=port):
+                error = student.page.get_by_test_id("room-error")
+                error.wait_for(state="visible", timeout=20_000)
+                assert error.get_attribute("data-code") == "unknown_room"
+                assert f"There is no room {room['code']}" in error.inner_text()
