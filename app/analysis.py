@@ -57,7 +57,7 @@ def analysis_cost(explainer: Explainer, n_tokens: int, field: str, patterns: boo
     request's `field` (text or ids)."""
     c = explainer.config
     return Cost("analysis", forward_macs(c, n_tokens, patterns), field, f"analyzing {n_tokens} tokens",
-                "send a shorter prompt", step=block_macs(c, n_tokens, observed=patterns))
+                "send a shorter prompt", grain=block_macs(c, n_tokens, observed=patterns), counted=True)
 
 
 def gzipped(data: bytes) -> bytes:

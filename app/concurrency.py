@@ -153,9 +153,13 @@ class Cost:
     field: str  # the request's field that sets it: a too_costly 422 names it
     what: str  # the work, in words: "patching 64 tokens at every layer and position"
     advice: str  # what to ask for instead
-    # Multiply-adds between two of its checks that do not say (CancelToken.check(work)): the
-    # engine's forward pass checks before each block, so an analysis's step is one block.
-    step: float = 0.0
+    # Multiply-adds between two of its checks (a block of the forward pass; a block for every
+    # cell of a patching sweep; a chunk of the lens): work done in smaller grains is slower per
+    # multiply-add (the fixed costs of each step weigh more), so it does not tell this one's speed.
+    grain: float
+    # Its checks do not say what they did (the engine's pass checks before each block): each
+    # counts as one grain. Otherwise the work reports it (CancelToken.check(work)).
+    counted: bool = False
 
 
 @dataclass(frozen=True)
@@ -174,33 +178,40 @@ class Speed:
     """Multiply-adds a second, per kind of work, measured on this server's own passes: from a
     job's first check to its last, the work its checks report over the time between them (the
     time it spent paused for others left out; the fixed costs around a pass, parsing the request
-    and encoding the answer, are not its speed).
+    and encoding the answer, are not its speed), with the grain of that work (multiply-adds per
+    check).
 
-    The estimate is the fastest of a kind's last RECENT measurements: work is refused as too
-    costly only when it could not finish even at that speed. A busy machine makes single
+    A job is estimated from measurements of work of its grain or coarser (from half its grain
+    on), of its own kind if there are some, else of any kind: finer work goes slower per
+    multiply-add (a 10-token prompt's blocks are mostly fixed costs), and would make a long job
+    look several times slower than it is. Of those, the fastest of the last RECENT: work is refused
+    as too costly only when it could not finish even at that speed. A busy machine makes single
     measurements slow (on this 2-core machine, shared, the same 11-token analysis took 0.1 s to
-    1.2 s), and small work is slower per multiply-add than large (its fixed costs per block weigh
-    more); neither may refuse a request that would finish. Slowness that lasts (RECENT jobs of a
-    kind in a row) does count. A kind not measured yet takes the fastest speed measured of any
-    kind; with nothing measured at all there is no estimate, and nothing is refused on a guess."""
+    1.2 s); that may not refuse a request that would finish, but slowness that lasts does count.
+    With nothing comparable measured there is no estimate, and nothing is refused on a guess: the
+    first such job measures it."""
 
     RECENT = 16
 
     def __init__(self):
-        self._rates: dict[str, deque[float]] = {}  # kind -> its last RECENT multiply-adds a second
+        # kind -> its last RECENT measurements: (multiply-adds per check, multiply-adds a second)
+        self._recent: dict[str, deque[tuple[float, float]]] = {}
 
-    def observe(self, kind: str, macs: float, seconds: float) -> None:
+    def observe(self, kind: str, macs: float, seconds: float, grain: float) -> None:
         if macs > 0 and seconds >= MIN_MEASURED_S:
-            self._rates.setdefault(kind, deque(maxlen=self.RECENT)).append(macs / seconds)
+            self._recent.setdefault(kind, deque(maxlen=self.RECENT)).append((grain, macs / seconds))
 
-    def rate(self, kind: str) -> float | None:
-        """Multiply-adds a second for `kind`, or None before anything was measured."""
-        rates = self._rates.get(kind) or [rate for recent in self._rates.values() for rate in recent]
+    def rate(self, kind: str, grain: float) -> float | None:
+        """Multiply-adds a second for work of `kind` and `grain`; None if nothing comparable was measured."""
+        def comparable(measured) -> list[float]:
+            return [rate for g, rate in measured if g >= grain / 2]
+
+        rates = comparable(self._recent.get(kind, ())) or comparable(m for recent in self._recent.values() for m in recent)
         return max(rates, default=None)
 
-    def seconds(self, kind: str, macs: float) -> float | None:
-        rate = self.rate(kind)
-        return None if rate is None else macs / rate
+    def seconds(self, cost: Cost) -> float | None:
+        rate = self.rate(cost.kind, cost.grain)
+        return None if rate is None else cost.macs / rate
 
 
 class _Job:
@@ -223,17 +234,18 @@ class _Job:
         self.paused_s = self.paused_s_at_last = 0.0
 
     def progress(self) -> None:
-        """At a check: the work done so far (reported, or counted in steps) and when."""
+        """At a check: the work done so far (reported, or counted in grains) and when."""
         self.checks += 1
-        step = self.cost.step if self.cost is not None else 0.0
-        self.last = (time.perf_counter(), self.token.work + (self.checks - 1) * step)
+        counted = (self.checks - 1) * self.cost.grain if self.cost is not None and self.cost.counted else 0.0
+        self.last = (time.perf_counter(), self.token.work + counted)
         self.paused_s_at_last = self.paused_s
         if self.checks == 1:
             self.first = self.last
 
-    def measured(self) -> tuple[float, float]:
-        """(multiply-adds, seconds running) from its first check to its last."""
-        return self.last[1] - self.first[1], self.last[0] - self.first[0] - self.paused_s_at_last
+    def measured(self) -> tuple[float, float, float]:
+        """(multiply-adds, seconds running, multiply-adds per check) from its first check to its last."""
+        macs = self.last[1] - self.first[1]
+        return macs, self.last[0] - self.first[0] - self.paused_s_at_last, macs / max(1, self.checks - 1)
 
 
 class ForwardLimiter:
@@ -287,10 +299,10 @@ class ForwardLimiter:
 
     def estimate(self, cost: Cost) -> float | None:
         """Seconds `cost` would run on this server, or a 422 too_costly naming its field when
-        that is more than the time limit; None while the server has measured nothing."""
-        seconds = self.speed.seconds(cost.kind, cost.macs)
+        that is more than the time limit; None while the server has measured nothing comparable."""
+        seconds = self.speed.seconds(cost)
         if seconds is not None and seconds >= self.timeout_s:
-            rate = self.speed.rate(cost.kind)
+            rate = self.speed.rate(cost.kind, cost.grain)
             raise field_error(cost.field, code="too_costly", message=(
                 f"{cost.what} would take about {seconds:.0f} s here (this server does about {rate / 1e9:.1f} billion "
                 f"multiply-adds a second of such work), and a request may run for at most {self.timeout_s:.0f} s "

@@ -11,7 +11,7 @@ from fastapi.concurrency import run_in_threadpool
 from model import Explainer
 from model.cancellation import NEVER, CancelToken
 from model.interventions import Editor, Intervention, InterventionError, check
-from model.patching import HOOKS, RELIABLE_LOGITS, sweep, sweep_macs
+from model.patching import HOOKS, RELIABLE_LOGITS, sweep, sweep_grain, sweep_macs
 from model.threads import forward_macs
 
 from . import analysis
@@ -98,7 +98,8 @@ def patching_cost(explainer: Explainer, n: int, hook: str) -> Cost:
     cells = f"{c.n_head} heads" if HOOKS[hook][1] == "head" else f"{n} positions"
     return Cost("patching", 2 * forward_macs(c, n) + sweep_macs(c, n, hook), "clean",
                 f"patching {hook} over {n} tokens ({cells} at each of {c.n_layer} layers)",
-                "use shorter prompts" + ("" if hook == "z" else ", or patch z (one cell per head)"))
+                "use shorter prompts" + ("" if hook == "z" else ", or patch z (one cell per head)"),
+                grain=sweep_grain(c, n, hook))
 
 
 def patching(explainer: Explainer, cache, request, cancel: CancelToken = NEVER) -> dict:

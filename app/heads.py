@@ -53,7 +53,7 @@ def probe_cost(explainer: Explainer, length: int) -> Cost:
     c = explainer.config
     return Cost("probe", forward_macs(c, 2 * length, observed=True) + (2 * length - 1) * c.n_embd * c.vocab_size, "length",
                 f"the induction probe of {length} tokens repeated", "use a shorter length",
-                step=block_macs(c, 2 * length, observed=True))
+                grain=block_macs(c, 2 * length, observed=True), counted=True)
 
 
 def probe_body(explainer: Explainer, length: int, seed: int, editor: Editor, cancel: CancelToken = NEVER) -> bytes:

@@ -115,6 +115,12 @@ def lens_macs(config, n_positions: int, n_tokens: int, stream: str = "resid_post
     return vectors * config.n_embd * config.vocab_size + recomputed
 
 
+def lens_grain(config, n_positions: int, stream: str = "resid_post") -> int:
+    """Multiply-adds between two of the lens's checks, mostly: a chunk of vectors unembedded."""
+    vectors = len(rows_for(config.n_layer, stream)) * n_positions
+    return min(CHUNK, vectors) * config.n_embd * config.vocab_size
+
+
 @torch.inference_mode()
 def logit_lens(run: Run, positions: Sequence[int] | None = None, k: int = 10, stream: str = "resid_post",
                cancel: CancelToken = NEVER) -> Lens:

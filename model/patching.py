@@ -91,6 +91,13 @@ def sweep_macs(config, n_pos: int, hook: str) -> int:
     return recomputed + n_layers * before + cells * (n_layers * (block - before) + block * n_layers * (n_layers - 1) // 2)
 
 
+def sweep_grain(config, n_pos: int, hook: str) -> int:
+    """Multiply-adds between two of the sweep's checks: a block for every cell and the two
+    reference cells."""
+    cells, block, _ = _block_costs(config, n_pos, hook)
+    return cells * block
+
+
 def _masks(suffix: str, axis: str, n_pos: int, n_heads: int) -> torch.Tensor:
     """One boolean mask per cell, shaped to broadcast over the hook's tensor: [cells, ...]."""
     if axis == "head":  # z: [pos, head, d_head]

@@ -290,6 +290,9 @@ def slow_app(explainer, checkpoint_dir):
         yield app, http
 
 
+COARSE = 1e15  # a grain coarser than any request's: injected speeds are comparable with all
+
+
 def _too_costly(response, field: str, seconds: float) -> None:
     body = response.json()
     assert response.status_code == 422 and body["code"] == "too_costly", body
@@ -306,7 +309,7 @@ def test_work_that_could_not_finish_in_time_is_refused_at_once_naming_the_field(
     app, http = slow_app
     limiter, c = app.state.limiter, explainer.config
     # Nothing measured yet: nothing is refused on a guess.
-    assert limiter.speed.rate("patching") is None
+    assert limiter.speed.rate("patching", 1.0) is None
     assert http.post("/api/patching", json={"clean": CLEAN, "corrupted": CORRUPTED, "target_token": 1,
                                             "baseline_token": 2}).status_code == 200
 
@@ -314,7 +317,7 @@ def test_work_that_could_not_finish_in_time_is_refused_at_once_naming_the_field(
     request = PatchingRequest(clean=CLEAN, corrupted=CORRUPTED, target_token=1, baseline_token=2)
     macs = _measured_macs(experiments.patching, explainer, RunCache(64, 1 << 30), request)
     limiter.speed = Speed()  # what the first one measured: forgotten
-    limiter.speed.observe("patching", macs / 30, 1.0)  # this server: 30 s for that job
+    limiter.speed.observe("patching", macs / 30, 1.0, COARSE)  # this server: 30 s for that job
     _too_costly(http.post("/api/patching", json=request.model_dump()), "clean", 30)
     before = limiter.waiting, limiter.running
     short = {"clean": "When Mary", "corrupted": "When John", "target_token": 1, "baseline_token": 2}
@@ -325,7 +328,7 @@ def test_work_that_could_not_finish_in_time_is_refused_at_once_naming_the_field(
     limiter.speed = Speed()
     ids = explainer.tokenize(CLEAN * 20)
     macs = _measured_macs(explainer.analyze_ids, ids, ["attn.hook_pattern"])  # the tiny model's patterns are sent
-    limiter.speed.observe("analysis", macs / 20, 1.0)  # 20 s for that prompt
+    limiter.speed.observe("analysis", macs / 20, 1.0, COARSE)  # 20 s for that prompt
     _too_costly(http.post("/api/analyze", json={"text": CLEAN * 20}), "text", 20)
     _too_costly(http.post("/api/analyze", json={"ids": ids}), "ids", 20)
     assert http.post("/api/analyze", json={"text": CLEAN}).status_code == 200
@@ -335,7 +338,7 @@ def test_work_that_could_not_finish_in_time_is_refused_at_once_naming_the_field(
     run = app.state.cache.get(run_id).run
     macs = _measured_macs(lens_body, explainer, run, list(range(64)), 10, "both")
     limiter.speed = Speed()
-    limiter.speed.observe("lens", macs / 15, 1.0)
+    limiter.speed.observe("lens", macs / 15, 1.0, COARSE)
     _too_costly(http.get(f"/api/runs/{run_id}/logit-lens", params={"stream": "both", "k": 10}), "position", 15)
     window = http.get(f"/api/runs/{run_id}/logit-lens", params={"position": [0, 1, 2], "stream": "resid_post"})
     assert window.status_code == 200 and window.json()["positions"] == [0, 1, 2]
@@ -343,32 +346,41 @@ def test_work_that_could_not_finish_in_time_is_refused_at_once_naming_the_field(
     # The induction probe, not measured yet: at the fastest speed measured of any kind.
     macs = _measured_macs(heads.probe_body, explainer, 200, 0, Editor(()))
     limiter.speed = Speed()
-    limiter.speed.observe("analysis", macs / 40, 1.0)
-    limiter.speed.observe("lens", macs / 25, 1.0)
+    limiter.speed.observe("analysis", macs / 40, 1.0, COARSE)
+    limiter.speed.observe("lens", macs / 25, 1.0, COARSE)
     _too_costly(http.post("/api/induction-probe", json={"length": 200}), "length", 25)
 
 
-def test_the_speed_is_the_fastest_lately_and_a_kind_not_measured_borrows_the_fastest():
-    """One slow measurement (a busy moment, a small prompt) does not make work look too costly;
-    slowness that lasts does. Nothing measured: no estimate."""
+def test_the_speed_is_the_fastest_lately_of_work_at_least_as_coarse():
+    """One slow measurement (a busy moment) does not make work look too costly; slowness that
+    lasts does. Finer work (a short prompt, slower per multiply-add) does not estimate coarser
+    work; another kind of the same grain does, when the kind itself was not measured. Nothing
+    comparable measured: no estimate."""
+    def cost(kind: str, macs: float, grain: float) -> Cost:
+        return Cost(kind, macs, "text", "work", "less", grain=grain)
+
     speed = Speed()
-    assert speed.rate("lens") is None and speed.seconds("lens", 1e9) is None
-    speed.observe("analysis", 4e9, 1.0)
-    speed.observe("analysis", 1e9, 1.0)
-    speed.observe("analysis", 1e6, 0.0001)  # too short to time: left out
-    assert speed.seconds("analysis", 8e9) == 2.0
-    speed.observe("lens", 2e9, 1.0)
-    assert speed.rate("lens") == 2e9 and speed.rate("patching") == 4e9  # not measured: the fastest of any kind
+    assert speed.seconds(cost("lens", 1e9, 1e6)) is None
+    speed.observe("analysis", 4e9, 1.0, 1e8)
+    speed.observe("analysis", 1e9, 1.0, 1e8)
+    speed.observe("analysis", 1e6, 0.0001, 1e8)  # too short to time: left out
+    assert speed.seconds(cost("analysis", 8e9, 1e8)) == 2.0
+    assert speed.seconds(cost("analysis", 8e9, 2e8)) == 2.0  # twice as coarse: still comparable
+    assert speed.seconds(cost("analysis", 8e9, 1e9)) is None  # ten times: not
+    speed.observe("lens", 2e9, 1.0, 1e8)
+    assert speed.rate("lens", 1e8) == 2e9  # its own
+    assert speed.rate("patching", 1e8) == 4e9  # not measured: the fastest of any kind, as coarse
+    assert speed.rate("patching", 1e9) is None
     for _ in range(Speed.RECENT):
-        speed.observe("analysis", 1e9, 2.0)
-    assert speed.rate("analysis") == 5e8
+        speed.observe("analysis", 1e9, 2.0, 1e8)
+    assert speed.rate("analysis", 1e8) == 5e8
 
 
 def _long(limiter: ForwardLimiter) -> Cost:
     """A cost this limiter estimates at 2 s: long work (LONG_S), well within its time limit."""
-    limiter.speed.observe("test", 1e9, 1.0)
+    limiter.speed.observe("test", 1e9, 1.0, 1e9)
     assert LONG_S < 2 < limiter.timeout_s
-    return Cost("test", 2e9, "text", "a test", "none")
+    return Cost("test", 2e9, "text", "a test", "none", grain=1e9)
 
 
 def test_one_client_runs_one_long_job_at_a_time_and_others_still_run_theirs():

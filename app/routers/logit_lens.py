@@ -11,7 +11,7 @@ from fastapi.responses import Response
 
 from model import Explainer, Run
 from model.cancellation import NEVER, CancelToken
-from model.logit_lens import PositionError, check_positions, lens_macs, logit_lens
+from model.logit_lens import PositionError, check_positions, lens_grain, lens_macs, logit_lens
 
 from ..answers import cached_answer
 from ..concurrency import Cost, Costed
@@ -70,7 +70,8 @@ async def logit_lens_view(
         raise field_error("position", code="too_costly", message= f"the prompt has {len(positions)} tokens: name at most {MAX_LENS_POSITIONS} "
                                       "positions (repeat the parameter), a window at a time")
     cost = Cost("lens", lens_macs(explainer.config, len(positions), len(run), stream), "position",
-                f"the logit lens over {len(positions)} positions ({stream})", "name fewer positions, a window at a time")
+                f"the logit lens over {len(positions)} positions ({stream})", "name fewer positions, a window at a time",
+                grain=lens_grain(explainer.config, len(positions), stream))
     # A page toggling between streams asks the same things again; a class asks the same at once.
     body = await cached_answer(http, ("lens", run_id, tuple(positions), k, stream),
                                Costed(lens_body, cost), explainer, run, positions, k, stream, cancellable=True, run_id=run_id)
