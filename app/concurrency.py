@@ -11,12 +11,12 @@ Long work never holds the model (in the spirit of chunked prefill in serving eng
 - The time limit counts the work's running time, and each of its waits on its own: a job paused
   for others is never abandoned for having been polite.
 - Too costly. A request says what its work costs (`Cost`, in multiply-adds); the server divides
-  that by the speed it measured on its own passes of that kind (`Speed`) and refuses at once,
+  that by the speed it measured on its own passes of such work (`Speed`) and refuses at once,
   with a 422 too_costly naming the field, work that could not finish within the time limit.
-- One long job per client. Work estimated at LONG_S or more runs one at a time per client; the
-  next waits its turn (a page that asks for the lens and a patching sweep at once gets both,
-  the second after the first), and a long job waiting behind its client's other one gets the
-  turn at the other's next check, so both go on, never at once."""
+- One long job per client. Work estimated at LONG_S or more (or not yet estimable) runs one job
+  at a time per client; the next waits its turn rather than being refused (a page that asks for
+  the lens and a patching sweep at once gets both), and gets it at the other's next check once
+  that one has run QUANTUM_S: the two go on in turns, never at once."""
 
 from __future__ import annotations
 
@@ -361,8 +361,7 @@ class ForwardLimiter:
         """Its client's turn for long work (if long), then a slot: within the time limit."""
         deadline = asyncio.get_running_loop().time() + self.timeout_s
         if job.long:
-            await self._wait(self._turns_of(job.who), job.who, deadline)
-            job.turn = True
+            await self._take_turn(job, deadline)
         try:
             await self._wait(self._slots, job.who, deadline)
         except BaseException:
@@ -407,16 +406,24 @@ class ForwardLimiter:
         if job.cost is not None:
             self.speed.observe(job.cost.kind, *job.measured())
 
-    def _turns_of(self, who: str) -> FairSlots:
-        return self._turns.setdefault(who, FairSlots(1))
+    async def _take_turn(self, job: _Job, deadline: float | None = None) -> None:
+        """Its client's turn for long work (Busy past `deadline`, or when the server stops)."""
+        try:
+            await self._wait(self._turns.setdefault(job.who, FairSlots(1)), job.who, deadline)
+        finally:
+            self._tidy_turns(job.who)
+        job.turn = True
 
     def _end_turn(self, job: _Job) -> None:
         if job.turn:
             job.turn = False
-            turns = self._turns[job.who]
-            turns.release(job.who)
-            if turns.idle:
-                del self._turns[job.who]
+            self._turns[job.who].release(job.who)
+            self._tidy_turns(job.who)
+
+    def _tidy_turns(self, who: str) -> None:
+        """A client's turns are forgotten once nobody holds or waits for them."""
+        if who in self._turns and self._turns[who].idle:
+            del self._turns[who]
 
     def _sharing(self, job: _Job, work: Callable[[], T]) -> T:
         job.resumed = time.perf_counter()
@@ -475,8 +482,7 @@ class ForwardLimiter:
             self._end_turn(job)
         try:
             if job.long and not job.turn:
-                await self._wait(self._turns_of(job.who), job.who)
-                job.turn = True
+                await self._take_turn(job)
             await self._wait(self._slots, job.who)
         finally:
             self.paused -= 1
