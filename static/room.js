@@ -112,7 +112,7 @@ function teacher(root, store, runKey, info) {
   const copy = el("button", { type: "button", class: "ghost", "data-testid": "room-copy", text: t("room.copy") });
   const fix = el("div", { class: "room-fix" }, el("p", { text: t("room.unreachable_fix") }),
     el("div", { class: "room-command-row" }, command, copy));
-  const local = el("div", { class: "room-unreachable", hidden: true, "data-testid": "room-localhost" },
+  const local = el("div", { class: "room-unreachable", hidden: true, "data-testid": "room-unreachable" },
     el("p", { class: "room-unreachable-lead", text: t("room.unreachable") }), fix);
   const error = el("p", { class: "room-error", role: "alert", hidden: true });
   const hide = el("button", { type: "button", class: "ghost", "aria-expanded": "true", "data-testid": "room-hide", text: t("room.hide") });

@@ -137,7 +137,7 @@ def test_the_panel_shows_the_public_url_and_its_qr_code(chromium, public_server,
         assert link.inner_text() == want and link.get_attribute("href") == want
         panel = page.page.get_by_test_id("room-panel")
         assert "127.0.0.1" not in panel.inner_text() and "localhost" not in panel.inner_text()
-        assert page.page.get_by_test_id("room-localhost").is_hidden()  # students can reach it: no warning
+        assert page.page.get_by_test_id("room-unreachable").is_hidden()  # students can reach it: no warning
 
         # The QR code shown is the students' URL: the SVG the page loaded, decoded.
         qr = page.page.get_by_test_id("room-qr")
@@ -174,7 +174,7 @@ def test_on_a_loopback_only_server_the_panel_gives_the_command(chromium, loopbac
         assert page.page.get_by_test_id("room-url").inner_text() == f"{loopback_server}/r/{code}"
         assert httpx.get(f"{loopback_server}/api/rooms/{code}").json()["version"] >= 1
         # And says plainly that students cannot open it, and which command makes it reachable.
-        warning = page.page.get_by_test_id("room-localhost")
+        warning = page.page.get_by_test_id("room-unreachable")
         assert warning.is_visible()
         lead = warning.locator(".room-unreachable-lead")
         words = {"en": "Students' laptops cannot open this room", "zh-CN": "学生的电脑打不开这个课堂"}[lang]

@@ -91,7 +91,7 @@ def test_two_students_follow_the_teacher_step_off_and_back(chromium, server):
         # so, with the command that serves a reachable classroom, and gives the link for this
         # computer, with no QR code a phone could not open.
         assert teacher.page.get_by_test_id("room-url").inner_text() == f"{server}/r/{code}"
-        assert teacher.page.get_by_test_id("room-localhost").is_visible()
+        assert teacher.page.get_by_test_id("room-unreachable").is_visible()
         assert teacher.page.get_by_test_id("room-command").inner_text() == "explainer serve --classroom"
         assert teacher.page.get_by_test_id("room-qr").is_hidden()
         # The panel sits inside the projected screen, and the code is large.
