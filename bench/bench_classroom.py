@@ -55,7 +55,22 @@ since evicted from the 64-entry run cache: the server must recompute it, never 4
 layer's q/k/v/z, the embeddings, a sample, a logit-lens window of up to 16 positions, now and
 then the 3D embedding map with a word, and one time in ten a 16-token generation. It reports
 errors (must be 0, with no 404s), 503s waited out, p50/p95 per request kind, and the server's
-RSS every 10 s, which must stay within 10% of its range after the first two minutes.
+RSS every 10 s, whose spread ((max - min) / min) over the soak's last half (`--rss-window` to
+choose: the last 5 minutes of the 10-minute soak) must be at most 10%.
+
+`--flood SECONDS` (issue 23) runs the soak's mix with 29 students (one less than --students) for
+that long, then again for that long while one more client, from its own address, floods the
+costliest requests it may send, FLOOD_WORKERS at once without waiting out its 503s: the
+patching sweep at its maximum tokens (halved while the server refuses it as too_costly), fresh
+1,024-token analyses, the logit lens of those runs at its maximum positions and k over both
+streams, and every hook of one of their layers. Before both, a lone small analyze (20-64
+tokens, nothing else running) is timed. It prints the students' analyze p95 under the flood
+against the same students' without it (target: at most 1 s more), their 503s, what the flooder
+got (answers, 503s, 422s, requests still unanswered when the phase ended) and the server's peak
+RSS in the flood phase.
+
+`--burst N` asks, from N clients at once, for every hook (float32) of a different layer of one
+1,024-token run, and prints the server's RSS before and its peak (VmHWM, reset just before).
 """
 
 from __future__ import annotations
@@ -289,7 +304,6 @@ async def classroom(base_url: str, n_students: int, own_texts: list[str], n_laye
 
 SOAK_KINDS = ["analyze", "revisit", "layer", "embeddings", "sample", "logit_lens", "map", "generate", "generate_ttft"]
 RSS_PERIOD_S = 10.0
-WARMUP_S = 120.0  # RSS is judged after this
 
 
 async def soak_student(i: int, client, stats: Stats, rng: random.Random, prompts: Prompts, n_layers: int,
@@ -355,7 +369,9 @@ async def run_students(students: list, stats: Stats, cap_s: float) -> int:
     return len(pending)
 
 
-async def soak(base_url: str, pid: int, n_students: int, seconds: float, n_layers: int, seed: int):
+async def soak(base_url: str, pid: int, n_students: int, seconds: float, n_layers: int, seed: int, flooder=None):
+    """The students' realistic mix for `seconds`; with `flooder` (a coroutine function taking the
+    end time), that client runs beside them until then."""
     stats = Stats()
     counts = {"runs": 0}
     rss: list[tuple[float, int]] = []  # (seconds since start, VmRSS kB)
@@ -371,23 +387,29 @@ async def soak(base_url: str, pid: int, n_students: int, seconds: float, n_layer
     sampler = asyncio.create_task(sample_rss())
     clients = [httpx_client(base_url, i) for i in range(n_students)]
     rng = random.Random(seed)
-    hung = await run_students([soak_student(i, clients[i], stats, random.Random(rng.random()), prompts, n_layers, end, counts)
-                               for i in range(n_students)], stats, seconds + WALL_CAP_S)
+    students = [soak_student(i, clients[i], stats, random.Random(rng.random()), prompts, n_layers, end, counts)
+                for i in range(n_students)]
+    hung = await run_students(students + ([flooder(end)] if flooder else []), stats, seconds + WALL_CAP_S)
     sampler.cancel()
     for client in clients:
         await client.aclose()
     return stats, counts, rss, time.perf_counter() - start, hung
 
 
-def report_soak(stats: Stats, counts: dict, rss: list, wall: float, hung: int, health: dict, seconds: float) -> bool:
+def kinds_table(stats: Stats, kinds: list[str]) -> None:
     ms = lambda s: f"{s * 1e3:9.1f}"  # noqa: E731
-    print(f"\n== Soak: {wall:.0f} s, {counts['runs']} fresh runs analyzed ==")
     print(f"  {'kind':14s} {'count':>6s} {'p50 ms':>9s} {'p95 ms':>9s} {'max ms':>9s}   {'503s':>5s} {'gave up':>7s} {'errors':>6s}")
-    for k in SOAK_KINDS:
+    for k in kinds:
         xs = stats.latency.get(k, [])
         if xs:
             print(f"  {k:14s} {len(xs):6d} {ms(pct(xs, 0.5))} {ms(pct(xs, 0.95))} {ms(max(xs))}   "
                   f"{stats.busy[k]:5d} {stats.gave_up[k]:7d} {len(stats.errors[k]):6d}")
+
+
+def report_soak(stats: Stats, counts: dict, rss: list, wall: float, hung: int, health: dict, seconds: float,
+                window: float) -> bool:
+    print(f"\n== Soak: {wall:.0f} s, {counts['runs']} fresh runs analyzed ==")
+    kinds_table(stats, SOAK_KINDS)
     errors = sum(len(v) for v in stats.errors.values())
     not_found = sum(e.startswith("HTTP 404") for v in stats.errors.values() for e in v)
     print(f"  errors {errors} (404s among them: {not_found}); 503s waited out {sum(stats.busy.values())}, "
@@ -396,13 +418,14 @@ def report_soak(stats: Stats, counts: dict, rss: list, wall: float, hung: int, h
         for e in errs[:5]:
             print(f"    {k}: {e}")
     print(f"  RSS every {RSS_PERIOD_S:.0f} s (MB): " + " ".join(f"{kb / 1024:.0f}" for _, kb in rss))
-    late = [kb for t, kb in rss if WARMUP_S <= t <= seconds]
+    late = [kb for t, kb in rss if seconds - window <= t <= seconds]
     flat = True
     if late:
         spread = (max(late) - min(late)) / min(late)
         flat = spread <= 0.10
-        print(f"  after {WARMUP_S:.0f} s: RSS {min(late) / 1024:.0f}..{max(late) / 1024:.0f} MB, spread {spread * 100:.1f}% "
-              f"({'flat: PASS' if flat else 'over 10%: FAIL'})")
+        print(f"  the last {window:.0f} s ({seconds - window:.0f}..{seconds:.0f} s, {len(late)} samples): RSS "
+              f"{min(late) / 1024:.0f}..{max(late) / 1024:.0f} MB, spread {spread * 100:.1f}% "
+              f"({'within 10%: PASS' if flat else 'over 10%: FAIL'})")
     print(f"  at the end, /healthz: forward_passes {health['forward_passes']}, cache {health['cache']}")
     return errors == 0 and hung == 0 and flat and health["forward_passes"] == {"running": 0, "waiting": 0}
 
@@ -566,13 +589,160 @@ def run_mix(model_dir: str, n_students: int, seconds: float, seed: int, gen_shar
     return 0 if ok else 1
 
 
+FLOOD_WORKERS = 8  # the flooder's requests at once: what the server lets one client queue
+FLOOD_KINDS = ["patching", "analyze_1024", "lens", "layer_1024"]
+FLOOD_ADDRESS = "127.0.2.1"  # not a student's (127.0.1.N)
+LONE_ANALYZES = 12
+MAX_PATCHING_TOKENS = 64  # app/schemas.py; halved while the server says too_costly
+
+
+class Flood:
+    """One client sending the costliest requests it may, FLOOD_WORKERS at once, without waiting
+    out 503s (a pause of 0.5 s): POST /api/patching at its maximum tokens (halved while the server
+    answers 422 too_costly), a fresh 1,024-token analysis (by ids), the logit lens of that run at
+    its maximum positions, k and streams, and every hook of one of its layers."""
+
+    def __init__(self, base_url: str, n_layers: int, limits: dict, n_ctx: int, seed: int):
+        self.base_url, self.n_layers, self.n_ctx = base_url, n_layers, n_ctx
+        self.lens_positions, self.lens_k = limits["max_lens_positions"], limits["max_lens_k"]
+        self.patch_tokens = MAX_PATCHING_TOKENS
+        self.status: dict[str, dict] = {k: defaultdict(int) for k in FLOOD_KINDS}
+        self.latency: dict[str, list[float]] = defaultdict(list)
+        self.refused: list[str] = []  # the 422s' messages, to print one of each kind
+        self.prompts = Prompts(seed=seed + 3)
+        self.rng = random.Random(seed)
+        self.runs: list[str] = []  # 1,024-token runs analyzed
+
+    async def send(self, client, kind: str, method: str, url: str, **kw):
+        t0 = time.perf_counter()
+        self.status[kind]["unanswered at the end"] += 1  # until it is answered
+        try:
+            response = await client.request(method, url, **kw)
+        except Exception as error:  # noqa: BLE001
+            self.status[kind]["unanswered at the end"] -= 1
+            self.status[kind][type(error).__name__] += 1
+            return None
+        self.status[kind]["unanswered at the end"] -= 1  # (a request cancelled at the end stays counted)
+        self.status[kind][response.status_code] += 1
+        if response.status_code == 200:
+            self.latency[kind].append(time.perf_counter() - t0)
+            return response.json()
+        if response.status_code == 503:
+            await asyncio.sleep(0.5)
+        elif response.status_code == 422:
+            self.refused.append(f"{kind}: {response.text[:240]}")
+        return response
+
+    async def worker(self, w: int, end: float) -> None:
+        import httpx
+        from checkpoint import prompt_ids
+
+        async with httpx.AsyncClient(base_url=self.base_url, timeout=CLIENT_TIMEOUT_S, trust_env=False, headers=HEADERS,
+                                     transport=httpx.AsyncHTTPTransport(local_address=FLOOD_ADDRESS)) as client:
+            k = w
+            while time.perf_counter() < end:
+                kind = FLOOD_KINDS[k % len(FLOOD_KINDS)]
+                k += 1
+                if kind in ("lens", "layer_1024") and not self.runs:
+                    kind = "analyze_1024"  # a run to read first
+                if kind == "patching":
+                    n = self.patch_tokens
+                    clean, corrupted = self.prompts.fresh(n), self.prompts.fresh(n)
+                    got = await self.send(client, kind, "POST", "/api/patching", json={
+                        "clean": clean[0], "corrupted": corrupted[0], "target_token": clean[1][-1],
+                        "baseline_token": corrupted[1][-1], "hook": "resid_pre"})
+                    if getattr(got, "status_code", None) == 422 and "too_costly" in got.text and n > 2:
+                        self.patch_tokens = min(self.patch_tokens, n // 2)
+                elif kind == "analyze_1024":
+                    got = await self.send(client, kind, "POST", "/api/analyze",
+                                          json={"ids": prompt_ids(self.n_ctx, self.rng.randrange(1 << 30)), "patterns": "auto"})
+                    if isinstance(got, dict):
+                        self.runs.append(got["run_id"])
+                elif self.runs:
+                    run_id = self.rng.choice(self.runs[-4:])
+                    if kind == "lens":
+                        first = self.rng.randrange(self.n_ctx - self.lens_positions)
+                        await self.send(client, kind, "GET", f"/api/runs/{run_id}/logit-lens", params={
+                            "position": list(range(first, first + self.lens_positions)), "k": self.lens_k, "stream": "both"})
+                    else:
+                        await self.send(client, kind, "GET", f"/api/runs/{run_id}/layers/{self.rng.randrange(self.n_layers)}")
+
+    async def __call__(self, end: float) -> None:
+        workers = [asyncio.create_task(self.worker(w, end)) for w in range(FLOOD_WORKERS)]
+        await asyncio.wait(workers, timeout=max(0.0, end - time.perf_counter()))
+        for task in workers:  # what it still waits for is dropped: it is not a student
+            task.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+
+
+def lone_analyzes(client, prompts: Prompts, rng: random.Random) -> list[float]:
+    """Seconds for LONE_ANALYZES fresh 20-64-token analyses, one at a time, nothing else running."""
+    times = []
+    for _ in range(LONE_ANALYZES):
+        t0 = time.perf_counter()
+        client.post("/api/analyze", json={"text": prompts.fresh(rng.randint(20, 64))[0], "patterns": "auto"}).raise_for_status()
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def run_flood(client, pid: int, base_url: str, n_students: int, seconds: float, n_layers: int, seed: int) -> bool:
+    """The students but one (each its own address) run the realistic mix for `seconds`, then again
+    with the last one flooding; their analyze p95 under the flood against without it."""
+    info = client.get("/api/model").json()
+    rng = random.Random(seed)
+    lone = lone_analyzes(client, Prompts(seed=seed + 5), rng)
+    quiet = asyncio.run(soak(base_url, pid, n_students - 1, seconds, n_layers, seed))
+    flood = Flood(base_url, n_layers, info["limits"], info["n_ctx"], seed)
+    with open(f"/proc/{pid}/clear_refs", "w") as f:  # VmHWM of the flood phase alone
+        f.write("5")
+    loud = asyncio.run(soak(base_url, pid, n_students - 1, seconds, n_layers, seed + 1, flooder=flood))
+    health, status = client.get("/healthz").json(), proc_status(pid)
+
+    print(f"\n== Flood: {n_students - 1} students' realistic mix for {seconds:.0f} s without, then {seconds:.0f} s with "
+          f"one client ({FLOOD_ADDRESS}) sending the costliest requests it may, {FLOOD_WORKERS} at once ==")
+    print(f"  lone small analyze (20-64 tokens, nothing else running), {len(lone)} in a row: p50 {pct(lone, 0.5) * 1e3:.0f} ms, "
+          f"p95 {pct(lone, 0.95) * 1e3:.0f} ms")
+    rows = []
+    for name, (stats, counts, rss, wall, hung) in (("without the flood", quiet), ("under the flood", loud)):
+        xs = stats.latency.get("analyze", [])
+        errors = sum(len(v) for v in stats.errors.values())
+        rows.append((pct(xs, 0.95) if xs else float("nan"), stats, errors, hung))
+        print(f"\n  students {name}: {wall:.0f} s; analyze {len(xs)} done, p50 {pct(xs, 0.5) * 1e3:.0f} ms, "
+              f"p95 {pct(xs, 0.95) * 1e3:.0f} ms; 503s {sum(stats.busy.values())} (gave up {sum(stats.gave_up.values())}), "
+              f"errors {errors}, still running at the cap {hung}; RSS {min(kb for _, kb in rss) / 1024:.0f}.."
+              f"{max(kb for _, kb in rss) / 1024:.0f} MB")
+        kinds_table(stats, SOAK_KINDS)
+        for k, errs in stats.errors.items():
+            for e in errs[:3]:
+                print(f"    {k}: {e}")
+    print(f"\n  the flooder: patching at {flood.patch_tokens} tokens (hook resid_pre), analyses of {info['n_ctx']} tokens, "
+          f"the lens at {flood.lens_positions} positions, k {flood.lens_k}, both streams, layers with every hook")
+    for kind in FLOOD_KINDS:
+        xs = flood.latency.get(kind, [])
+        answered = ", ".join(f"{code}: {n}" for code, n in sorted(flood.status[kind].items(), key=str) if n)
+        print(f"    {kind:13s} {answered or 'none sent'}" + (f"; 200s p50 {pct(xs, 0.5):.1f} s, max {max(xs):.1f} s" if xs else ""))
+    for line in dict.fromkeys(r.split(":", 1)[0] + ": " + r.split('"message":"', 1)[-1][:160] for r in flood.refused):
+        print(f"      refused, {line}")
+    (quiet_p95, _, quiet_errors, quiet_hung), (loud_p95, loud_stats, loud_errors, loud_hung) = rows
+    ok_latency = loud_p95 <= quiet_p95 + 1.0
+    print(f"\n  students' analyze p95: {quiet_p95 * 1e3:.0f} ms without the flood -> {loud_p95 * 1e3:.0f} ms under it "
+          f"(+{(loud_p95 - quiet_p95) * 1e3:.0f} ms; target <= +1000 ms: {'PASS' if ok_latency else 'FAIL'}); against a lone "
+          f"analyze: +{(loud_p95 - pct(lone, 0.95)) * 1e3:.0f} ms")
+    print(f"  students' 503s under the flood: {sum(loud_stats.busy.values())} "
+          f"({', '.join(f'{k} {n}' for k, n in loud_stats.busy.items() if n) or 'none'})")
+    print(f"  server peak RSS during the flood phase (VmHWM) {status['VmHWM']}; at the end VmRSS {status['VmRSS']}; "
+          f"/healthz forward_passes {health['forward_passes']}, cache in flight {health['cache'].get('in_flight')}")
+    return (ok_latency and not quiet_errors and not loud_errors and not quiet_hung and not loud_hung
+            and health["forward_passes"] == {"running": 0, "waiting": 0})
+
+
 BURST_TOKENS = 1024
 
 
-async def burst(base_url: str, pid: int, n: int, n_layers: int) -> tuple[list, list, float]:
+async def burst(base_url: str, pid: int, n: int, n_layers: int) -> tuple[list, int, list, float]:
     """`n` clients (own source addresses) each ask at once for every hook of a different layer of
     one 1,024-token run; VmRSS is sampled every 20 ms meanwhile. Returns ([(status, seconds,
-    pattern shape or error)], [VmRSS kB samples], wall seconds)."""
+    pattern shape or error)], VmRSS kB after the run's analysis, [VmRSS kB samples], wall seconds)."""
     from checkpoint import prompt_ids
 
     samples: list[int] = []
@@ -587,6 +757,7 @@ async def burst(base_url: str, pid: int, n: int, n_layers: int) -> tuple[list, l
         got = await client.post("/api/analyze", json={"ids": prompt_ids(BURST_TOKENS, 5), "patterns": "auto"})
         got.raise_for_status()
         run_id = got.json()["run_id"]
+    rss_before = int(proc_status(pid)["VmRSS"].split()[0])
     with open(f"/proc/{pid}/clear_refs", "w") as f:  # VmHWM from here on
         f.write("5")
 
@@ -605,19 +776,18 @@ async def burst(base_url: str, pid: int, n: int, n_layers: int) -> tuple[list, l
     wall = time.perf_counter() - t0
     done.set()
     await sampler
-    return results, samples, wall
+    return results, rss_before, samples, wall
 
 
 def run_burst(client, pid: int, base_url: str, n: int, n_layers: int) -> bool:
-    before = proc_status(pid)
-    results, samples, wall = asyncio.run(burst(base_url, pid, n, n_layers))
+    results, before, samples, wall = asyncio.run(burst(base_url, pid, n, n_layers))
     after = proc_status(pid)
     mb = lambda kb: f"{kb / 1024:.0f} MB"  # noqa: E731
     kb = lambda field: int(field.split()[0])  # noqa: E731
     print(f"\n== Burst: {n} concurrent GET layers/{{l}} (every hook, float32, gzip) of one {BURST_TOKENS}-token run ==")
     for i, (status, seconds, what) in enumerate(results):
         print(f"  layer {i % n_layers}: HTTP {status} in {seconds:.1f} s, {what}")
-    print(f"  server VmRSS before {mb(kb(before['VmRSS']))} (after the {BURST_TOKENS}-token analyze), peak during the burst "
+    print(f"  server VmRSS before {mb(before)} (after the {BURST_TOKENS}-token analyze), peak during the burst "
           f"{mb(kb(after['VmHWM']))} (VmHWM; sampled max {mb(max(samples))}), after {mb(kb(after['VmRSS']))}; "
           f"{wall:.1f} s for all")
     health = client.get("/healthz").json()
@@ -638,6 +808,11 @@ def main() -> int:
     parser.add_argument("--classes", type=int, default=1, help="classes in a row on the same server (memory check)")
     parser.add_argument("--soak", type=float, default=0, metavar="SECONDS",
                         help="instead: each student loops over a realistic mix for this long (600 for the soak)")
+    parser.add_argument("--rss-window", type=float, metavar="SECONDS",
+                        help="with --soak: the RSS spread is judged over the soak's last SECONDS (default: its last half)")
+    parser.add_argument("--flood", type=float, default=0, metavar="SECONDS",
+                        help="instead: the students but one run the realistic mix for SECONDS, then again for SECONDS "
+                             "while one client floods the costliest requests it may send")
     parser.add_argument("--mix", type=float, default=0, metavar="SECONDS",
                         help="instead: the realistic mix for this long, before (EXPLAINER_DECODE_BATCH=1) and after (16)")
     parser.add_argument("--burst", type=int, default=0, metavar="N",
@@ -677,9 +852,13 @@ def main() -> int:
             ok = run_burst(client, pid, base_url, args.burst, n_layers)
             print(f"\n(total {time.perf_counter() - started:.0f} s) {'OK' if ok else 'FAIL'}")
             return 0 if ok else 1
+        if args.flood:
+            ok = run_flood(client, pid, base_url, args.students, args.flood, n_layers, args.seed)
+            print(f"\n(total {time.perf_counter() - started:.0f} s) {'OK' if ok else 'FAIL'}")
+            return 0 if ok else 1
         if args.soak:
             result = asyncio.run(soak(base_url, pid, args.students, args.soak, n_layers, args.seed))
-            ok = report_soak(*result, client.get("/healthz").json(), args.soak)
+            ok = report_soak(*result, client.get("/healthz").json(), args.soak, args.rss_window or args.soak / 2)
             print(f"\n(total {time.perf_counter() - started:.0f} s) {'OK' if ok else 'FAIL'}")
             return 0 if ok else 1
 
