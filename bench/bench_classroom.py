@@ -59,15 +59,17 @@ RSS every 10 s, whose spread ((max - min) / min) over the soak's last half (`--r
 choose: the last 5 minutes of the 10-minute soak) must be at most 10%.
 
 `--flood SECONDS` (issue 23) runs the soak's mix with 29 students (one less than --students) for
-that long, then again for that long while one more client, from its own address, floods the
+that long, and for that long again while one more client, from its own address, floods the
 costliest requests it may send, FLOOD_WORKERS at once without waiting out its 503s: the
 patching sweep at its maximum tokens (halved while the server refuses it as too_costly), fresh
-1,024-token analyses, the logit lens of those runs at its maximum positions and k over both
-streams, and every hook of one of their layers. Before both, a lone small analyze (20-64
-tokens, nothing else running) is timed. It prints the students' analyze p95 under the flood
-against the same students' without it (target: at most 1 s more), their 503s, what the flooder
-got (answers, 503s, 422s, requests still unanswered when the phase ended) and the server's peak
-RSS in the flood phase.
+1,024-token analyses, the logit lens of those runs (and of two analyzed just before the flood)
+at its maximum positions and k over both streams, and every hook of one of their layers. The
+two conditions are taken in turns, in --flood-rounds phases each (quiet, loud, loud, quiet: the
+load of a shared machine drifts). Before them, a lone small analyze (20-64 tokens, nothing else
+running) is timed. It prints the students' analyze p95 under the flood against the same
+students' without it (target: at most 1 s more), their 503s, what the flooder got (answers,
+503s, 422s, requests still unanswered when a phase ended) and the server's peak RSS in the
+flood phases.
 
 `--burst N` asks, from N clients at once, for every hook (float32) of a different layer of one
 1,024-token run, and prints the server's RSS before and its peak (VmHWM, reset just before).
@@ -667,6 +669,20 @@ class Flood:
                     else:
                         await self.send(client, kind, "GET", f"/api/runs/{run_id}/layers/{self.rng.randrange(self.n_layers)}")
 
+    async def prepare(self, n_runs: int = 2) -> None:
+        """1,024-token runs analyzed before the flood (as a patient client would), so that the lens
+        and layer requests start with it."""
+        import httpx
+        from checkpoint import prompt_ids
+
+        async with httpx.AsyncClient(base_url=self.base_url, timeout=CLIENT_TIMEOUT_S, trust_env=False, headers=HEADERS,
+                                     transport=httpx.AsyncHTTPTransport(local_address=FLOOD_ADDRESS)) as client:
+            for _ in range(n_runs):
+                got = await client.post("/api/analyze", json={"ids": prompt_ids(self.n_ctx, self.rng.randrange(1 << 30)),
+                                                              "patterns": "auto"})
+                got.raise_for_status()
+                self.runs.append(got.json()["run_id"])
+
     async def __call__(self, end: float) -> None:
         workers = [asyncio.create_task(self.worker(w, end)) for w in range(FLOOD_WORKERS)]
         await asyncio.wait(workers, timeout=max(0.0, end - time.perf_counter()))
@@ -685,21 +701,53 @@ def lone_analyzes(client, prompts: Prompts, rng: random.Random) -> list[float]:
     return times
 
 
-def run_flood(client, pid: int, base_url: str, n_students: int, seconds: float, n_layers: int, seed: int) -> bool:
-    """The students but one (each its own address) run the realistic mix for `seconds`, then again
-    with the last one flooding; their analyze p95 under the flood against without it."""
+def merged(results: list[tuple]) -> tuple:
+    """soak() results of several phases as one: (stats, counts, rss, wall, hung)."""
+    stats, counts, rss, wall, hung = Stats(), {"runs": 0}, [], 0.0, 0
+    for s, c, r, w, h in results:
+        for k, xs in s.latency.items():
+            stats.latency[k] += xs
+        for k, n in s.busy.items():
+            stats.busy[k] += n
+        for k, n in s.gave_up.items():
+            stats.gave_up[k] += n
+        for k, errs in s.errors.items():
+            stats.errors[k] += errs
+        counts["runs"] += c["runs"]
+        rss += r
+        wall += w
+        hung += h
+    return stats, counts, rss, wall, hung
+
+
+def run_flood(client, pid: int, base_url: str, n_students: int, seconds: float, n_layers: int, seed: int,
+              rounds: int = 2) -> bool:
+    """The students but one (each its own address) run the realistic mix for `seconds` without
+    the flood and `seconds` with the last one flooding, in 2 x `rounds` phases taken in turns
+    (quiet, loud, loud, quiet, ...: a shared machine's load drifts); their analyze p95 under the
+    flood against without it."""
     info = client.get("/api/model").json()
     rng = random.Random(seed)
     lone = lone_analyzes(client, Prompts(seed=seed + 5), rng)
-    quiet = asyncio.run(soak(base_url, pid, n_students - 1, seconds, n_layers, seed))
     flood = Flood(base_url, n_layers, info["limits"], info["n_ctx"], seed)
-    with open(f"/proc/{pid}/clear_refs", "w") as f:  # VmHWM of the flood phase alone
-        f.write("5")
-    loud = asyncio.run(soak(base_url, pid, n_students - 1, seconds, n_layers, seed + 1, flooder=flood))
+    asyncio.run(flood.prepare())
+    phases: dict[bool, list] = {False: [], True: []}
+    peak_kb = 0
+    for r in range(rounds):
+        for loud in ((False, True) if r % 2 == 0 else (True, False)):
+            if loud:
+                with open(f"/proc/{pid}/clear_refs", "w") as f:  # VmHWM of the flood phase alone
+                    f.write("5")
+            phases[loud].append(asyncio.run(soak(base_url, pid, n_students - 1, seconds / rounds, n_layers,
+                                                 seed + 2 * r + loud, flooder=flood if loud else None)))
+            if loud:
+                peak_kb = max(peak_kb, int(proc_status(pid)["VmHWM"].split()[0]))
+    quiet, loud = merged(phases[False]), merged(phases[True])
     health, status = client.get("/healthz").json(), proc_status(pid)
 
-    print(f"\n== Flood: {n_students - 1} students' realistic mix for {seconds:.0f} s without, then {seconds:.0f} s with "
-          f"one client ({FLOOD_ADDRESS}) sending the costliest requests it may, {FLOOD_WORKERS} at once ==")
+    print(f"\n== Flood: {n_students - 1} students' realistic mix for {seconds:.0f} s without and {seconds:.0f} s with "
+          f"one client ({FLOOD_ADDRESS}) sending the costliest requests it may, {FLOOD_WORKERS} at once; "
+          f"{2 * rounds} phases of {seconds / rounds:.0f} s in turns, quiet first ==")
     print(f"  lone small analyze (20-64 tokens, nothing else running), {len(lone)} in a row: p50 {pct(lone, 0.5) * 1e3:.0f} ms, "
           f"p95 {pct(lone, 0.95) * 1e3:.0f} ms")
     rows = []
@@ -730,7 +778,7 @@ def run_flood(client, pid: int, base_url: str, n_students: int, seconds: float, 
           f"analyze: +{(loud_p95 - pct(lone, 0.95)) * 1e3:.0f} ms")
     print(f"  students' 503s under the flood: {sum(loud_stats.busy.values())} "
           f"({', '.join(f'{k} {n}' for k, n in loud_stats.busy.items() if n) or 'none'})")
-    print(f"  server peak RSS during the flood phase (VmHWM) {status['VmHWM']}; at the end VmRSS {status['VmRSS']}; "
+    print(f"  server peak RSS during the flood phases (VmHWM) {peak_kb / 1024:.0f} MB; at the end VmRSS {status['VmRSS']}; "
           f"/healthz forward_passes {health['forward_passes']}, cache in flight {health['cache'].get('in_flight')}")
     return (ok_latency and not quiet_errors and not loud_errors and not quiet_hung and not loud_hung
             and health["forward_passes"] == {"running": 0, "waiting": 0})
@@ -813,6 +861,8 @@ def main() -> int:
     parser.add_argument("--flood", type=float, default=0, metavar="SECONDS",
                         help="instead: the students but one run the realistic mix for SECONDS, then again for SECONDS "
                              "while one client floods the costliest requests it may send")
+    parser.add_argument("--flood-rounds", type=int, default=2,
+                        help="with --flood: each condition's time split into this many phases, taken in turns")
     parser.add_argument("--mix", type=float, default=0, metavar="SECONDS",
                         help="instead: the realistic mix for this long, before (EXPLAINER_DECODE_BATCH=1) and after (16)")
     parser.add_argument("--burst", type=int, default=0, metavar="N",
@@ -853,7 +903,7 @@ def main() -> int:
             print(f"\n(total {time.perf_counter() - started:.0f} s) {'OK' if ok else 'FAIL'}")
             return 0 if ok else 1
         if args.flood:
-            ok = run_flood(client, pid, base_url, args.students, args.flood, n_layers, args.seed)
+            ok = run_flood(client, pid, base_url, args.students, args.flood, n_layers, args.seed, args.flood_rounds)
             print(f"\n(total {time.perf_counter() - started:.0f} s) {'OK' if ok else 'FAIL'}")
             return 0 if ok else 1
         if args.soak:
