@@ -43,7 +43,9 @@ WATCH = """(cond) => { window.__seenAt = null; if (window.__stopWatch) window.__
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     path = build_checkpoint(tmp_path_factory.mktemp("rooms-gpt2"), seed=7, n_layer=N_LAYERS, n_head=N_HEADS)
-    with live_server(path, env={"EXPLAINER_ROOM_IDLE": str(IDLE_S)}) as url:
+    # Every page of these tests is on this one computer, and a test's rooms stay open until they idle
+    # out: more than a classroom's per-computer cap (3) may be open at once here.
+    with live_server(path, env={"EXPLAINER_ROOM_IDLE": str(IDLE_S), "EXPLAINER_CLIENT_ROOMS": "32"}) as url:
         yield url
 
 
@@ -371,8 +373,9 @@ def open_room_and_follow(teacher: Page, student: Page) -> str:
 
 
 def wait_same_view(student: Page, teacher: Page) -> None:
-    """Until the student's page shows what the teacher's does (prompt, layer, head, pin,
-    temperature, scene, and the run with what is switched off)."""
+    """Until the student's page shows what the teacher's does now (prompt, layer, head, pin,
+    temperature, scene, and the run with what is switched off): the teacher's page must have
+    settled (its own analysis shown)."""
     want = json.dumps(json.dumps(view(teacher), separators=(",", ":"), ensure_ascii=False))
     student.page.wait_for_function(f"JSON.stringify(({VIEW})()) === {want}", timeout=20_000)
 
@@ -492,7 +495,9 @@ def test_a_head_the_teacher_switches_off_is_switched_off_for_the_students(chromi
         assert student.page.evaluate("window.explainer.room.following")  # the room's own change: still following
 
         # Switched back on by the teacher: back on for the students.
+        before = teacher.runs()
         teacher.page.get_by_test_id("clear-interventions").click()
+        teacher.wait_run(before)  # the teacher's own page shows its clean run first
         wait_same_view(student, teacher)
         assert view(student)["run"] == [] and student.page.get_by_test_id("ghost-bar").count() == 0
         assert student.page.evaluate("window.explainer.room.following")
