@@ -8,10 +8,12 @@ waits for room if the budget is full, and gives it back once its answer has been
 The budget is EXPLAINER_CACHE_BYTES, shared with the run cache: what is reserved is room the
 cache gives up (its least recently used runs and answers leave, to be recomputed if asked
 for), so runs, answers and bodies in flight stay within one number. Room goes to the waiting
-clients in turn (the one served longest ago first, in arrival order within a client); a
-request whose turn has come but that does not fit yet holds the line until it does, so a big
-one is never starved by a stream of small ones. A request larger than the whole budget runs
-alone. A request that gets no room within the request time limit is a 503 busy with
+clients in turn, as forward slots do (app/concurrency.py): a client holding none first, then
+the one served longest ago, in arrival order within a client. A client holding nothing whose
+request does not fit yet holds the line until it does, so a big request is never starved by a
+stream of small ones; a client that holds room already is passed over, so that one client's
+queue of big requests (waiting, say, for the forward queue with room reserved) never holds up
+another's small one. A request larger than the whole budget runs alone. A request that gets no room within the request time limit is a 503 busy with
 Retry-After."""
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ class ByteBudget:
         self.peak = 0  # the most reserved at once
         self.waited = 0  # reservations that had to wait for room
         self._queues: OrderedDict[str, deque[tuple[int, asyncio.Future]]] = OrderedDict()
+        self._holding: dict[str, int] = {}  # client -> bytes it holds now
         self._served: dict[str, int] = {}  # client -> when it was last given room
         self._grants = 0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -52,26 +55,25 @@ class ByteBudget:
         self._loop, self._loop_thread = asyncio.get_running_loop(), threading.get_ident()
         nbytes = max(0, min(int(nbytes), self.max_bytes))
         who = client.get()
-        if not self._queues and self.reserved + nbytes <= self.max_bytes:
-            self._take(who, nbytes)
-            return Reservation(self, nbytes)
-        self.waited += 1
         granted = self._loop.create_future()
         self._queues.setdefault(who, deque()).append((nbytes, granted))
-        try:
-            await asyncio.wait({granted}, timeout=self.timeout_s)
-        except BaseException:  # the client left while waiting
-            self._give_up(granted, nbytes)
-            raise
+        self._wake()
         if not granted.done():
-            self._give_up(granted, nbytes)
-            raise Busy(f"The server's memory for answers ({self.max_bytes / 2**20:.0f} MB) stayed full for "
-                       f"{self.timeout_s:.0f} s; try again shortly.")
-        return Reservation(self, nbytes)
+            self.waited += 1
+            try:
+                await asyncio.wait({granted}, timeout=self.timeout_s)
+            except BaseException:  # the client left while waiting
+                self._give_up(who, granted, nbytes)
+                raise
+            if not granted.done():
+                self._give_up(who, granted, nbytes)
+                raise Busy(f"The server's memory for answers ({self.max_bytes / 2**20:.0f} MB) stayed full for "
+                           f"{self.timeout_s:.0f} s; try again shortly.")
+        return Reservation(self, who, nbytes)
 
-    def _give_up(self, granted: asyncio.Future, nbytes: int) -> None:
+    def _give_up(self, who: str, granted: asyncio.Future, nbytes: int) -> None:
         if granted.done():  # granted after all: pass the room on
-            self._release(nbytes)
+            self._release(who, nbytes)
         else:
             granted.cancel()  # skipped when its turn comes
             self._wake()
@@ -79,6 +81,7 @@ class ByteBudget:
     def _take(self, who: str, nbytes: int) -> None:
         self.reserved += nbytes
         self.peak = max(self.peak, self.reserved)
+        self._holding[who] = self._holding.get(who, 0) + nbytes
         self._grants += 1
         self._served[who] = self._grants
         if len(self._served) > 4096:  # forget the clients served longest ago
@@ -87,56 +90,68 @@ class ByteBudget:
         if self.cache is not None:
             self.cache.make_room(self.reserved)
 
-    def _release(self, nbytes: int) -> None:
+    def _release(self, who: str, nbytes: int) -> None:
         self.reserved -= nbytes
+        left = self._holding.get(who, 0) - nbytes
+        if left > 0:
+            self._holding[who] = left
+        else:
+            self._holding.pop(who, None)
         if self.cache is not None:
             self.cache.make_room(self.reserved)
         self._wake()
 
     def _wake(self) -> None:
-        """Grant waiting requests in turn while the next one fits."""
-        while self._queues:
+        """Grant the waiting requests in turn: clients holding no room first, then the one
+        served longest ago. A client holding nothing whose request does not fit holds the line
+        until it does (nothing starves it); one that holds room already is passed over (it can
+        wait for its own room to come back)."""
+        while True:
             for who, queue in list(self._queues.items()):  # drop those that gave up
                 while queue and queue[0][1].done():
                     queue.popleft()
                 if not queue:
                     del self._queues[who]
-            if not self._queues:
+            turns = sorted(self._queues, key=lambda w: (w in self._holding, self._served.get(w, 0)))  # ties: queued first
+            for who in turns:
+                nbytes, granted = self._queues[who][0]
+                if self.reserved + nbytes <= self.max_bytes:
+                    self._queues[who].popleft()
+                    self._take(who, nbytes)
+                    granted.set_result(None)
+                    break
+                if who not in self._holding:
+                    return
+            else:
                 return
-            who = min(self._queues, key=lambda w: self._served.get(w, 0))  # ties: the earliest queued
-            nbytes, granted = self._queues[who][0]
-            if self.reserved + nbytes > self.max_bytes:
-                return  # its turn: the others wait with it until it fits
-            self._queues[who].popleft()
-            self._take(who, nbytes)
-            granted.set_result(None)
 
-    def _release_from_any_thread(self, nbytes: int) -> None:
+    def _release_from_any_thread(self, who: str, nbytes: int) -> None:
         if self._loop is None or self._loop.is_closed():
             self.reserved -= nbytes
         elif threading.get_ident() == self._loop_thread:
-            self._release(nbytes)
+            self._release(who, nbytes)
         else:
-            self._loop.call_soon_threadsafe(self._release, nbytes)
+            self._loop.call_soon_threadsafe(self._release, who, nbytes)
 
 
 class Reservation:
-    """Bytes held in a ByteBudget until `release()` (idempotent)."""
+    """Bytes held in a ByteBudget by a client until `release()` (idempotent)."""
 
-    def __init__(self, budget: ByteBudget, nbytes: int):
+    def __init__(self, budget: ByteBudget, who: str, nbytes: int):
         self.budget = budget
+        self.who = who
         self.nbytes = nbytes
 
     def shrink(self, nbytes: int) -> None:
         """Keep only `nbytes` (what the built body really holds), giving back the rest."""
         if nbytes < self.nbytes:
             give, self.nbytes = self.nbytes - nbytes, nbytes
-            self.budget._release_from_any_thread(give)
+            self.budget._release_from_any_thread(self.who, give)
 
     def release(self) -> None:
         give, self.nbytes = self.nbytes, 0
         if give:
-            self.budget._release_from_any_thread(give)
+            self.budget._release_from_any_thread(self.who, give)
 
     def until_collected(self, owner: object) -> None:
         """Release when `owner` (a response never sent) is garbage, at the latest."""

@@ -207,22 +207,28 @@ def test_no_room_within_the_time_limit_is_503_busy(explainer, checkpoint_dir):
     assert served.status_code == 200 and len(served.json()["tensors"]) == 3 and after == 0
 
 
+def asking(budget, order: list):
+    """ask(who, nbytes): a reservation in `budget` as client `who`, noted in `order` once granted."""
+    from app.clients import client
+
+    async def ask(who: str, nbytes: int):
+        client.set(who)
+        reservation = await budget.reserve(nbytes)
+        order.append((who, nbytes))
+        return reservation
+
+    return ask
+
+
 def test_room_goes_to_the_clients_in_turn():
     """A client with a queue of big requests does not starve another's small one: the room
     freed goes to the client served longest ago; and a turn that does not fit holds the line."""
     from app.budget import ByteBudget
-    from app.clients import client
 
     async def scenario():
         budget = ByteBudget(10, timeout_s=10)
         order = []
-
-        async def ask(who: str, nbytes: int):
-            client.set(who)
-            reservation = await budget.reserve(nbytes)
-            order.append((who, nbytes))
-            return reservation
-
+        ask = asking(budget, order)
         first = await ask("flood", 10)
         tasks = [asyncio.create_task(ask("flood", 10)) for _ in range(3)] + [asyncio.create_task(ask("student", 1))]
         await until(lambda: budget.waiting == 4)
@@ -240,3 +246,28 @@ def test_room_goes_to_the_clients_in_turn():
     order, reserved, peak = asyncio.run(scenario())
     assert order == [("flood", 10), ("student", 1), ("flood", 10), ("flood", 10), ("flood", 10)]
     assert reserved == 0 and peak == 10
+
+
+def test_a_client_holding_room_does_not_hold_up_another():
+    """A client with room reserved (a big body waiting for the forward queue, say) whose next
+    request does not fit waits for its own room to come back, while another's request that
+    fits is served at once."""
+    from app.budget import ByteBudget
+
+    async def scenario():
+        budget = ByteBudget(10, timeout_s=10)
+        order = []
+        ask = asking(budget, order)
+        held = await ask("flood", 6)
+        second = asyncio.create_task(ask("flood", 6))
+        await until(lambda: budget.waiting == 1)
+        student = asyncio.create_task(ask("student", 3))
+        await until(lambda: len(order) == 2, seconds=5)
+        assert order[1] == ("student", 3) and budget.reserved == 9 and budget.waiting == 1
+        held.release()  # the flood's own room back: its second request fits beside the student's
+        (await second).release()
+        (await student).release()
+        return order, budget.reserved, budget.peak
+
+    order, reserved, peak = asyncio.run(scenario())
+    assert order == [("flood", 6), ("student", 3), ("flood", 6)] and reserved == 0 and peak == 9
