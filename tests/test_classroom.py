@@ -205,8 +205,9 @@ def test_classroom_prints_the_students_address_a_qr_code_and_the_teacher_url(mon
 
 def test_classroom_binds_every_interface(monkeypatch, capsys):
     """--classroom asks for 0.0.0.0 (seen where the port is bound, which comes before the model)."""
-    from app import cli
+    from app import cli, logs
 
+    monkeypatch.setattr(logs, "configure", lambda level: None)  # in-process: the tests' own logging stays
     asked = []
 
     def refuse(host, port):
