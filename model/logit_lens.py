@@ -174,6 +174,9 @@ def logit_lens(run: Run, positions: Sequence[int] | None = None, k: int = 10, st
         for j in range(logits.shape[0]):
             flat_cells.append(LensCell(top_ids[j].tolist(), top_probs[j].tolist(), top_logits[j].tolist(),
                                        int(ranks[j]), float(final_prob[j])))
+        # Freed before the next check, which may pause this job for others' turns: a paused lens
+        # must not hold its chunk's [chunk, d_vocab] logits (about 51 MB) while it waits.
+        del logits, log_probs
     cells = [flat_cells[r * n_pos:(r + 1) * n_pos] for r in range(len(rows))]
     return Lens(rows=rows, positions=positions, final_ids=final_ids.tolist(),
                 final_probs=torch.cat(final_probs).tolist(), cells=cells)
