@@ -104,11 +104,13 @@ def test_explainer_serve_goes_to_ray_only_with_replicas_or_the_flag(monkeypatch,
         def __init__(self, config):
             self.config = config
 
-        def run(self):
+        def run(self, sockets=None):
             calls.append("uvicorn")
+            for sock in sockets or ():  # bound by the command before the model loads
+                sock.close()
 
     monkeypatch.setattr(cli, "_stopping_server", lambda: NoServer)
-    assert cli.main(["serve", "--model", checkpoint_dir]) == 0
+    assert cli.main(["serve", "--model", checkpoint_dir, "--port", "0"]) == 0
     assert calls[-1] == "uvicorn" and len(calls) == 3
     with pytest.raises(SystemExit):
         cli.main(["serve", "--replicas", "0"])

@@ -65,6 +65,15 @@ def test_log_level_warning_drops_access_lines(checkpoint_dir):
     assert access_lines(log) == [] and "Application startup complete" not in log
 
 
+@pytest.fixture(autouse=True)
+def explainer_logs_reach_caplog(monkeypatch):
+    """caplog listens at the root: whatever an earlier test's in-process start-up configured
+    (logs.configure makes the "explainer" logger stop propagating), these tests see its records."""
+    for name in ("explainer", "explainer.access"):
+        monkeypatch.setattr(logging.getLogger(name), "propagate", True)
+        monkeypatch.setattr(logging.getLogger(name), "disabled", False)
+
+
 @pytest.fixture
 def app(explainer, checkpoint_dir):
     return create_app(Settings(model=checkpoint_dir, max_waiting=0), explainer=explainer)
