@@ -38,7 +38,8 @@ PUBLIC = "http://class.example:9000"
 TOKEN = "teacher-token-of-this-test-0123"
 COMMAND = "explainer serve --classroom"
 
-LAYOUTS = [(390, 844, False, "en"), (1280, 720, False, "en"), (1920, 1080, True, "en"),
+LAYOUTS = [(390, 844, False, "en"), (800, 900, False, "en"), (1280, 720, False, "en"), (1024, 768, True, "en"),
+           (1920, 1080, True, "en"),
            (390, 844, False, "zh-CN"), (1280, 720, False, "zh-CN"), (1920, 1080, True, "zh-CN")]
 LAYOUT_IDS = [f"{w}{'-presenter' if p else ''}-{lang}" for w, _, p, lang in LAYOUTS]
 
