@@ -9,8 +9,8 @@ import asyncio
 import dataclasses
 import sys
 
-from app import connections, logs
-from app.settings import Settings, SettingsError
+from app.serving import connections, logs
+from app.serving.settings import Settings, SettingsError
 from model.hub import DEFAULT_MODEL
 
 
@@ -81,7 +81,7 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     if args.replicas > 1 or args.ray or args.ray_address:
         sock.close()  # Ray's proxy binds it itself
-        from app.classroom import Teacher, announce, is_loopback
+        from app.rooms.classroom import Teacher, announce, is_loopback
 
         if settings.teacher_token is None and not is_loopback(settings.host):  # one token for every replica
             settings = dataclasses.replace(settings, teacher_token=Teacher(settings).token)
@@ -90,9 +90,9 @@ def _serve(args: argparse.Namespace) -> int:
 
     import uvicorn
 
-    from app.classroom import announce
+    from app.rooms.classroom import announce
     from app.main import create_app  # before the model: a broken install fails at once, not after the load
-    from app.startup import load_explainer
+    from app.serving.startup import load_explainer
 
     explainer = load_explainer(settings)  # one line and exit 2 if it cannot
     app = create_app(settings, explainer)

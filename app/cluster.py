@@ -13,7 +13,7 @@ it. So both live in one named actor, `ExplainerShared`, which every replica find
 - the recipe index: run id -> (packed token ids, interventions JSON), bounded in bytes like RunCache's own
   (64 MB by default: hundreds of thousands of prompts). A replica tells it each run id that is
   new to its own index, and asks it when a run id misses locally (analysis.resolve), before 404;
-- the rooms: one LocalRoomStore (app/rooms.py), reached through RayRoomStore, which has the same
+- the rooms: one LocalRoomStore (app/rooms/store.py), reached through RayRoomStore, which has the same
   methods and raises the same ApiError (status, code, detail) on the replica's side.
 
 The cost: one actor call per run id new to a replica (sent from the forward thread and waited
@@ -40,9 +40,9 @@ import threading
 from collections import OrderedDict
 from contextlib import asynccontextmanager
 
-from .cache import INDEX_BYTES, Recipe, _size
-from .errors import ApiError
-from .settings import Settings
+from app.runs.cache import INDEX_BYTES, Recipe, _size
+from app.errors import ApiError
+from app.serving.settings import Settings
 
 log = logging.getLogger("explainer")
 
@@ -98,7 +98,7 @@ class ExplainerShared:
 
     def __init__(self, index_bytes: int = INDEX_BYTES, rooms_max: int = 64, room_idle_s: float = 7200.0,
                  rooms_per_client: int | None = None):
-        from .rooms import LocalRoomStore
+        from app.rooms.store import LocalRoomStore
 
         self.recipes = RecipeIndex(index_bytes)
         self.rooms = LocalRoomStore(rooms_max, room_idle_s, per_client=rooms_per_client)
@@ -179,7 +179,7 @@ class _Proxy:
 
 
 class SharedRecipes(_Proxy):
-    """RunCache.shared: the recipe index every replica reads (duck-typed for app/cache.py)."""
+    """RunCache.shared: the recipe index every replica reads (duck-typed for app/runs/cache.py)."""
 
     def remember(self, run_id: str, recipe: Recipe) -> None:
         """Sent to the actor; from a worker thread (a forward pass's), waited for up to
@@ -283,7 +283,7 @@ class ExplainerReplica:
     def __init__(self, settings: Settings, threads: int):
         import torch
 
-        from . import logs, startup
+        from app.serving import logs, startup
 
         logs.configure(settings.log_level)
         self.threads = max(1, threads)
@@ -297,7 +297,7 @@ class ExplainerReplica:
     async def __serve_build_asgi_app__(self):
         from ray import serve
 
-        from .main import create_app
+        from app.main import create_app
 
         context = serve.get_replica_context()
         actor = shared_actor(self.settings, context.app_name)
@@ -340,7 +340,7 @@ def build_app(args: dict):
 
 def proxy_environment(settings: Settings) -> dict[str, str]:
     """The environment Ray's processes need from these settings. Ray's HTTP proxy runs its own
-    uvicorn, which app/connections.py does not reach and which reads FORWARDED_ALLOW_IPS for the
+    uvicorn, which app/serving/connections.py does not reach and which reads FORWARDED_ALLOW_IPS for the
     addresses whose X-Forwarded-For it believes (unset: 127.0.0.1, so a client on the proxy's
     machine could name itself any client and escape the per-client limits). So: the operator's
     EXPLAINER_TRUSTED_PROXIES, or none. The replicas then see the client address the proxy read."""

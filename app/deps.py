@@ -7,12 +7,12 @@ from fastapi import Request
 
 from model import Explainer
 
-from . import analysis
-from .budget import ByteBudget
-from .cache import CachedRun, RunCache
-from .concurrency import ForwardLimiter
-from .errors import ApiError
-from .rooms import Followers
+from app.runs import analysis
+from app.serving.budget import ByteBudget
+from app.runs.cache import CachedRun, RunCache
+from app.serving.concurrency import ForwardLimiter
+from app.errors import ApiError
+from app.rooms.store import Followers
 
 
 def get_explainer(request: Request) -> Explainer:
@@ -31,12 +31,12 @@ def get_limiter(request: Request) -> ForwardLimiter:
 
 
 def get_budget(request: Request) -> ByteBudget:
-    """Room for the bodies being built and sent, shared with the run cache (app/budget.py)."""
+    """Room for the bodies being built and sent, shared with the run cache (app/serving/budget.py)."""
     return request.app.state.budget
 
 
 def get_rooms(request: Request):
-    """The follow-the-teacher rooms: app/rooms.py's LocalRoomStore, or whatever a deployment set
+    """The follow-the-teacher rooms: app/rooms/store.py's LocalRoomStore, or whatever a deployment set
     app.state.rooms to before start-up (the same async interface)."""
     return request.app.state.rooms
 

@@ -16,8 +16,8 @@ from starlette.routing import Match
 
 from model import PromptError, PromptTooLongError
 
-from .logs import printable
-from .schemas import NOT_BLANK, ErrorBody
+from app.serving.logs import printable
+from app.schemas import NOT_BLANK, ErrorBody
 
 log = logging.getLogger("explainer")
 

@@ -18,18 +18,32 @@ from fastapi.staticfiles import StaticFiles
 from model import Explainer
 from model.threads import ThreadShare
 
-from . import contract, disconnect, errors, logs, security, startup
-from .batcher import DecodeBatcher
-from .budget import ByteBudget, tune_malloc
-from .cache import RunCache
-from .classroom import Teacher
-from .concurrency import Coalescer, ForwardLimiter
-from .metrics import Metrics, RequestMetrics
-from .resources import data_dir, version
-from .rooms import Followers, LocalRoomStore
-from .routers import anatomy, docs, embedding_space, experiments, heads, health, logit_lens, pages, rooms, runs, sampling, scenes
-from .routers import metrics as metrics_router
-from .settings import Settings, SettingsError
+from app import contract, errors
+from app.serving import disconnect, logs, security, startup
+from app.serving.batcher import DecodeBatcher
+from app.serving.budget import ByteBudget, tune_malloc
+from app.runs.cache import RunCache
+from app.rooms.classroom import Teacher
+from app.serving.concurrency import Coalescer, ForwardLimiter
+from app.serving.metrics import Metrics, RequestMetrics
+from app.page.resources import data_dir, version
+from app.rooms.store import Followers, LocalRoomStore
+from app.routers import (
+    anatomy,
+    docs,
+    embedding_space,
+    experiments,
+    heads,
+    health,
+    logit_lens,
+    pages,
+    rooms,
+    runs,
+    sampling,
+    scenes,
+)
+from app.routers import metrics as metrics_router
+from app.serving.settings import Settings, SettingsError
 
 PLOTLY_DIR = os.path.join(os.path.dirname(plotly.__file__), "package_data")
 

@@ -520,7 +520,7 @@ class AttributionResponse(BaseModel):
     note: str
 
 
-# --- Issue 13: follow the teacher (app/rooms.py) ----------------------------------------------
+# --- Issue 13: follow the teacher (app/rooms/store.py) ----------------------------------------------
 
 # The page's stages (the data-stage of each card): a scene's step and a room's state name one.
 STAGES = frozenset({"prompt", "tokens", "overview", "experiments", "tokenizer", "embedding", "attention", "heads",

@@ -109,7 +109,7 @@ def main() -> int:
     from ray import serve
 
     from app import cluster
-    from app.settings import Settings
+    from app.serving.settings import Settings
 
     cores = os.cpu_count() or 1
     model_dir = checkpoint_dir(args.model)

@@ -92,7 +92,7 @@ def main() -> int:
     from fastapi.testclient import TestClient
 
     from app.main import create_app
-    from app.settings import Settings
+    from app.serving.settings import Settings
 
     with TestClient(create_app(Settings(random_weights=True), explainer=explainer)) as client:
         def http(token_id: int) -> None:

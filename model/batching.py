@@ -152,7 +152,7 @@ class DecodeBatch:
     def step(self) -> list[tuple[Sequence, Step]]:
         """One forward pass for every member: each one's next token and distribution. A step
         that fails part-way leaves the cache as it was (its columns are counted only at the end):
-        app/batcher.py still replaces the batch, since the failure may recur."""
+        app/serving/batcher.py still replaces the batch, since the failure may recur."""
         if not self.members:
             return []
         device = self._cache.valid.device

@@ -5,7 +5,7 @@ a step, and nothing is closed from another thread: the thread doing the work sto
 
 The same check is where the work may be paused: the server's forward queue sets `pause`, which
 gives the work's slot to someone waiting and returns once the work has its turn again
-(app/concurrency.py). Work that knows how much it did since its last check says so (`work`, in
+(app/serving/concurrency.py). Work that knows how much it did since its last check says so (`work`, in
 multiply-adds), which is how the server measures its own speed."""
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ one pass cannot change another's. So each pass sets its own as it starts, and ag
 checkpoints (`checkpoint()`, between the engine's blocks) when the number of passes running has
 changed since: an analysis that started alone gives up a core within one block of a decode step
 starting beside it, and takes it back after. A pass paused by the forward queue (its slot given
-to someone waiting, app/concurrency.py) does not count as running while it waits (`paused()`).
+to someone waiting, app/serving/concurrency.py) does not count as running while it waits (`paused()`).
 
 What a pass costs is counted in multiply-adds (`block_macs`, `forward_macs`): the arithmetic of
 its matrix products, from the model's shapes. The server divides it by the speed it measured on

@@ -10,7 +10,7 @@ from transformers import GPT2Config, GPT2LMHeadModel
 from fastapi.testclient import TestClient
 
 from app.main import create_app
-from app.settings import Settings
+from app.serving.settings import Settings
 from model import Explainer
 
 TINY = dict(n_layer=2, n_head=4, n_embd=64, n_positions=1024, vocab_size=50257)

@@ -8,7 +8,7 @@ from fastapi.testclient import TestClient
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from app.main import create_app
-from app.settings import Settings
+from app.serving.settings import Settings
 from model.anatomy import GPT2_SMALL, GPT3, Hyperparameters, count_model, from_hyperparameters
 
 

@@ -13,8 +13,8 @@ from fastapi.testclient import TestClient
 from transformers import GPT2LMHeadModel
 
 from app.main import create_app
-from app.settings import Settings
-from app.tensors import decode
+from app.serving.settings import Settings
+from app.runs.tensors import decode
 from model.engine import LAYER_HOOKS
 
 PROMPT = "The teacher asked the students to open their"
@@ -330,7 +330,7 @@ def test_docs_are_served_without_a_cdn(client):
 
 
 def test_auto_patterns_leave_long_prompts_to_the_layer_endpoint(explainer, checkpoint_dir):
-    from app.analysis import pattern_bytes
+    from app.runs.analysis import pattern_bytes
 
     text = "A longer prompt whose attention would be too big to send at once"
     n = len(explainer.tokenize(text))

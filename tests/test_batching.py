@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from app.main import create_app
-from app.settings import Settings
+from app.serving.settings import Settings
 from model.batching import DecodeBatch, Request
 from model.engine import UNEMBED_AS_COLUMNS, LayerCache, unembed_rows as unembed
 from model.generation import generate

@@ -15,7 +15,7 @@ import httpx
 import numpy as np
 import pytest
 
-from app.tensors import decode
+from app.runs.tensors import decode
 
 from .conftest import build_checkpoint
 from .browser import ARTIFACTS, checkpoint_server, chromium, require_chromium  # noqa: F401 (chromium is a fixture)
@@ -433,7 +433,7 @@ def test_untrained_banner(checkpoint_dir):
     from fastapi.testclient import TestClient
 
     from app.main import create_app
-    from app.settings import Settings
+    from app.serving.settings import Settings
     from model import Explainer
 
     explainer = Explainer.load(checkpoint_dir, random_weights=True)

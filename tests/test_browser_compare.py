@@ -10,7 +10,7 @@ import urllib.parse
 import numpy as np
 import pytest
 
-from app.tensors import decode
+from app.runs.tensors import decode
 
 from .browser import chromium  # noqa: F401 (a fixture)
 from .test_browser import Page, api_analyze, expected_row, patterns, server, softmax  # noqa: F401 (server: a fixture)

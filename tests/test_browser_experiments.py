@@ -12,7 +12,7 @@ import urllib.parse
 import httpx
 import numpy as np
 
-from app.tensors import decode
+from app.runs.tensors import decode
 
 from .browser import chromium  # noqa: F401 (a fixture)
 from .test_browser import Page, api_analyze, server, softmax  # noqa: F401 (server: a fixture)

@@ -23,7 +23,7 @@ import httpx
 import numpy as np
 import pytest
 
-from app.tensors import decode
+from app.runs.tensors import decode
 
 from .browser import ARTIFACTS, chromium, csp_violations, open_page  # noqa: F401 (chromium is a fixture)
 from .test_browser import Page, page, server, softmax  # noqa: F401 (page and server are fixtures)

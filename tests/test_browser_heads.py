@@ -16,7 +16,7 @@ import httpx
 import numpy as np
 import pytest
 
-from app.tensors import decode
+from app.runs.tensors import decode
 
 from .browser import chromium  # noqa: F401 (a fixture)
 from .test_browser import N_HEADS, N_LAYERS, PROMPT, api_analyze, server  # noqa: F401 (server: a fixture)

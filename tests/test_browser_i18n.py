@@ -15,7 +15,7 @@ import re
 
 import pytest
 
-from app import catalog
+from app.page import catalog
 
 from .browser import ARTIFACTS, chromium  # noqa: F401 (a fixture)
 from .test_browser import Page, server  # noqa: F401 (server: a fixture)

@@ -19,7 +19,7 @@ PROMPT = "When Mary and John went to the store, John gave a drink to"
 @pytest.fixture(scope="module")
 def analyzed(server):
     body = api_analyze(server, PROMPT)
-    from app.tensors import decode
+    from app.runs.tensors import decode
     body["patterns_np"] = [decode(body["tensors"][f"blocks.{l}.attn.hook_pattern"]).astype(np.float64)
                            for l in range(N_LAYERS)]
     return body
@@ -131,7 +131,7 @@ def test_clicking_an_overview_head_selects_that_layer_and_head(ui):
 
 
 def test_each_block_shows_the_streams_length_leaving_it(ui, analyzed):
-    from app.tensors import decode
+    from app.runs.tensors import decode
 
     norms = decode(analyzed["resid_norms"])
     n = len(analyzed["tokens"])

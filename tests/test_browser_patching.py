@@ -13,7 +13,7 @@ import httpx
 import numpy as np
 import pytest
 
-from app.tensors import decode
+from app.runs.tensors import decode
 
 from .browser import ARTIFACTS, chromium  # noqa: F401 (a fixture)
 from .test_browser import N_LAYERS, N_HEADS, Page, api_analyze, page, server  # noqa: F401 (page, server: fixtures)

@@ -459,7 +459,7 @@ def test_a_head_the_teacher_switches_off_is_switched_off_for_the_students(chromi
     """Switched-off heads are part of the room's state: the teacher's page publishes them, a
     following student's page analyzes the teacher's prompt with them, and shows the same run and
     the same numbers as the API gives for that prompt with that head off (and the teacher's bars)."""
-    from app.tensors import decode
+    from app.runs.tensors import decode
 
     from .test_browser import softmax
 

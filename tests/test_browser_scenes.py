@@ -12,7 +12,7 @@ import re
 import httpx
 import pytest
 
-from app import scenes
+from app.page import scenes
 
 from .browser import ARTIFACTS, checkpoint_server, chromium  # noqa: F401 (a fixture)
 from .test_browser import Page

@@ -83,7 +83,7 @@ def test_the_badge_fits_every_layout(chromium, server, width, height, presenter)
 def test_a_scene_on_random_weights_says_so_instead_of_claiming_the_known_result(chromium, server):
     """A scene never pretends: on an untrained model it shows its `untrained` text, not the
     published finding it would otherwise state as what GPT-2 small shows."""
-    from app import scenes
+    from app.page import scenes
 
     scene = scenes.scenes()["4-ioi"]
     context, page, errors = open_page(chromium, server, 1280, 720, "?scene=4-ioi&step=1")

@@ -11,9 +11,9 @@ import threading
 import pytest
 import torch
 
-from app.concurrency import Busy, Coalescer, ForwardLimiter
+from app.serving.concurrency import Busy, Coalescer, ForwardLimiter
 from app.main import create_app
-from app.settings import Settings
+from app.serving.settings import Settings
 from model import engine
 from model.cancellation import Cancelled, CancelToken
 from model.logit_lens import CHUNK, logit_lens
@@ -159,7 +159,7 @@ def test_a_request_whose_client_left_while_queued_never_runs(explainer, checkpoi
         application = create_app(Settings(model=checkpoint_dir, max_concurrent=1), explainer=explainer)  # one slot, held below
         async with application.router.lifespan_context(application):
             state = application.state
-            from app.analysis import analyze_and_cache
+            from app.runs.analysis import analyze_and_cache
             entry = analyze_and_cache(explainer, state.cache, explainer.tokenize("The cat sat on the mat"))
             run_id = entry.run_id
             hold = threading.Event()
@@ -234,7 +234,7 @@ def test_identical_expensive_requests_in_flight_are_computed_once(explainer, che
         application = create_app(Settings(model=checkpoint_dir, max_concurrent=1), explainer=explainer)  # one slot, held below
         async with application.router.lifespan_context(application):
             state = application.state
-            from app.analysis import analyze_and_cache
+            from app.runs.analysis import analyze_and_cache
             run_id = analyze_and_cache(explainer, state.cache, explainer.tokenize("The cat sat on the mat")).run_id
             hold = threading.Event()
             holder = asyncio.create_task(state.limiter.run(hold.wait, 30))

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from app import catalog
+from app.page import catalog
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -131,7 +131,7 @@ def test_each_translation_keeps_the_placeholders_and_markup_and_leaves_no_englis
 @pytest.fixture(scope="module")
 def client(tmp_path_factory):
     from app.main import create_app
-    from app.settings import Settings
+    from app.serving.settings import Settings
 
     from .conftest import build_checkpoint
 

@@ -16,10 +16,10 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from app import classroom
+from app.rooms import classroom
 from app.cli import main as cli_main
 from app.main import create_app
-from app.settings import Settings
+from app.serving.settings import Settings
 
 from .live_server import free_port, live_server, serving
 
@@ -205,7 +205,8 @@ def test_classroom_prints_the_students_address_a_qr_code_and_the_teacher_url(mon
 
 def test_classroom_binds_every_interface(monkeypatch, capsys):
     """--classroom asks for 0.0.0.0 (seen where the port is bound, which comes before the model)."""
-    from app import cli, logs
+    from app import cli
+    from app.serving import logs
 
     monkeypatch.setattr(logs, "configure", lambda level: None)  # in-process: the tests' own logging stays
     asked = []

@@ -15,12 +15,12 @@ import numpy as np
 import pytest
 import torch
 
-from app import analysis
-from app.cache import RunCache, pack_ids
-from app.concurrency import Coalescer, ForwardLimiter
+from app.runs import analysis
+from app.runs.cache import RunCache, pack_ids
+from app.serving.concurrency import Coalescer, ForwardLimiter
 from app.errors import ApiError
-from app.settings import Settings
-from app.tensors import decode
+from app.serving.settings import Settings
+from app.runs.tensors import decode
 
 from .live_server import free_port
 
@@ -75,7 +75,7 @@ def test_a_run_id_issued_by_one_cache_is_recomputed_by_another_through_the_share
 def test_api_errors_cross_processes_whole():
     import pickle
 
-    from app.concurrency import Busy
+    from app.serving.concurrency import Busy
 
     error = pickle.loads(pickle.dumps(ApiError(403, "wrong_secret", "room: not yours", field="secret", room="ABC")))
     assert (type(error), error.status, error.code, error.detail, error.extra) == (ApiError, 403, "wrong_secret", "room: not yours", {"room": "ABC"})
@@ -86,7 +86,8 @@ def test_api_errors_cross_processes_whole():
 
 
 def test_explainer_serve_goes_to_ray_only_with_replicas_or_the_flag(monkeypatch, checkpoint_dir):
-    from app import cli, cluster, logs
+    from app import cli, cluster
+    from app.serving import logs
 
     calls = []
     monkeypatch.setattr(cluster, "serve_on_ray", lambda *args: calls.append(args) or 0)

@@ -1,4 +1,4 @@
-"""The connection layer (app/connections.py, errors.BodySizeLimit) on real uvicorn servers on
+"""The connection layer (app/serving/connections.py, errors.BodySizeLimit) on real uvicorn servers on
 127.0.0.1, with other loopback addresses (127.0.0.2, 127.0.0.3...) standing for other computers:
 read deadlines for headers and bodies, caps on connections per client address and in all, the
 503 and 400 written before the app, and X-Forwarded-For believed only from a trusted proxy.
@@ -25,9 +25,9 @@ import pytest
 import uvicorn
 from fastapi import Request
 
-from app import clients, connections
+from app.serving import clients, connections
 from app.main import create_app
-from app.settings import Settings
+from app.serving.settings import Settings
 
 from .live_server import free_port, serving
 
@@ -39,7 +39,7 @@ HALF_SENT = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: slow\r\n" 
 def in_process(settings: Settings, explainer, http: str = "auto"):
     """The app on a real uvicorn in a thread, with explainer serve's connection options; yields
     (port, the protocol class, whose `table` counts the open connections). GET /whoami answers
-    the client the fair queue sees (app/clients.py)."""
+    the client the fair queue sees (app/serving/clients.py)."""
     app = create_app(settings, explainer=explainer)
 
     @app.get("/whoami")
@@ -243,7 +243,7 @@ def test_x_forwarded_for_is_believed_only_from_a_trusted_proxy(explainer, checkp
 
 def test_start_up_raises_the_open_file_limit_to_the_hard_limit():
     code = ("import resource; resource.setrlimit(resource.RLIMIT_NOFILE, (256, 1024)); "
-            "from app.connections import raise_open_file_limit; "
+            "from app.serving.connections import raise_open_file_limit; "
             "print(raise_open_file_limit(), resource.getrlimit(resource.RLIMIT_NOFILE)[0])")
     soft_hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     if soft_hard != resource.RLIM_INFINITY and soft_hard < 1024:

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from app.tensors import decode
+from app.runs.tensors import decode
 from model.embedding_space import EmbeddingQueryError, EmbeddingSpace
 
 PROMPT = "The king and the queen ate the king's cake"

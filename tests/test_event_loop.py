@@ -10,10 +10,10 @@ import gzip
 import pytest
 from fastapi.testclient import TestClient
 
-import app.responses
-import app.tensors
+import app.runs.responses
+import app.runs.tensors
 from app.main import create_app
-from app.settings import Settings
+from app.serving.settings import Settings
 
 PROMPT = "The event loop must only route requests"
 
@@ -40,8 +40,8 @@ def calls(monkeypatch, explainer):
         monkeypatch.setattr(owner, name, wrapped)
 
     watch(explainer, "tokenize", "tokenize")
-    watch(app.tensors, "encode", "encode")
-    watch(app.responses, "gzipped", "gzip")
+    watch(app.runs.tensors, "encode", "encode")
+    watch(app.runs.responses, "gzipped", "gzip")
     watch(gzip, "decompress", "gunzip")
     return seen
 

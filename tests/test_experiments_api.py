@@ -11,8 +11,8 @@ import torch
 from fastapi.testclient import TestClient
 
 from app.main import create_app
-from app.settings import Settings
-from app.tensors import decode
+from app.serving.settings import Settings
+from app.runs.tensors import decode
 
 CLEAN = "When Mary and John went to the store, John gave a drink to"
 OTHER = "When Mary and John went to the store, Mary gave a drink to"

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from app.main import create_app
-from app.settings import Settings
+from app.serving.settings import Settings
 from fastapi.testclient import TestClient
 from model.batching import DecodeBatch, Request
 from model.generation import generate

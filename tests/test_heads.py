@@ -14,8 +14,8 @@ from fastapi.testclient import TestClient
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from app.main import create_app
-from app.settings import Settings
-from app.tensors import decode
+from app.serving.settings import Settings
+from app.runs.tensors import decode
 from model import Explainer
 
 PROMPT = "the cat and the dog and the cat and the dog"

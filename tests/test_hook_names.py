@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from app.main import create_app
-from app.settings import Settings
+from app.serving.settings import Settings
 from model.hooks import GLOBAL_HOOKS, LAYER_HOOKS, HookNameError, hook_name, parse_hook
 from model.interventions import EDITABLE
 

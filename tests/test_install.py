@@ -50,7 +50,7 @@ def test_the_wheel_serves_the_page_from_a_fresh_virtual_environment(tmp_path):
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     where = subprocess.run(
-        [str(python), "-c", "import app, model; from app.resources import data_dir; "
+        [str(python), "-c", "import app, model; from app.page.resources import data_dir; "
                             "print(app.__file__, model.__file__, data_dir('static'), data_dir('templates'), sep='\\n')"],
         cwd=elsewhere, capture_output=True, text=True, check=True, timeout=60).stdout.split()
     assert all(Path(p).is_relative_to(venv) for p in where), where

@@ -14,7 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.main import create_app
-from app.settings import Settings
+from app.serving.settings import Settings
 from model.batching import DecodeBatch
 
 from .live_server import serving

@@ -15,11 +15,11 @@ import numpy as np
 import torch
 from fastapi.testclient import TestClient
 
-from app import tensors
-from app.cache import CachedRun
+from app.runs import tensors
+from app.runs.cache import CachedRun
 from app.main import create_app
-from app.settings import Settings
-from app.tensors import decode
+from app.serving.settings import Settings
+from app.runs.tensors import decode
 from model.hooks import LAYER_HOOKS
 
 BUDGET = 400_000
@@ -80,7 +80,7 @@ def test_answers_about_a_run_leave_with_it(explainer, checkpoint_dir):
         assert cache.stats["bytes"] == accounted(cache)
 
 
-# -- Response bodies in the byte budget (app/budget.py) --
+# -- Response bodies in the byte budget (app/serving/budget.py) --
 
 LONG_IDS = [(i * 7919) % 50000 + 100 for i in range(200)]
 
@@ -209,7 +209,7 @@ def test_no_room_within_the_time_limit_is_503_busy(explainer, checkpoint_dir):
 
 def asking(budget, order: list):
     """ask(who, nbytes): a reservation in `budget` as client `who`, noted in `order` once granted."""
-    from app.clients import client
+    from app.serving.clients import client
 
     async def ask(who: str, nbytes: int):
         client.set(who)
@@ -223,7 +223,7 @@ def asking(budget, order: list):
 def test_room_goes_to_the_clients_in_turn():
     """A client with a queue of big requests does not starve another's small one: the room
     freed goes to the client served longest ago; and a turn that does not fit holds the line."""
-    from app.budget import ByteBudget
+    from app.serving.budget import ByteBudget
 
     async def scenario():
         budget = ByteBudget(10, timeout_s=10)
@@ -252,7 +252,7 @@ def test_a_client_holding_room_does_not_hold_up_another():
     """A client with room reserved (a big body waiting for the forward queue, say) whose next
     request does not fit waits for its own room to come back, while another's request that
     fits is served at once."""
-    from app.budget import ByteBudget
+    from app.serving.budget import ByteBudget
 
     async def scenario():
         budget = ByteBudget(10, timeout_s=10)

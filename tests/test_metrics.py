@@ -13,8 +13,8 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from app.main import create_app
-from app.metrics import Metrics
-from app.settings import Settings
+from app.serving.metrics import Metrics
+from app.serving.settings import Settings
 
 ANALYZE = ("POST", "/api/analyze")
 

@@ -22,13 +22,13 @@ import torch
 from fastapi.testclient import TestClient
 from torch.utils import flop_counter
 
-from app import experiments, heads
-from app.cache import RunCache
-from app.concurrency import DECODE, LONG_S, Busy, Cost, Costed, ForwardLimiter, Speed, client
+from app.runs import experiments, heads
+from app.runs.cache import RunCache
+from app.serving.concurrency import DECODE, LONG_S, Busy, Cost, Costed, ForwardLimiter, Speed, client
 from app.main import create_app
 from app.routers.logit_lens import lens_body
 from app.schemas import PatchingRequest
-from app.settings import Settings
+from app.serving.settings import Settings
 from model.interventions import Editor
 from model.logit_lens import lens_macs, logit_lens
 from model.patching import sweep, sweep_macs

@@ -21,8 +21,8 @@ from fastapi.testclient import TestClient
 
 from app.errors import ApiError
 from app.main import create_app
-from app.rooms import ALPHABET, Followers, LocalRoomStore, follow
-from app.settings import Settings, SettingsError
+from app.rooms.store import ALPHABET, Followers, LocalRoomStore, follow
+from app.serving.settings import Settings, SettingsError
 
 from .live_server import live_server
 

@@ -1,4 +1,4 @@
-"""Guided scenes are data: every file in static/scenes/ loads against app/scenes.py's schema, and
+"""Guided scenes are data: every file in static/scenes/ loads against app/page/scenes.py's schema, and
 a malformed one is rejected with a message naming the file and the field."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from app import scenes
+from app.page import scenes
 
 GOOD = {
     "title": {"en": "A scene"}, "summary": {"en": "What it shows."},

@@ -7,8 +7,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.main import create_app
-from app.security import host_allowed
-from app.settings import Settings
+from app.serving.security import host_allowed
+from app.serving.settings import Settings
 
 PATHS = ["/", "/api/model", "/static/main.js", "/static/vendor/plotly.min.js", "/docs", "/api/runs/nope/embeddings",
          "/api/embedding-space/neighbours?k=0"]

@@ -12,10 +12,10 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from app.cache import CachedRun, RunCache, pack_ids, unpack_ids
-from app.concurrency import Busy, ForwardLimiter
+from app.runs.cache import CachedRun, RunCache, pack_ids, unpack_ids
+from app.serving.concurrency import Busy, ForwardLimiter
 from app.main import create_app
-from app.settings import Settings
+from app.serving.settings import Settings
 
 from .live_server import live_server
 
@@ -277,7 +277,7 @@ class GatedJobs:
         return name
 
     async def submit(self, who: str, name: str) -> str:
-        from app.concurrency import client
+        from app.serving.concurrency import client
 
         client.set(who)
         return await self.limiter.run(self.job, name)
@@ -338,7 +338,7 @@ def test_the_batched_decode_step_gets_a_turn_per_generation_it_advances(weight, 
     the generations it advances: with two, it goes every other turn (no more: an analysis waits
     behind at most one step); with one, once per round of the waiting clients, like a student.
     The order of service is checked, not a time."""
-    from app.concurrency import DECODE
+    from app.serving.concurrency import DECODE
 
     async def scenario():
         limiter = ForwardLimiter(max_concurrent=1, max_waiting=16, timeout_s=30)
@@ -357,7 +357,7 @@ def test_the_batched_decode_step_gets_a_turn_per_generation_it_advances(weight, 
 
 
 def test_one_client_cannot_fill_the_whole_queue():
-    from app.concurrency import MAX_WAITING_PER_CLIENT, Busy, client
+    from app.serving.concurrency import MAX_WAITING_PER_CLIENT, Busy, client
 
     async def scenario():
         limiter = ForwardLimiter(max_concurrent=1, max_waiting=16, timeout_s=30)

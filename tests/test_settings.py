@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from app.settings import Settings, SettingsError
+from app.serving.settings import Settings, SettingsError
 
 BAD = [
     ("EXPLAINER_MAX_CONCURRENT", "abc"), ("EXPLAINER_MAX_CONCURRENT", "0"),  # 0 slots: every request would hang

@@ -10,9 +10,9 @@ from fastapi import APIRouter, Depends
 from model import Explainer
 from model.anatomy import GPT3, Anatomy, count_model, from_hyperparameters
 
-from ..deps import get_explainer
-from ..errors import documented
-from ..schemas import AnatomyResponse
+from app.deps import get_explainer
+from app.errors import documented
+from app.schemas import AnatomyResponse
 
 router = APIRouter(prefix="/api", responses=documented(400, 503))
 

@@ -16,12 +16,21 @@ from pydantic import Field
 from model import Explainer
 from model.embedding_space import MAP_SAMPLE, MAX_K, MAX_TERM_TOKENS, MAX_TERMS, MAX_WORD_CHARS, EmbeddingQueryError, EmbeddingSpace, Neighbours, Term
 
-from .. import tensors
-from ..answers import cached_answer
-from ..deps import get_explainer, run_of
-from ..errors import documented, field_error
-from ..responses import json_bytes, json_response
-from ..schemas import MAX_MAP_WORDS, NOT_BLANK, DotResponse, EmbeddingMapResponse, Index, whole_number, NeighboursResponse, TensorsResponse
+from app.runs import tensors
+from app.runs.answers import cached_answer
+from app.deps import get_explainer, run_of
+from app.errors import documented, field_error
+from app.runs.responses import json_bytes, json_response
+from app.schemas import (
+    MAX_MAP_WORDS,
+    NOT_BLANK,
+    DotResponse,
+    EmbeddingMapResponse,
+    Index,
+    whole_number,
+    NeighboursResponse,
+    TensorsResponse,
+)
 
 router = APIRouter(prefix="/api", responses=documented(400, 422, 503))
 

@@ -8,11 +8,11 @@ from fastapi.concurrency import run_in_threadpool
 
 from model import Explainer
 
-from .. import experiments
-from ..concurrency import Costed
-from ..deps import get_cache, get_explainer, get_limiter, run_of
-from ..errors import documented
-from ..schemas import MAX_PATCHING_TOKENS, CompareResponse, PatchingRequest, PatchingResponse
+from app.runs import experiments
+from app.serving.concurrency import Costed
+from app.deps import get_cache, get_explainer, get_limiter, run_of
+from app.errors import documented
+from app.schemas import MAX_PATCHING_TOKENS, CompareResponse, PatchingRequest, PatchingResponse
 
 router = APIRouter(prefix="/api", responses=documented(400, 422, 503))
 

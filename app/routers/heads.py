@@ -10,15 +10,20 @@ from fastapi.responses import Response
 
 from model import Explainer
 
-from .. import heads
-from ..analysis import canonical
-from ..answers import cached_answer
-from ..concurrency import Costed
-from ..deps import get_explainer, run_of
-from ..errors import documented, field_error
-from ..responses import json_response
-from ..schemas import (AttributionResponse, HeadScoresResponse, Index, InductionProbeRequest,
-                       InductionProbeResponse)
+from app.runs import heads
+from app.runs.analysis import canonical
+from app.runs.answers import cached_answer
+from app.serving.concurrency import Costed
+from app.deps import get_explainer, run_of
+from app.errors import documented, field_error
+from app.runs.responses import json_response
+from app.schemas import (
+    AttributionResponse,
+    HeadScoresResponse,
+    Index,
+    InductionProbeRequest,
+    InductionProbeResponse,
+)
 
 router = APIRouter(prefix="/api", responses=documented(400, 422, 503))
 

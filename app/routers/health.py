@@ -7,10 +7,10 @@ from fastapi.responses import JSONResponse
 
 from model import Explainer
 
-from ..deps import get_explainer
-from ..model_info import model_info as describe
-from ..errors import documented
-from ..schemas import Health, ModelInfo
+from app.deps import get_explainer
+from app.runs.model_info import model_info as describe
+from app.errors import documented
+from app.schemas import Health, ModelInfo
 
 router = APIRouter()
 

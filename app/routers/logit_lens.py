@@ -13,12 +13,12 @@ from model import Explainer, Run
 from model.cancellation import NEVER, CancelToken
 from model.logit_lens import PositionError, check_positions, lens_grain, lens_macs, logit_lens
 
-from ..answers import cached_answer
-from ..concurrency import Cost, Costed
-from ..deps import get_explainer, run_of
-from ..errors import documented, field_error
-from ..responses import json_response
-from ..schemas import MAX_LENS_K, MAX_LENS_POSITIONS, Index, LogitLensResponse, whole_number
+from app.runs.answers import cached_answer
+from app.serving.concurrency import Cost, Costed
+from app.deps import get_explainer, run_of
+from app.errors import documented, field_error
+from app.runs.responses import json_response
+from app.schemas import MAX_LENS_K, MAX_LENS_POSITIONS, Index, LogitLensResponse, whole_number
 
 router = APIRouter(prefix="/api", responses=documented(400, 404, 422, 503))
 

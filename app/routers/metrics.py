@@ -1,4 +1,4 @@
-"""GET /metrics: the Prometheus text format of this process's metrics (app/metrics.py). Left
+"""GET /metrics: the Prometheus text format of this process's metrics (app/serving/metrics.py). Left
 out of the OpenAPI schema, like the pages: it is for a scraper, not for the page."""
 
 from __future__ import annotations

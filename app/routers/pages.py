@@ -5,7 +5,7 @@ Static files (and plotly.js from the installed package) are mounted in
 main.
 
 - `/`: the explainer, every stage showing the run of the prompt typed. `/?token=T`, the teacher
-  URL the terminal prints (app/classroom.py), keeps the teacher token in a cookie and sends the
+  URL the terminal prints (app/rooms/classroom.py), keeps the teacher token in a cookie and sends the
   browser on to the same page without it, so the token stays out of the address bar and history.
 - `/compare?a=...&b=...`: two prompts side by side, every stage mounted once per run.
 - `/r/CODE`: the explainer following the teacher's room CODE (static/room.js).
@@ -21,10 +21,10 @@ from fastapi.templating import Jinja2Templates
 
 from model import download_command
 
-from .. import catalog
-from ..classroom import COOKIE_MAX_AGE_S, TEACHER_COOKIE, TOKEN_PARAM
-from ..model_info import model_info
-from ..resources import data_dir
+from app.page import catalog
+from app.rooms.classroom import COOKIE_MAX_AGE_S, TEACHER_COOKIE, TOKEN_PARAM
+from app.runs.model_info import model_info
+from app.page.resources import data_dir
 
 templates = Jinja2Templates(directory=data_dir("templates"))
 

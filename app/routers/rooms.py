@@ -1,5 +1,5 @@
 """Follow the teacher (issue 13): open a room, publish the teacher's view to it, and follow it
-live (server-sent events). The work is app/rooms.py's; the store is app.state.rooms."""
+live (server-sent events). The work is app/rooms/store.py's; the store is app.state.rooms."""
 
 from __future__ import annotations
 
@@ -10,13 +10,13 @@ import segno
 from fastapi import APIRouter, Depends, Header, Path, Request
 from fastapi.responses import Response, StreamingResponse
 
-from .. import classroom
-from ..classroom import Teacher, get_teacher, require_teacher
-from ..clients import client
-from ..deps import get_room_followers, get_rooms
-from ..errors import documented
-from ..rooms import Followers, follow, normalize
-from ..schemas import Classroom, RoomOpened, RoomSnapshot, RoomState, RoomVersion
+from app.rooms import classroom
+from app.rooms.classroom import Teacher, get_teacher, require_teacher
+from app.serving.clients import client
+from app.deps import get_room_followers, get_rooms
+from app.errors import documented
+from app.rooms.store import Followers, follow, normalize
+from app.schemas import Classroom, RoomOpened, RoomSnapshot, RoomState, RoomVersion
 
 router = APIRouter(prefix="/api", responses=documented(400, 413, 422, 503))
 

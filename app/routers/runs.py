@@ -14,17 +14,26 @@ from fastapi.responses import Response
 from model import Explainer
 from model.hooks import LAYER_HOOKS, HookNameError, parse_hook
 
-from .. import tensors
-from .. import experiments
-from ..analysis import (add_body, analysis_cost, analyze_into_cache, canonical, check_pattern_budget, prompt_ids, run_id_for,
-                        run_summary, with_patterns)
-from ..cache import RunCache
-from ..concurrency import Costed, ForwardLimiter
-from ..budget import ByteBudget
-from ..deps import get_budget, get_cache, get_explainer, get_limiter, run_of
-from ..errors import documented, field_error
-from ..responses import tensors_response
-from ..schemas import AnalyzeRequest, AnalyzeResponse, Index, LayerResponse, RunResponse, TensorsResponse
+from app.runs import tensors
+from app.runs import experiments
+from app.runs.analysis import (
+    add_body,
+    analysis_cost,
+    analyze_into_cache,
+    canonical,
+    check_pattern_budget,
+    prompt_ids,
+    run_id_for,
+    run_summary,
+    with_patterns,
+)
+from app.runs.cache import RunCache
+from app.serving.concurrency import Costed, ForwardLimiter
+from app.serving.budget import ByteBudget
+from app.deps import get_budget, get_cache, get_explainer, get_limiter, run_of
+from app.errors import documented, field_error
+from app.runs.responses import tensors_response
+from app.schemas import AnalyzeRequest, AnalyzeResponse, Index, LayerResponse, RunResponse, TensorsResponse
 
 _HOOK = f"(blocks\\.(0|[1-9][0-9]*)\\.)?({'|'.join(h.replace('.', chr(92) + '.') for h in LAYER_HOOKS)})"
 FIELDS_PATTERN = f"^ *{_HOOK} *(, *{_HOOK} *)*$"  # the known hooks, as the route checks them

@@ -18,13 +18,13 @@ from model.generation import Generation, Step, generate as generate_steps
 from model.interventions import Editor
 from model.sampling import Distribution, distribution, sample as draw
 
-from .. import experiments
-from ..analysis import canonical, prompt_ids, run_id_for
-from ..cache import RunCache, pack_ids
-from ..concurrency import ForwardLimiter
-from ..deps import get_cache, get_explainer, get_limiter, run_of
-from ..errors import documented
-from ..schemas import GenerateRequest, SampleRequest, SampleResponse
+from app.runs import experiments
+from app.runs.analysis import canonical, prompt_ids, run_id_for
+from app.runs.cache import RunCache, pack_ids
+from app.serving.concurrency import ForwardLimiter
+from app.deps import get_cache, get_explainer, get_limiter, run_of
+from app.errors import documented
+from app.schemas import GenerateRequest, SampleRequest, SampleResponse
 
 router = APIRouter(prefix="/api", responses=documented(400, 413, 422, 503))
 log = logging.getLogger("explainer")
@@ -55,7 +55,7 @@ def _event(payload: dict, event: str | None = None) -> bytes:
 
 async def _steps(http: Request, explainer: Explainer, limiter: ForwardLimiter, ids: list[int],
                  request: GenerateRequest, editor: Editor) -> AsyncIterator[Step]:
-    """The generation's steps: stepped together with the other generations (app/batcher.py),
+    """The generation's steps: stepped together with the other generations (app/serving/batcher.py),
     or, with EXPLAINER_DECODE_BATCH=1, alone, one turn of the forward queue per step. Either way
     the prompt and every step are admitted already: a full queue makes them wait, never ends
     the stream."""

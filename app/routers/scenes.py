@@ -1,12 +1,12 @@
-"""Guided scenes (app/scenes.py): the list, and one scene's steps. The files are data, read once."""
+"""Guided scenes (app/page/scenes.py): the list, and one scene's steps. The files are data, read once."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 from pydantic import BaseModel
 
-from .. import scenes as scene_files
-from ..errors import ApiError, documented
+from app.page import scenes as scene_files
+from app.errors import ApiError, documented
 
 router = APIRouter(prefix="/api", responses=documented(400, 422, 503))
 

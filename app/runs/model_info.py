@@ -6,8 +6,8 @@ from __future__ import annotations
 from model import Explainer
 from model.embedding_space import MAX_TERMS, MAX_WORD_CHARS
 
-from . import schemas
-from .resources import version
+from app import schemas
+from app.page.resources import version
 
 
 def limits(explainer: Explainer) -> dict:

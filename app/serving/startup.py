@@ -13,7 +13,7 @@ import time
 
 from model import DEFAULT_MODEL, Explainer, ModelLoadError, download_command
 
-from .settings import Settings
+from app.serving.settings import Settings
 
 log = logging.getLogger("explainer")
 

@@ -65,7 +65,7 @@ INDEX_BYTES = 64 << 20  # of recipes: a hundred thousand prompts, for a few runs
 class RunCache:
     """Runs, and the answers of other queries (logit-lens bodies, embedding-space answers), in
     one least-recently-used order under one byte budget (EXPLAINER_CACHE_BYTES), which the
-    responses being built and sent share (app/budget.py, `make_room`): memory stays bounded
+    responses being built and sent share (app/serving/budget.py, `make_room`): memory stays bounded
     whatever mix of requests a class sends. The entry limit counts runs only; an answer
     about a run (its logit lens, its map) leaves with that run, so that memory levels off once
     the run limit is reached instead of creeping up to the byte budget (in the 10-minute soak,
@@ -74,7 +74,7 @@ class RunCache:
     def __init__(self, max_entries: int, max_bytes: int, index_bytes: int = INDEX_BYTES):
         self.max_entries = max_entries
         self.max_bytes = max_bytes
-        self.in_flight = 0  # bytes of responses being built or sent (app/budget.py): room the cache gives up
+        self.in_flight = 0  # bytes of responses being built or sent (app/serving/budget.py): room the cache gives up
         self.index_bytes = index_bytes
         # ("run", run_id) -> CachedRun, or ("answer", key) -> bytes; oldest first
         self._items: OrderedDict[tuple, CachedRun | bytes] = OrderedDict()

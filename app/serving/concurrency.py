@@ -34,8 +34,8 @@ from typing import TypeVar
 from model import threads
 from model.cancellation import Cancelled, CancelToken
 
-from .clients import client
-from .errors import ApiError, field_error
+from app.serving.clients import client
+from app.errors import ApiError, field_error
 
 T = TypeVar("T")
 RETRY_AFTER_S = 2
@@ -46,7 +46,7 @@ LONG_S = 0.5  # estimated running time from which work is long: one such job at 
 MIN_MEASURED_S = 0.001  # a shorter span between checks is too short to time
 
 
-# The batched decode step's place in the queue (app/batcher.py): not an address, so no client has it.
+# The batched decode step's place in the queue (app/serving/batcher.py): not an address, so no client has it.
 DECODE = "\0decode"
 
 
@@ -165,7 +165,7 @@ class Cost:
 @dataclass(frozen=True)
 class Costed:
     """Work that says what it costs, for `ForwardLimiter.run`: called as fn(*args, **kwargs). It
-    passes through whatever queues or shares the work (app/answers.py, the Coalescer) unchanged."""
+    passes through whatever queues or shares the work (app/runs/answers.py, the Coalescer) unchanged."""
 
     fn: Callable
     cost: Cost
@@ -268,7 +268,7 @@ class ForwardLimiter:
         self.paused = 0
         self.quantum_s = QUANTUM_S
         self.speed = Speed()
-        # Called with each grant's wait in seconds (app/metrics.py sets it); None: not measured.
+        # Called with each grant's wait in seconds (app/serving/metrics.py sets it); None: not measured.
         self.observe_wait: Callable[[float], None] | None = None
 
     def decode_weight(self, generations: int) -> None:

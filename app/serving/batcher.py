@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from model import Explainer
 from model.batching import DecodeBatch, Request, Sequence, Step
 
-from .clients import client
-from .concurrency import DECODE, ForwardLimiter
+from app.serving.clients import client
+from app.serving.concurrency import DECODE, ForwardLimiter
 
 _END = None  # put on a member's queue when its sequence is complete
 
@@ -40,7 +40,7 @@ class DecodeBatcher:
         self.explainer = explainer
         self.limiter = limiter
         self.max_batch = max_batch
-        self.metrics = metrics  # app/metrics.py Metrics, or None
+        self.metrics = metrics  # app/serving/metrics.py Metrics, or None
         self._batch = DecodeBatch(explainer)
         self._members: list[_Member] = []  # in the batch, in its order
         self._joining: deque[_Member] = deque()

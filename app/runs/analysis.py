@@ -20,11 +20,11 @@ from model.interventions import Editor, Intervention
 from model.sampling import distribution
 from model.threads import block_macs, forward_macs
 
-from . import tensors
-from .cache import CachedRun, RunCache, unpack_ids
-from .concurrency import Cost, ForwardLimiter
-from .errors import ApiError, field_error
-from .model_info import model_info
+from app.runs import tensors
+from app.runs.cache import CachedRun, RunCache, unpack_ids
+from app.serving.concurrency import Cost, ForwardLimiter
+from app.errors import ApiError, field_error
+from app.runs.model_info import model_info
 
 N_TOP = 10
 

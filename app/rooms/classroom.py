@@ -26,8 +26,8 @@ from urllib.parse import quote
 
 from fastapi import Request
 
-from .errors import ApiError
-from .settings import Settings
+from app.errors import ApiError
+from app.serving.settings import Settings
 
 CLASSROOM_COMMAND = "explainer serve --classroom"
 TEACHER_COOKIE = "explainer_teacher"

@@ -31,8 +31,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .resources import data_dir
-from .schemas import MAX_SCENE_STEPS, SCENE_ID, STAGES, InterventionSpec
+from app.page.resources import data_dir
+from app.schemas import MAX_SCENE_STEPS, SCENE_ID, STAGES, InterventionSpec
 
 PROBE_PLACEHOLDERS = frozenset({"loss_first", "loss_second", "loss_second_intact", "probe_head"})
 PLACEHOLDERS = frozenset({"top_token", "top_prob", "second_token", "logit_diff", "layer", "head", "token", "n_tokens"}) | PROBE_PLACEHOLDERS

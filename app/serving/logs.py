@@ -9,7 +9,7 @@ import logging
 import logging.config
 import time
 
-from .clients import client
+from app.serving.clients import client
 
 LEVELS = ("critical", "error", "warning", "info", "debug")
 log = logging.getLogger("explainer")
@@ -49,7 +49,7 @@ def configure(level: str = "info") -> None:
 
 
 def internal_error_body() -> dict:
-    from .errors import ApiError  # here: the CLI imports this module and must not import torch for --help
+    from app.errors import ApiError  # here: the CLI imports this module and must not import torch for --help
 
     return ApiError(500, "internal", "Internal server error; it is in the server's log.").body()
 

@@ -23,7 +23,7 @@ import ipaddress
 import json
 from urllib.parse import urlsplit
 
-from .errors import ApiError
+from app.errors import ApiError
 
 LOOPBACK_NAMES = ("localhost",)
 

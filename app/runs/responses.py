@@ -2,7 +2,7 @@
 1,024-token run is over 200 MB of JSON, and the event loop must only route (the GZip middleware
 would compress it on the loop, and FastAPI would validate a returned dict there).
 
-A big body is reserved in the byte budget (app/budget.py) before it is built, built in pieces
+A big body is reserved in the byte budget (app/serving/budget.py) before it is built, built in pieces
 (never whole in one string, then again in bytes, then again gzipped), and sent piece by piece;
 its room is given back once it has been sent."""
 
@@ -17,9 +17,9 @@ from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
-from . import tensors as wire
-from .analysis import gzipped
-from .budget import ByteBudget, Reservation
+from app.runs import tensors as wire
+from app.runs.analysis import gzipped
+from app.serving.budget import ByteBudget, Reservation
 
 MIN_GZIP = 2048  # the GZip middleware's own minimum
 SEND_BYTES = 1 << 20  # small pieces are gathered into sends of about this size

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from markupsafe import Markup, escape
 
-from .resources import data_dir
+from app.page.resources import data_dir
 
 DEFAULT = "en"
 PSEUDO = "en-XA"

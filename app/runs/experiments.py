@@ -14,9 +14,9 @@ from model.interventions import Editor, Intervention, InterventionError, check
 from model.patching import HOOKS, RELIABLE_LOGITS, sweep, sweep_grain, sweep_macs
 from model.threads import forward_macs
 
-from . import analysis
-from .concurrency import Cost
-from .errors import ApiError, field_error
+from app.runs import analysis
+from app.serving.concurrency import Cost
+from app.errors import ApiError, field_error
 
 
 async def editor_for(specs, n_tokens: int, explainer: Explainer, cache, limiter, coalescer,

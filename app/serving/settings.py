@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from .logs import LEVELS as LOG_LEVELS
+from app.serving.logs import LEVELS as LOG_LEVELS
 
 TRUE, FALSE = {"1", "true", "yes", "on"}, {"", "0", "false", "no", "off"}
 SIZE_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 2**10, "mib": 2**20, "gib": 2**30}
@@ -156,7 +156,7 @@ class Settings:
     # analyze with patterns='auto' sends every layer's pattern only up to this many bytes
     # (float16): 241 tokens in GPT-2 small. Beyond, the page fetches them layer by layer.
     auto_pattern_bytes: int = 16 << 20
-    # Follow-the-teacher rooms (app/rooms.py): at most this many open at once, each closed after
+    # Follow-the-teacher rooms (app/rooms/store.py): at most this many open at once, each closed after
     # this long without a publish from the teacher's page (which refreshes it while it is open).
     rooms_max: int = 64
     room_idle_s: float = 7200.0

@@ -14,8 +14,8 @@ from model.engine import layer_hook
 from model.interventions import Editor, Intervention, InterventionError, check
 from model.threads import block_macs, forward_macs
 
-from .concurrency import Cost
-from .errors import field_error
+from app.serving.concurrency import Cost
+from app.errors import field_error
 
 # Interventions that write the residual stream other than through a head's z or an MLP's output
 # break the decomposition: its parts would no longer add up to the logits.

@@ -8,7 +8,7 @@ waits for room if the budget is full, and gives it back once its answer has been
 The budget is EXPLAINER_CACHE_BYTES, shared with the run cache: what is reserved is room the
 cache gives up (its least recently used runs and answers leave, to be recomputed if asked
 for), so runs, answers and bodies in flight stay within one number. Room goes to the waiting
-clients in turn, as forward slots do (app/concurrency.py): a client holding none first, then
+clients in turn, as forward slots do (app/serving/concurrency.py): a client holding none first, then
 the one served longest ago, in arrival order within a client. A client holding nothing whose
 request does not fit yet holds the line until it does, so a big request is never starved by a
 stream of small ones; a client that holds room already is passed over, so that one client's
@@ -25,8 +25,8 @@ import threading
 import weakref
 from collections import OrderedDict, deque
 
-from .clients import client
-from .concurrency import Busy
+from app.serving.clients import client
+from app.serving.concurrency import Busy
 
 
 class ByteBudget:

@@ -29,7 +29,7 @@ import json
 import logging
 from collections import Counter
 
-from .settings import Settings
+from app.serving.settings import Settings
 
 log = logging.getLogger("explainer")
 
@@ -103,7 +103,7 @@ class ConnectionTable:
             return self._refuse("", "%d connections are open, as many as this server takes with its limit of open "
                                     "files: new ones are answered 503 until some close", self.open)
         if host and self.by_client[host] >= self.per_client and not self._is_proxy(host):
-            # The address is not logged (app/clients.py): students' addresses are personal.
+            # The address is not logged (app/serving/clients.py): students' addresses are personal.
             return self._refuse(host, "A client address holds %d connections (EXPLAINER_CLIENT_CONNECTIONS): its new "
                                       "ones are answered 503 until some close", self.per_client)
         self.open += 1
@@ -250,8 +250,8 @@ def protocol_class(settings: Settings, kind: str = "auto") -> type[asyncio.Proto
     """uvicorn's HTTP protocol class (httptools where installed, as its "auto"; else h11) with the
     caps and the header deadline of these settings. Each call makes a class with its own table of
     connections: one per server."""
-    from . import security
-    from .errors import ApiError
+    from app.serving import security
+    from app.errors import ApiError
 
     if kind == "auto":
         try:
