@@ -523,8 +523,8 @@ class AttributionResponse(BaseModel):
 # --- Issue 13: follow the teacher (app/rooms/store.py) ----------------------------------------------
 
 # The page's stages (the data-stage of each card): a scene's step and a room's state name one.
-STAGES = frozenset({"prompt", "tokens", "overview", "experiments", "tokenizer", "embedding", "attention", "heads",
-                    "attribution", "qk", "mlp", "output", "patching", "embedding-space", "logit-lens", "anatomy"})
+from app.page.stages import stages as _stages  # noqa: E402 (the one list of stages: static/stages.json)
+STAGES = _stages().ids
 SCENE_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 MAX_SCENE_STEPS = 20
 MAX_ROOM_INDEX = 1023  # a layer or head: GPT-2 XL has 48 x 25, far below

@@ -7,7 +7,7 @@
  * mount(root, store, runKey) -> unmount   (runKey is not used: the parameters are the same for every run)
  */
 import { anatomy } from "./api.js";
-import { el, part, showError } from "./dom.js";
+import { el, mountView, showError } from "./dom.js";
 import { count, plotlyText, short } from "./format.js";
 import { t } from "./i18n.js";
 import { baseLayout, config, plotly } from "./plots.js";
@@ -35,8 +35,8 @@ const share = (kind, digits) => `${(kind.share * 100).toFixed(digits)}%`;
 
 export function mount(root, store) {
   const s = store.state;
-  const chart = part(root, "chart");
-  let alive = true;
+  const view = mountView(root, store);
+  const { chart, table, total: totalBox, error: errorBox } = view.parts;
   let data = null;
   let asked = false;
 
@@ -63,9 +63,9 @@ export function mount(root, store) {
       el("td", { class: "num", "data-testid": "anatomy-total-count", text: count(loaded.total) }),
       el("td", { class: "num", text: "100%" }),
       el("td", { class: "num", text: `${short(gpt3.total)} (${count(gpt3.total)})` }));
-    part(root, "table").replaceChildren(el("thead", {}, head), el("tbody", {}, ...rows, total));
+    table.replaceChildren(el("thead", {}, head), el("tbody", {}, ...rows, total));
     const hp = loaded.hyperparameters;
-    part(root, "total").replaceChildren(el("span", { translate: "no", text: loaded.name }), ": ", t("anatomy.summary", { n_layers: hp.n_layers, d_model: hp.d_model,
+    totalBox.replaceChildren(el("span", { translate: "no", text: loaded.name }), ": ", t("anatomy.summary", { n_layers: hp.n_layers, d_model: hp.d_model,
       n_heads: hp.n_heads, d_head: hp.d_head, d_mlp: hp.d_mlp, d_vocab: count(hp.d_vocab), n_ctx: count(hp.n_ctx),
       total: count(loaded.total), n_params: count(data.n_params) }));
   }
@@ -106,28 +106,21 @@ export function mount(root, store) {
     asked = true;
     try {
       const answer = await anatomy();
-      if (!alive) return;
+      if (!view.alive) return;
       data = answer;
       const [loaded, gpt3] = data.models;
       renderTable(loaded, gpt3);
       drawChart(loaded, gpt3);
-      showError(part(root, "error"), null);
+      showError(errorBox, null);
     } catch (error) {
       asked = false; // the next model change may try again
-      if (alive) showError(part(root, "error"), error);
+      if (view.alive) showError(errorBox, error);
     }
   }
 
-  const unsubscribe = [
-    store.subscribe(["model"], load),
-    store.subscribe(["presenter"], () => data && drawChart(...data.models)),
-  ];
+  view.watch(["model"], load);
+  view.watch(["presenter"], () => data && drawChart(...data.models));
+  view.plots(chart);
   load();
-
-  return () => {
-    alive = false;
-    unsubscribe.forEach((fn) => fn());
-    const Plotly = plotly();
-    if (Plotly) Plotly.purge(chart);
-  };
+  return view.unmount;
 }

@@ -14,9 +14,10 @@
  *
  * rawScores(q, k, head): the scores q·k/√d_head of one head, future included. [q_pos, k_pos]
  */
+import { selectHead } from "./actions.js";
 import { getLayer, headScores, slice } from "./api.js";
 import { divergingScale, drawMatrix, viridisScale } from "./colors.js";
-import { el, listen, part, parts } from "./dom.js";
+import { el, mountView } from "./dom.js";
 import { megabytes, plotlyText, visible } from "./format.js";
 import { hookName } from "./hooks.js";
 import { t } from "./i18n.js";
@@ -52,12 +53,9 @@ function quantity(mode) {
 
 export function mount(root, store, runKey) {
   const state = store.state;
-  const title = part(root, "title");
-  const plot = part(root, "heatmap");
-  const rowBox = part(root, "row");
-  const grid = part(root, "grid");
-  const allLayers = part(root, "all-layers");
-  const modes = parts(root, "mode");
+  const view = mountView(root, store);
+  const { title, heatmap: plot, row: rowBox, grid, allLayers } = view.parts;
+  const modes = view.all("mode");
   let shownRun = null; // the run last drawn: a run added under another key changes nothing here
   let drawn = null; // {n, top, rowHeight} of the heatmap on screen
   let drawSerial = 0;
@@ -241,14 +239,13 @@ export function mount(root, store, runKey) {
   // Head detectors (GET /head-scores): a head whose strongest score is at least BADGE gets a tag.
   const BADGE = 0.5;
   let detected = null; // {runId, body}
-  let mounted = true; // an answer after unmount draws nothing
   const screen = onScreen(root);
 
   async function loadDetectors(run) {
     detected = { runId: run.runId, body: null };
     try {
       const body = await headScores(run.runId);
-      if (detected && detected.runId === run.runId && mounted) {
+      if (detected && detected.runId === run.runId && view.alive) { // an answer after unmount draws nothing
         detected.body = body;
         drawGrid();
       }
@@ -362,57 +359,51 @@ export function mount(root, store, runKey) {
 
   // Every listener is let go on unmount, even inside root: a second mount on the same stage
   // must not find the first one still drawing into it.
-  const stop = [
-    ...modes.map((radio) => listen(radio, "change", () => radio.checked && store.set({ attnMode: radio.value }))),
-    listen(allLayers, "change", drawGrid),
-    listen(grid, "click", (event) => {
-      const b = event.target.closest("button.head");
-      if (!b) return;
-      const layer = Number(b.dataset.layer);
-      const head = Number(b.dataset.head);
-      // In "switch heads off" mode (experiments.js), a click switches the head off or back on.
-      if (state.ablate && !b.classList.contains("missing")) store.set({ interventions: toggled(state.interventions, headIntervention(layer, head)) });
-      else store.set({ layer, head });
-    }),
-    store.subscribe(["runs", "shown"], () => {
-      const run = selectRun(state, runKey);
-      if (run === shownRun) return;
-      shownRun = run;
-      redraw();
-      drawGrid();
-    }),
-    store.subscribe(["model"], drawGrid),
-    store.subscribe(["attnMode"], followMode),
-    store.subscribe(["layer", "head", "attnMode", "presenter"], redraw),
-    store.subscribe(["patternsLoaded"], () => {
-      // A layer arrived (per-layer runs): redraw what waits for it. (drawn === null: the heatmap waits.)
-      if (state.attnMode === "pattern" && !drawn) redraw();
-      drawGrid();
-    }),
-    store.subscribe(["hovered", "pinned"], highlightRow),
-    store.subscribe(["layer"], () => {
-      const run = selectRun(state, runKey);
-      if (allLayers.checked && run && run.patternsMode !== "per-layer") markSelected();
-      else drawGrid();
-    }),
-    store.subscribe(["head", "interventions"], markSelected),
-    store.subscribe(["presenter"], replace),
-    listen(window, "resize", replace),
-  ];
+  for (const radio of modes) view.on(radio, "change", () => radio.checked && store.set({ attnMode: radio.value }));
+  view.on(allLayers, "change", drawGrid);
+  view.on(grid, "click", (event) => {
+    const b = event.target.closest("button.head");
+    if (!b) return;
+    const layer = Number(b.dataset.layer);
+    const head = Number(b.dataset.head);
+    // In "switch heads off" mode (experiments.js), a click switches the head off or back on.
+    if (state.ablate && !b.classList.contains("missing")) store.set({ interventions: toggled(state.interventions, headIntervention(layer, head)) });
+    else selectHead(store, layer, head);
+  });
+  view.watch(["runs", "shown"], () => {
+    const run = selectRun(state, runKey);
+    if (run === shownRun) return;
+    shownRun = run;
+    redraw();
+    drawGrid();
+  });
+  view.watch(["model"], drawGrid);
+  view.watch(["attnMode"], followMode);
+  view.watch(["layer", "head", "attnMode", "presenter"], redraw);
+  view.watch(["patternsLoaded"], () => {
+    // A layer arrived (per-layer runs): redraw what waits for it. (drawn === null: the heatmap waits.)
+    if (state.attnMode === "pattern" && !drawn) redraw();
+    drawGrid();
+  });
+  view.watch(["hovered", "pinned"], highlightRow);
+  view.watch(["layer"], () => {
+    const run = selectRun(state, runKey);
+    if (allLayers.checked && run && run.patternsMode !== "per-layer") markSelected();
+    else drawGrid();
+  });
+  view.watch(["head", "interventions"], markSelected);
+  view.watch(["presenter"], replace);
+  view.on(window, "resize", replace);
+  view.cleanup(screen.stop, replace.cancel, () => {
+    drawSerial++; // a draw still awaiting its data finds itself outdated
+    if (plotEvents) for (const [name, fn] of Object.entries(plotEvents)) plot.removeListener(name, fn);
+    plotEvents = null;
+  });
   followMode();
   shownRun = selectRun(state, runKey);
   if (shownRun) {
     redraw();
     drawGrid();
   }
-
-  return () => {
-    mounted = false;
-    screen.stop();
-    stop.forEach((s) => s());
-    replace.cancel();
-    drawSerial++; // a draw still awaiting its data finds itself outdated
-    if (plotEvents) for (const [name, fn] of Object.entries(plotEvents)) plot.removeListener(name, fn);
-    plotEvents = null;
-  };
+  return view.unmount;
 }

@@ -11,7 +11,7 @@
  * its "all heads" box; returns the unmount function.
  */
 import { slice } from "./api.js";
-import { part } from "./dom.js";
+import { mountView } from "./dom.js";
 import { focusToken, selectPattern } from "./store.js";
 
 const SVG = "http://www.w3.org/2000/svg";
@@ -21,8 +21,8 @@ const HEAD_COLOURS = ["#0072b2", "#d55e00", "#009e73", "#cc79a7", "#e69f00", "#5
   "#117733", "#aa4499", "#999933", "#44aa99"];
 
 export function mount(root, store, runKey) {
-  const box = part(root, "chips");
-  const allHeads = part(root, "all-heads");
+  const view = mountView(root, store);
+  const { chips: box, allHeads } = view.parts;
   const state = store.state;
   const layer = document.createElementNS(SVG, "svg");
   layer.setAttribute("class", "attention-lines");
@@ -83,15 +83,10 @@ export function mount(root, store, runKey) {
   const schedule = () => {
     if (!frame) frame = requestAnimationFrame(draw);
   };
-  const unsubscribe = store.subscribe(["runs", "shown", "hovered", "pinned", "layer", "head", "patternsLoaded", "presenter"], schedule);
-  allHeads.addEventListener("change", schedule);
+  view.watch(["runs", "shown", "hovered", "pinned", "layer", "head", "patternsLoaded", "presenter"], schedule);
+  view.on(allHeads, "change", schedule);
   const resize = new ResizeObserver(schedule);
   resize.observe(box);
-  return () => {
-    unsubscribe();
-    allHeads.removeEventListener("change", schedule);
-    resize.disconnect();
-    cancelAnimationFrame(frame);
-    layer.remove();
-  };
+  view.cleanup(() => resize.disconnect(), () => cancelAnimationFrame(frame), () => layer.remove());
+  return view.unmount;
 }

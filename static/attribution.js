@@ -15,29 +15,21 @@
  *
  * mount(root, store, runKey) -> unmount
  */
+import { explain, selectHead } from "./actions.js";
 import { attribution } from "./api.js";
-import { divergingScale } from "./colors.js";
-import { el, listen, part, showError, withData } from "./dom.js";
+import { el, mountView, showError, withData } from "./dom.js";
 import { fmt, pct, visible } from "./format.js";
 import { t } from "./i18n.js";
 import { onScreen } from "./lazy.js";
-import { baseLayout, config, plotly } from "./plots.js";
-import { explain } from "./prompt.js";
+import { baseLayout, config, divergingCells, plotly } from "./plots.js";
 import { selectCandidates, selectRun } from "./store.js";
 
 const quoted = (text) => `“${visible(text)}”`;
 
 export function mount(root, store, runKey) {
   const state = store.state;
-  const target = part(root, "target");
-  const baseline = part(root, "baseline");
-  const status = part(root, "status");
-  const sum = part(root, "sum");
-  const heatmap = part(root, "heatmap");
-  const bars = part(root, "bars");
-  const errorBox = part(root, "error");
-
-  let alive = true;
+  const view = mountView(root, store);
+  const { target, baseline, status, sum, heatmap, bars, error: errorBox } = view.parts;
   let runId = null; // the run the selects were filled from
   let answer = null; // {key, body, tokens: {target, baseline}}
   let asked = null; // the key asked for last
@@ -88,12 +80,12 @@ export function mount(root, store, runKey) {
     const names = Object.fromEntries(run.top.map((top) => [top.id, top.text]));
     try {
       const body = await attribution(run.runId, a, b);
-      if (!alive || asked !== key) return;
+      if (!view.alive || asked !== key) return;
       answer = { key, body, tokens: { target: names[a], baseline: names[b] } };
       status.textContent = "";
       draw();
     } catch (error) {
-      if (asked !== key || !alive) return;
+      if (asked !== key || !view.alive) return;
       asked = null;
       status.textContent = "";
       hide();
@@ -132,14 +124,8 @@ export function mount(root, store, runKey) {
       y: Array.from({ length: L }, (_, l) => l),
       text: grid.map((row, layer) => row.map((value, head) => t("attribution.hover_head", { layer, head, value: fmt(value, 3) }))),
       hovertemplate: "%{text}<extra></extra>",
-      colorscale: divergingScale,
       reversescale: false,
-      zmid: 0,
-      zmin: -limit,
-      zmax: limit,
-      xgap: 1,
-      ygap: 1,
-      colorbar: { thickness: 12 },
+      ...divergingCells(limit),
     }], baseLayout(presenter, {
       height: Math.min(560, 110 + L * (presenter ? 34 : 26)),
       margin: { l: 50, r: 10, t: 10, b: 50 },
@@ -149,7 +135,7 @@ export function mount(root, store, runKey) {
         autorange: "reversed", title: { text: t("attribution.axis_layer") }, fixedrange: true },
       shapes: outline(),
     }), config);
-    if (!alive) return;
+    if (!view.alive) return;
     plotted = true;
     const layers = Array.from({ length: L }, (_, l) => l);
     const trace = (name, labels, values, color) => ({ type: "bar", name, x: labels, y: values, marker: { color },
@@ -167,11 +153,11 @@ export function mount(root, store, runKey) {
       xaxis: { tickangle: -45, fixedrange: true },
       yaxis: { title: { text: t("attribution.axis_part") }, zeroline: true, fixedrange: true },
     }), config);
-    if (!alive || clickWired) return;
+    if (!view.alive || clickWired) return;
     clickWired = true;
     heatmap.on("plotly_click", (event) => {
       const point = event.points && event.points[0];
-      if (point) store.set({ layer: Number(point.y), head: Number(point.x) });
+      if (point) selectHead(store, Number(point.y), Number(point.x));
     });
   }
 
@@ -187,25 +173,16 @@ export function mount(root, store, runKey) {
     if (run && run.runId !== runId && !screen.visible) status.textContent = t("attribution.waiting");
     screen.whenVisible(load);
   };
-  const stops = [
-    listen(target, "change", choose),
-    listen(baseline, "change", choose),
-    store.subscribe(["runs", "shown", "candidates"], refresh),
-    store.subscribe(["presenter"], () => { if (answer) draw(); }),
-    store.subscribe(["layer", "head"], () => {
-      const Plotly = plotly();
-      if (Plotly && plotted && !heatmap.hidden) Plotly.relayout(heatmap, { shapes: outline() });
-    }),
-  ];
-  refresh();
-  return () => {
-    alive = false;
-    screen.stop();
-    stops.forEach((s) => s());
+  view.on(target, "change", choose);
+  view.on(baseline, "change", choose);
+  view.watch(["runs", "shown", "candidates"], refresh);
+  view.watch(["presenter"], () => { if (answer) draw(); });
+  view.watch(["layer", "head"], () => {
     const Plotly = plotly();
-    if (Plotly && plotted) {
-      Plotly.purge(heatmap);
-      Plotly.purge(bars);
-    }
-  };
+    if (Plotly && plotted && !heatmap.hidden) Plotly.relayout(heatmap, { shapes: outline() });
+  });
+  view.cleanup(screen.stop);
+  view.plots(heatmap, bars);
+  refresh();
+  return view.unmount;
 }

@@ -14,10 +14,10 @@ import { compareRuns, getModel } from "./api.js";
 import { el, showError, withData } from "./dom.js";
 import { fmt, pct, visible } from "./format.js";
 import { t } from "./i18n.js";
-import { analyzeText } from "./prompt.js";
+import { analyzeText } from "./actions.js";
 import { createStore, selectRun } from "./store.js";
 import { readUrl, urlIndex, writeInterventions } from "./url.js";
-import { VIEWS, mountSelects, startup } from "./views.js";
+import { STAGES, loadViews, mountSelects, startup } from "./views.js";
 import * as attentionLines from "./attention_lines.js";
 import { mountLanguageSwitch, restoreDrafts } from "./language.js";
 
@@ -26,7 +26,6 @@ const DEFAULTS = {
   a: "When Mary and John went to the store, John gave a drink to",
   b: "When Mary and John went to the store, Mary gave a drink to",
 };
-const STAGES = ["prompt", "tokens", "overview", "experiments", "embedding", "attention", "qk", "mlp", "output", "logit-lens"];
 const store = createStore();
 const unmounts = [];
 // unmountViews(): every view of both columns unmounted, for the test that none leaves anything behind.
@@ -78,8 +77,9 @@ async function summarize() {
 }
 
 async function start() {
+  const views = await loadViews(STAGES.filter((stage) => stage.compare)); // the registry's stages for /compare
   for (const key of Object.keys(DEFAULTS)) {
-    for (const name of STAGES) unmounts.push(VIEWS[name].mount(document.getElementById(`${key}-stage-${name}`), store, key));
+    for (const [stage, view] of views) unmounts.push(view.mount(document.getElementById(`${key}-stage-${stage.id}`), store, key));
     unmounts.push(attentionLines.mount(document.getElementById(`${key}-stage-tokens`), store, key));
   }
   unmounts.push(mountSelects(document.getElementById("compare-bar"), store));

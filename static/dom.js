@@ -1,3 +1,5 @@
+import { plotly } from "./plots.js";
+
 /**
  * dom.js — building and finding the page's elements. A view finds its elements inside its own
  * root by `data-part`, never by a page-wide id, so it can be mounted twice.
@@ -54,4 +56,59 @@ export function listen(target, type, fn, options) {
  */
 export function withData(text, data) {
   return text.split(/\{(\w+)\}/).map((piece, i) => (i % 2 ? el("span", { translate: "no", text: data[piece] ?? `{${piece}}` }) : piece));
+}
+
+/** A part's name as a JS name: "top-k" is `topK`. */
+const partName = (key) => key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+
+/**
+ * The view kit: a view's mount boilerplate, done once. A view is
+ *
+ *   export function mount(root, store, runKey) {
+ *     const view = mountView(root, store);
+ *     const { input, topK, error: errorBox } = view.parts; // [data-part="input"], "top-k", "error"
+ *     view.on(input, "change", fn);                       // listeners, removed at unmount
+ *     view.watch(["runs", "shown"], render);              // store.subscribe, undone at unmount
+ *     view.plots(box);                                    // Plotly plots, purged at unmount
+ *     view.cleanup(soon.cancel);                          // anything else undone at unmount
+ *     ... if (!view.alive) return;                        // an answer arriving after unmount
+ *     return view.unmount;
+ *   }
+ *
+ * `view.parts.name` and `view.part("name")` are part(root, name) (a missing part is a template error
+ * that says which); `view.all(name)` every [data-part=name]; `view.signal` aborts at unmount (for a fetch).
+ */
+export function mountView(root, store) {
+  const controller = new AbortController();
+  const undo = [];
+  const plotted = [];
+  const view = {
+    root,
+    alive: true,
+    signal: controller.signal,
+    parts: new Proxy({}, { get: (_, key) => (typeof key === "string" ? part(root, partName(key)) : undefined) }),
+    part: (name) => part(root, name),
+    all: (name) => parts(root, name),
+    on(target, type, fn, options = {}) {
+      target.addEventListener(type, fn, { ...options, signal: controller.signal });
+    },
+    watch(keys, fn) {
+      undo.push(store.subscribe(keys, fn));
+    },
+    plots(...nodes) {
+      plotted.push(...nodes);
+    },
+    cleanup(...fns) {
+      undo.push(...fns);
+    },
+    unmount() {
+      if (!view.alive) return;
+      view.alive = false;
+      controller.abort();
+      for (const fn of undo.splice(0)) fn();
+      const Plotly = plotly();
+      if (Plotly) for (const node of plotted.splice(0)) Plotly.purge(node);
+    },
+  };
+  return view;
 }

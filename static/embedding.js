@@ -8,7 +8,7 @@
  */
 import { getEmbeddings, slice } from "./api.js";
 import { divergingScale } from "./colors.js";
-import { part } from "./dom.js";
+import { mountView } from "./dom.js";
 import { fmt, plotlyText, visible } from "./format.js";
 import { hookName } from "./hooks.js";
 import { t } from "./i18n.js";
@@ -19,8 +19,8 @@ import { detailToken, selectDetail, selectRun } from "./store.js";
 const norm = (v) => Math.sqrt(v.reduce((s, x) => s + x * x, 0));
 
 export function mount(root, store, runKey) {
-  const plot = part(root, "plot");
-  const norms = part(root, "norms");
+  const view = mountView(root, store);
+  const { plot, norms } = view.parts;
 
   async function draw() {
     const s = store.state;
@@ -68,11 +68,9 @@ export function mount(root, store, runKey) {
   const soon = later(() => draw().catch((error) => {
     norms.textContent = t("embedding.failed", { error: error.message });
   }), 40);
-  const unsubscribe = store.subscribe(["runs", "shown", "hovered", "pinned", "presenter"], soon);
+  view.watch(["runs", "shown", "hovered", "pinned", "presenter"], soon);
+  view.cleanup(soon.cancel);
+  view.plots(plot);
   soon();
-  return () => {
-    unsubscribe();
-    soon.cancel();
-    plotly()?.purge(plot);
-  };
+  return view.unmount;
 }

@@ -9,7 +9,7 @@
  */
 import { arithmetic, dot, embeddingMap, neighbours, positions } from "./api.js";
 import { divergingScale } from "./colors.js";
-import { el, part, showError, withData } from "./dom.js";
+import { el, mountView, showError, withData } from "./dom.js";
 import { fmt, plotlyText, visible } from "./format.js";
 import { t, tn } from "./i18n.js";
 import { later, onScreen } from "./lazy.js";
@@ -51,20 +51,12 @@ function termNotes(terms) {
 
 export function mount(root, store, runKey) {
   const s = store.state;
-  const mapBox = part(root, "map");
-  const mapWord = part(root, "map-word");
-  const neighbourBox = part(root, "neighbours-word");
-  const neighbourList = part(root, "neighbours");
-  const arithmeticInput = part(root, "arithmetic-input");
-  const dotA = part(root, "dot-a");
-  const dotB = part(root, "dot-b");
-  const dotResult = part(root, "dot-result");
-  const heatmapBox = part(root, "positions-heatmap");
-  const cosineBox = part(root, "positions-cosine");
+  const view = mountView(root, store);
+  const { map: mapBox, mapWord, neighboursWord: neighbourBox, neighbours: neighbourList, arithmeticInput, dotA, dotB,
+    dotResult, positionsHeatmap: heatmapBox, positionsCosine: cosineBox } = view.parts;
   const errors = Object.fromEntries(["map", "neighbours", "arithmetic", "dot", "positions"]
-    .map((name) => [name, part(root, `${name}-error`)]));
+    .map((name) => [name, view.part(`${name}-error`)]));
 
-  let alive = true;
   let addedWords = [];
   let mapData = null; // the last map answer, for the current run and words
   let neighbourWord = ""; // a typed word; empty = follow the token in focus
@@ -74,7 +66,7 @@ export function mount(root, store, runKey) {
   let weightsAsked = false; // arithmetic and dot product: they need the model, not a run
   const drawn = { run: null, focus: null, presenter: s.presenter }; // what the stage shows now
 
-  const current = (run) => alive && selectRun(s, runKey) === run;
+  const current = (run) => view.alive && selectRun(s, runKey) === run;
 
   // ------------------------------------------------------------ the map
 
@@ -88,9 +80,9 @@ export function mount(root, store, runKey) {
       mapData = data;
       showError(errors.map, null);
       const kept = data.explained.reduce((a, b) => a + b, 0) * 100;
-      part(root, "map-variance").textContent = t("embedding_space.variance", { kept: kept.toFixed(1), rest: data.d_model - 3 });
+      view.part("map-variance").textContent = t("embedding_space.variance", { kept: kept.toFixed(1), rest: data.d_model - 3 });
       mapBox.dataset.explained = data.explained.map((v) => (v * 100).toFixed(1)).join(",");
-      part(root, "map-notes").replaceChildren(...sentences(...termNotes(data.terms)));
+      view.part("map-notes").replaceChildren(...sentences(...termNotes(data.terms)));
       drawMap();
     } catch (error) {
       if (current(run)) showError(errors.map, error);
@@ -113,7 +105,7 @@ export function mount(root, store, runKey) {
   function drawMap() {
     const Plotly = plotly();
     const run = selectRun(s, runKey);
-    if (!Plotly || !run || !mapData || !alive) return;
+    if (!Plotly || !run || !mapData || !view.alive) return;
     const groups = { sample: [], prompt: [], word: [] };
     for (const p of mapData.points) groups[p.group].push(p);
     const focus = detailToken(s, runKey);
@@ -141,7 +133,7 @@ export function mount(root, store, runKey) {
       // The camera a little further out than Plotly's default, so the axis titles stay inside the box.
       scene: { xaxis: axis(0), yaxis: axis(1), zaxis: axis(2), aspectmode: "cube", camera: { eye: { x: 1.7, y: 1.7, z: 1.2 } } },
     }), config).then(() => {
-      if (!alive) return;
+      if (!view.alive) return;
       if (!clickWired) {
         // Clicking one of the prompt's tokens pins it, as a click on its chip does.
         clickWired = true;
@@ -178,7 +170,7 @@ export function mount(root, store, runKey) {
     }
     try {
       const data = await neighbours(query, 10);
-      if (!alive || word !== neighbourWord || (!word && (!current(run) || detailToken(s, runKey) !== i))) return;
+      if (!view.alive || word !== neighbourWord || (!word && (!current(run) || detailToken(s, runKey) !== i))) return;
       showError(errors.neighbours, null);
       neighbourList.dataset.query = word ? `word:${word}` : `token:${query.tokenId}`;
       renderList(neighbourList, data.neighbours, "neighbour");
@@ -188,9 +180,9 @@ export function mount(root, store, runKey) {
         title = [withData(term.tokens.length === 1 ? t("embedding_space.nearest_word", { id: term.ids[0] })
           : t("embedding_space.nearest_words"), terms), ...termNotes(data.terms), [t("embedding_space.follow_focus")]];
       }
-      part(root, "neighbours-title").replaceChildren(...sentences(...title));
+      view.part("neighbours-title").replaceChildren(...sentences(...title));
     } catch (error) {
-      if (alive) showError(errors.neighbours, error);
+      if (view.alive) showError(errors.neighbours, error);
     }
   }
 
@@ -198,17 +190,17 @@ export function mount(root, store, runKey) {
 
   async function runArithmetic() {
     const expression = arithmeticInput.value;
-    const results = part(root, "arithmetic-results");
-    const notes = part(root, "arithmetic-notes");
+    const results = view.part("arithmetic-results");
+    const notes = view.part("arithmetic-notes");
     try {
       const data = await arithmetic(expression, 10);
-      if (!alive || arithmeticInput.value !== expression) return;
+      if (!view.alive || arithmeticInput.value !== expression) return;
       showError(errors.arithmetic, null);
       renderList(results, data.neighbours, "arithmetic-result");
       notes.replaceChildren(...sentences(withData(t("embedding_space.arithmetic_result"), { terms: termText(data.terms) }),
         ...termNotes(data.terms)));
     } catch (error) {
-      if (!alive) return;
+      if (!view.alive) return;
       results.replaceChildren();
       notes.replaceChildren();
       showError(errors.arithmetic, error);
@@ -218,7 +210,7 @@ export function mount(root, store, runKey) {
   async function runDot() {
     try {
       const d = await dot({ word: dotA.value }, { word: dotB.value });
-      if (!alive) return;
+      if (!view.alive) return;
       showError(errors.dot, null);
       dotResult.dataset.dot = String(d.dot);
       dotResult.dataset.cosine = String(d.cosine);
@@ -230,7 +222,7 @@ export function mount(root, store, runKey) {
           : t("embedding_space.dot_perpendicular")],
         ...termNotes([d.a, d.b])));
     } catch (error) {
-      if (!alive) return;
+      if (!view.alive) return;
       dotResult.replaceChildren();
       showError(errors.dot, error);
     }
@@ -336,13 +328,11 @@ export function mount(root, store, runKey) {
     runDot();
   }
 
-  // Every listener here is inside root; aborting removes them all at unmount.
-  const off = new AbortController();
-  const { signal } = off;
-  const submit = (name, fn) => part(root, name).addEventListener("submit", (event) => {
+  // Every listener here is inside root; unmounting removes them all.
+  const submit = (name, fn) => view.on(view.part(name), "submit", (event) => {
     event.preventDefault();
     fn();
-  }, { signal });
+  });
   submit("map-add", () => {
     const words = mapWord.value.split(",").map((w) => w.trim()).filter(Boolean);
     if (!words.length) return;
@@ -351,39 +341,29 @@ export function mount(root, store, runKey) {
     mapWord.value = "";
     loadMap();
   });
-  part(root, "map-clear").addEventListener("click", () => {
+  view.on(view.parts.mapClear, "click", () => {
     addedWords = [];
     loadMap();
-  }, { signal });
+  });
   submit("neighbours-form", () => {
     neighbourWord = neighbourBox.value.trim() ? neighbourBox.value : "";
     loadNeighbours();
   });
-  neighbourBox.addEventListener("input", () => {
+  view.on(neighbourBox, "input", () => {
     if (!neighbourBox.value.trim() && neighbourWord) {
       neighbourWord = "";
       loadNeighbours();
     }
-  }, { signal });
+  });
   submit("arithmetic-form", runArithmetic);
   submit("dot-form", runDot);
 
   const watch = onScreen(root, "400px 0px");
-  const unsubscribe = [
-    store.subscribe(["runs", "shown", "hovered", "pinned", "presenter"], () => watch.whenVisible(update)),
-    store.subscribe(["model"], modelKnown),
-  ];
+  view.watch(["runs", "shown", "hovered", "pinned", "presenter"], () => watch.whenVisible(update));
+  view.watch(["model"], modelKnown);
+  view.cleanup(watch.stop, soonNeighbours.cancel, soonMap.cancel);
+  view.plots(mapBox, heatmapBox, cosineBox); // purging drops the click handler too
   modelKnown();
   watch.whenVisible(update);
-
-  return () => {
-    alive = false;
-    off.abort();
-    unsubscribe.forEach((fn) => fn());
-    watch.stop();
-    soonNeighbours.cancel();
-    soonMap.cancel();
-    const Plotly = plotly();
-    if (Plotly) [mapBox, heatmapBox, cosineBox].forEach((box) => Plotly.purge(box)); // drops the click handler too
-  };
+  return view.unmount;
 }

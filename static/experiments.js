@@ -14,10 +14,10 @@
  *
  * mount(root, store, runKey) -> unmount
  */
-import { el, listen, part, withData } from "./dom.js";
+import { el, mountView, withData } from "./dom.js";
 import { hookName, isHook, parseHook } from "./hooks.js";
 import { t, tn } from "./i18n.js";
-import { reanalyze } from "./prompt.js";
+import { reanalyze } from "./actions.js";
 import { sameIntervention, selectRun, toggled } from "./store.js";
 
 /** The sentence naming one intervention, as nodes (hook names and ops are data, not words). */
@@ -36,13 +36,8 @@ export function describe(x) {
 
 export function mount(root, store, runKey) {
   const state = store.state;
-  const toggle = part(root, "toggle");
-  const attnLayer = part(root, "attn-layer");
-  const mlpLayer = part(root, "mlp-layer");
-  const clear = part(root, "clear");
-  const mode = part(root, "mode");
-  const list = part(root, "list");
-  const status = part(root, "status");
+  const view = mountView(root, store);
+  const { toggle, attnLayer, mlpLayer, clear, mode, list, status } = view.parts;
 
   const layerHook = (kind) => ({ hook: hookName(kind, state.layer), op: "zero" });
   const has = (x) => state.interventions.some((y) => sameIntervention(x, y));
@@ -83,25 +78,23 @@ export function mount(root, store, runKey) {
 
   const change = (x) => store.set({ interventions: toggled(state.interventions, x) });
 
-  const stops = [
-    listen(toggle, "click", () => store.set({ ablate: !state.ablate })),
-    listen(attnLayer, "click", () => change(layerHook("hook_attn_out"))),
-    listen(mlpLayer, "click", () => change(layerHook("hook_mlp_out"))),
-    listen(clear, "click", () => store.set({ interventions: [] })),
-    listen(list, "click", (event) => {
-      const b = event.target.closest("button[data-index]");
-      if (b) store.set({ interventions: state.interventions.filter((_, i) => i !== Number(b.dataset.index)) });
-    }),
-    store.subscribe(["interventions"], () => {
-      renderList();
-      // The prompt, analyzed again with the new list: the last one asked for, its text or its ids
-      // (prompt.js analyzeWith names a new text and a new list at once), else the one shown.
-      reanalyze(store, runKey, { pinned: state.pinned });
-    }),
-    store.subscribe(["ablate", "layer"], renderControls),
-    store.subscribe(["runs", "shown", "analysis"], renderStatus),
-  ];
+  view.on(toggle, "click", () => store.set({ ablate: !state.ablate }));
+  view.on(attnLayer, "click", () => change(layerHook("hook_attn_out")));
+  view.on(mlpLayer, "click", () => change(layerHook("hook_mlp_out")));
+  view.on(clear, "click", () => store.set({ interventions: [] }));
+  view.on(list, "click", (event) => {
+    const b = event.target.closest("button[data-index]");
+    if (b) store.set({ interventions: state.interventions.filter((_, i) => i !== Number(b.dataset.index)) });
+  });
+  view.watch(["interventions"], () => {
+    renderList();
+    // The prompt, analyzed again with the new list: the last one asked for, its text or its ids
+    // (actions.js analyzeWith names a new text and a new list at once), else the one shown.
+    reanalyze(store, runKey, { pinned: state.pinned });
+  });
+  view.watch(["ablate", "layer"], renderControls);
+  view.watch(["runs", "shown", "analysis"], renderStatus);
   renderList();
   renderStatus();
-  return () => stops.forEach((s) => s());
+  return view.unmount;
 }

@@ -15,38 +15,16 @@
  *
  * mount(root, store, runKey) -> unmount
  */
-import { headScores, inductionProbe } from "./api.js";
-import { el, listen, part, showError } from "./dom.js";
+import { explain, runInductionProbe, selectHead } from "./actions.js";
+import { headScores } from "./api.js";
+import { el, mountView, showError } from "./dom.js";
 import { fmt } from "./format.js";
 import { t } from "./i18n.js";
 import { onScreen } from "./lazy.js";
-import { explain } from "./prompt.js";
-import { selectRun } from "./store.js";
+import { ranked, selectRun } from "./store.js";
 
 export const KINDS = ["previous_token", "duplicate_token", "induction"];
-const TOP = 5;
 const STRONG = 0.5;
-const PROBE = { length: 50, seed: 0 };
-
-/** The `n` heads with the highest score, best first: [{layer, head, score}] (nulls left out). */
-export function ranked(grid, n = TOP) {
-  const all = [];
-  grid.forEach((row, layer) => row.forEach((score, head) => {
-    if (score != null && Number.isFinite(score)) all.push({ layer, head, score });
-  }));
-  all.sort((a, b) => b.score - a.score || a.layer - b.layer || a.head - b.head);
-  return all.slice(0, n);
-}
-
-/**
- * Run the induction test with `interventions` applied, and keep its answer in the store (`probe`,
- * with the interventions it ran with), where this stage and a scene read it.
- */
-export async function runInductionProbe(store, interventions) {
-  const answer = await inductionProbe(PROBE.length, PROBE.seed, interventions);
-  store.set({ probe: { ...answer, interventions } });
-  return answer;
-}
 
 /** One ranked head as a button that selects it. */
 function badge(store, kind, { layer, head, score }, testid) {
@@ -56,7 +34,7 @@ function badge(store, kind, { layer, head, score }, testid) {
       type: "button", class: `head-badge${score >= STRONG ? " strong" : ""}${selected ? " selected" : ""}`,
       "data-testid": testid, "data-layer": layer, "data-head": head, "data-kind": kind, "data-score": String(score),
       "aria-label": t("heads.head_label", { layer, head, score: fmt(score, 3) }),
-      onclick: () => store.set({ layer, head }),
+      onclick: () => selectHead(store, layer, head),
     },
     el("span", { class: "head-name" }, t("heads.head", { layer, head })),
     el("span", { class: "head-bar", "aria-hidden": "true" },
@@ -67,21 +45,13 @@ function badge(store, kind, { layer, head, score }, testid) {
 
 export function mount(root, store, runKey) {
   const state = store.state;
-  const status = part(root, "status");
-  const kinds = part(root, "kinds");
-  const probeButton = part(root, "probe");
-  const probeStatus = part(root, "probe-status");
-  const probeResult = part(root, "probe-result");
-  const probeLoss = part(root, "probe-loss");
-  const probeList = part(root, "probe-list");
-  const errorBox = part(root, "error");
-
-  let alive = true;
+  const view = mountView(root, store);
+  const { status, kinds, probe: probeButton, probeStatus, probeResult, probeLoss, probeList, error: errorBox } = view.parts;
   let shownId = null; // the run whose scores are drawn (or asked for)
   let scores = null;
 
   const fail = (error) => {
-    if (!alive) return;
+    if (!view.alive) return;
     showError(errorBox, error && error.name === "ApiError" ? explain(error) : error);
   };
 
@@ -108,7 +78,7 @@ export function mount(root, store, runKey) {
     status.textContent = t("heads.loading");
     try {
       const answer = await headScores(id);
-      if (!alive || shownId !== id) return;
+      if (!view.alive || shownId !== id) return;
       scores = answer;
       status.textContent = "";
       showError(errorBox, null);
@@ -143,12 +113,12 @@ export function mount(root, store, runKey) {
     try {
       // With whatever is switched off (experiments), so switching the induction heads off shows in the loss.
       await runInductionProbe(store, state.interventions || []);
-      if (alive) probeStatus.textContent = "";
+      if (view.alive) probeStatus.textContent = "";
     } catch (error) {
       probeStatus.textContent = "";
       fail(error);
     } finally {
-      if (alive) probeButton.disabled = false;
+      if (view.alive) probeButton.disabled = false;
     }
   }
 
@@ -158,17 +128,12 @@ export function mount(root, store, runKey) {
     if (run && run.runId !== shownId && !screen.visible) status.textContent = t("heads.waiting");
     screen.whenVisible(load);
   };
-  const stops = [
-    listen(probeButton, "click", runProbe),
-    store.subscribe(["runs", "shown"], refresh),
-    store.subscribe(["layer", "head"], () => { drawScores(); drawProbe(); }),
-    store.subscribe(["probe"], drawProbe),
-  ];
+  view.on(probeButton, "click", runProbe);
+  view.watch(["runs", "shown"], refresh);
+  view.watch(["layer", "head"], () => { drawScores(); drawProbe(); });
+  view.watch(["probe"], drawProbe);
+  view.cleanup(screen.stop);
   refresh();
   drawProbe();
-  return () => {
-    alive = false;
-    screen.stop();
-    stops.forEach((s) => s());
-  };
+  return view.unmount;
 }

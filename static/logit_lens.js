@@ -11,7 +11,7 @@
  */
 import { logitLens } from "./api.js";
 import { css, inkOn, viridis } from "./colors.js";
-import { el, part, showError, withData } from "./dom.js";
+import { el, mountView, showError, withData } from "./dom.js";
 import { pct, plotlyText, visible } from "./format.js";
 import { t } from "./i18n.js";
 import { later, onScreen } from "./lazy.js";
@@ -32,13 +32,9 @@ function rowName(row) {
 
 export function mount(root, store, runKey) {
   const s = store.state;
-  const table = part(root, "grid");
-  const midBox = part(root, "mid");
-  const status = part(root, "status");
-  const errorBox = part(root, "error");
-  const rankBox = part(root, "rank");
+  const view = mountView(root, store);
+  const { grid: table, mid: midBox, status, error: errorBox, rank: rankBox } = view.parts;
 
-  let alive = true;
   let shownRun = null; // the run whose lens is shown or on its way
   let lens = null; // the last answer
   let names = []; // the rows' names, by row
@@ -64,7 +60,7 @@ export function mount(root, store, runKey) {
     status.textContent = t("logit_lens.computing");
     try {
       const data = await logitLens(run.runId, { positions, k: 10, stream });
-      if (!alive || mine !== loading || selectRun(s, runKey) !== run) return;
+      if (!view.alive || mine !== loading || selectRun(s, runKey) !== run) return;
       showError(errorBox, null);
       lens = data;
       names = lens.rows.map(rowName);
@@ -76,7 +72,7 @@ export function mount(root, store, runKey) {
         : t("logit_lens.size", { rows: lens.rows.length, n });
       render(run);
     } catch (error) {
-      if (alive && mine === loading) {
+      if (view.alive && mine === loading) {
         status.textContent = "";
         showError(errorBox, error);
       }
@@ -136,7 +132,7 @@ export function mount(root, store, runKey) {
   /** The window is centred on the pinned token: scroll its column into the middle of the view
    * (sideways only, never the page), or it sits off-screen on a narrow card. */
   function showPinnedColumn() {
-    const scroller = part(root, "scroll");
+    const scroller = view.parts.scroll;
     const column = s.pinned != null ? table.querySelector(`thead th[data-pos="${s.pinned}"]`) : null;
     if (!column) return;
     const corner = table.querySelector("th.corner").offsetWidth;
@@ -172,9 +168,9 @@ export function mount(root, store, runKey) {
     const i = lens.positions.indexOf(pos);
     const r = picked ? picked.row : lens.rows.length - 1;
     const cell = lens.cells[r][i];
-    part(root, "cell-title").replaceChildren(...withData(t("logit_lens.cell_top", { k: cell.top.length, row: names[r], position: pos }),
+    view.parts.cellTitle.replaceChildren(...withData(t("logit_lens.cell_top", { k: cell.top.length, row: names[r], position: pos }),
       { hook: lens.rows[r].hook, text: visible(run.tokens[pos].text) }));
-    const list = part(root, "cell");
+    const list = view.parts.cell;
     list.dataset.row = String(r);
     list.dataset.pos = String(pos);
     list.replaceChildren(...cell.top.map((top) => el("li", { class: "vec-item", "data-testid": "lens-top", "data-token-id": top.id,
@@ -190,7 +186,7 @@ export function mount(root, store, runKey) {
     if (!Plotly) return;
     const final = lens.final[i];
     const ranks = lens.cells.map((row) => row[i].final_rank);
-    part(root, "rank-title").replaceChildren(...withData(t("logit_lens.rank_title", { prob: pct(final.prob), position: pos }),
+    view.parts.rankTitle.replaceChildren(...withData(t("logit_lens.rank_title", { prob: pct(final.prob), position: pos }),
       { text: visible(final.text) }));
     const hover = t("logit_lens.rank_hover", { row: "%{x}", rank: "%{y}", guess: "%{customdata}" });
     Plotly.react(rankBox, [{
@@ -278,31 +274,19 @@ export function mount(root, store, runKey) {
     if (run) watch.whenVisible(load); // a new prompt costs no lens request until someone looks at the lens
   }
 
-  // Every listener here is inside root; aborting removes them all at unmount.
-  const off = new AbortController();
-  const { signal } = off;
-  table.addEventListener("click", onTableEvent, { signal });
-  table.addEventListener("keydown", onTableKey, { signal });
-  table.addEventListener("mouseover", onTableEvent, { signal });
-  table.addEventListener("mouseleave", () => {
+  // Every listener here is inside root; unmounting removes them all.
+  view.on(table, "click", onTableEvent);
+  view.on(table, "keydown", onTableKey);
+  view.on(table, "mouseover", onTableEvent);
+  view.on(table, "mouseleave", () => {
     if (s.hovered != null) store.set({ hovered: null });
-  }, { signal });
-  midBox.addEventListener("change", () => watch.whenVisible(load), { signal });
-  const unsubscribe = [
-    store.subscribe(["runs", "shown"], runChanged),
-    store.subscribe(["hovered", "pinned"], soonFocus),
-    store.subscribe(["presenter"], () => renderDetail()),
-  ];
+  });
+  view.on(midBox, "change", () => watch.whenVisible(load));
+  view.watch(["runs", "shown"], runChanged);
+  view.watch(["hovered", "pinned"], soonFocus);
+  view.watch(["presenter"], () => renderDetail());
+  view.cleanup(watch.stop, soonLoad.cancel, soonFocus.cancel);
+  view.plots(rankBox);
   runChanged();
-
-  return () => {
-    alive = false;
-    off.abort();
-    unsubscribe.forEach((fn) => fn());
-    watch.stop();
-    soonLoad.cancel();
-    soonFocus.cancel();
-    const Plotly = plotly();
-    if (Plotly) Plotly.purge(rankBox);
-  };
+  return view.unmount;
 }

@@ -7,9 +7,9 @@
  */
 import { getModel } from "./api.js";
 import { t } from "./i18n.js";
-import { analyzeIds, analyzeText } from "./prompt.js";
+import { analyzeIds, analyzeText } from "./actions.js";
 import { createStore, sameIds, selectRun } from "./store.js";
-import { VIEWS, mountSelects, startup } from "./views.js";
+import { STAGES, loadViews, mountSelects, startup } from "./views.js";
 import { readUrl, restoreControls, startUrlSync, urlIndex } from "./url.js";
 import * as attentionLines from "./attention_lines.js";
 import * as scenes from "./scenes.js";
@@ -75,6 +75,35 @@ function jumpStage(direction) {
   stages[index].querySelector("h2, summary")?.focus({ preventScroll: true });
 }
 
+/** The stage card the reader is at: the last one whose top is above a quarter of the space under the token bar. */
+function currentStage() {
+  const bar = document.getElementById("stage-tokens").getBoundingClientRect().bottom;
+  const line = bar + (innerHeight - bar) / 4;
+  let at = null;
+  for (const card of document.querySelectorAll(".stage[data-stage]:not(.sticky)")) {
+    const r = card.getBoundingClientRect();
+    if (!r.height) continue;
+    if (r.top > line) break;
+    at = card.dataset.stage;
+  }
+  return at ?? "prompt";
+}
+
+/** The page's stages in the store: `stage`, the card the reader is at (as it scrolls), and `goTo`,
+ * a card asked for (actions.js goToStage: a scene's step, the teacher's view) scrolled into view. */
+function trackStage() {
+  const update = () => {
+    const at = currentStage();
+    if (at !== store.state.stage) store.set({ stage: at });
+  };
+  window.addEventListener("scroll", update, { passive: true }); // before room.js's: it reads the stage
+  store.subscribe(["goTo"], (s) => {
+    document.querySelector(`.stage[data-stage="${s.goTo.stage}"]`)?.scrollIntoView({ block: "start" });
+    update();
+  });
+  update();
+}
+
 /** --sticky-height: the token bar's height, for scroll-padding (it changes with presenter mode and wrapping). */
 function trackStickyBar() {
   const bar = document.getElementById("stage-tokens");
@@ -115,10 +144,12 @@ async function loadModel() {
 }
 
 async function start() {
-  for (const [name, view] of Object.entries(VIEWS)) view.mount(document.getElementById(`stage-${name}`), store, RUN);
+  for (const [stage, view] of await loadViews(STAGES)) view.mount(document.getElementById(`stage-${stage.id}`), store, RUN);
   const tokens = document.getElementById("stage-tokens");
   mountSelects(tokens, store);
   attentionLines.mount(tokens, store, RUN);
+  trackStage();
+  // The guided scenes and the classroom live in the header: their menu and button, and their cards.
   scenes.mount(document.querySelector("header.top"), store, RUN);
   room.mount(document.querySelector("header.top"), store, RUN); // follow the teacher: /r/CODE, or the teacher's button
   wirePresenter();

@@ -7,7 +7,7 @@
  * mount(root, store, runKey) -> unmount
  */
 import { getLayer, slice } from "./api.js";
-import { el, listen, part } from "./dom.js";
+import { el, mountView } from "./dom.js";
 import { fmt, plotlyText, visible } from "./format.js";
 import { hookName } from "./hooks.js";
 import { t, tn } from "./i18n.js";
@@ -23,11 +23,8 @@ export function gelu(u) {
 }
 
 export function mount(root, store, runKey) {
-  const plot = part(root, "plot");
-  const canvas = part(root, "points");
-  const list = part(root, "neurons");
-  const title = part(root, "title");
-  const summary = part(root, "summary");
+  const view = mountView(root, store);
+  const { plot, points: canvas, neurons: list, title, summary } = view.parts;
   let drawn = null; // "run id|layer" of the drawing on screen
 
   /**
@@ -128,15 +125,10 @@ export function mount(root, store, runKey) {
   // while the stage is on screen (or near it); the newest request waits for it to scroll in.
   const screen = onScreen(root);
   const soon = later(() => screen.whenVisible(() => draw().catch(fail)), 80);
-  const stops = [
-    store.subscribe(["runs", "shown", "hovered", "pinned", "layer", "presenter"], soon),
-    listen(window, "resize", soon), // the canvas follows Plotly's plot area
-  ];
+  view.watch(["runs", "shown", "hovered", "pinned", "layer", "presenter"], soon);
+  view.on(window, "resize", soon); // the canvas follows Plotly's plot area
+  view.cleanup(screen.stop, soon.cancel);
+  view.plots(plot);
   soon();
-  return () => {
-    for (const stop of stops) stop();
-    screen.stop();
-    soon.cancel();
-    plotly()?.purge(plot);
-  };
+  return view.unmount;
 }

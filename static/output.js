@@ -27,12 +27,12 @@
  *
  * mount(root, store, runKey) -> unmount
  */
+import { analyzeIds, explain, timings } from "./actions.js";
 import { generate, sample } from "./api.js";
-import { el, listen, part, showError } from "./dom.js";
+import { el, mountView, showError } from "./dom.js";
 import { count, pct, visible } from "./format.js";
 import { isHook, parseHook } from "./hooks.js";
 import { t, tn } from "./i18n.js";
-import { analyzeIds, explain, timings } from "./prompt.js";
 import { distribution, sortedIds } from "./sampling.js";
 import { pickCandidate, selectCandidates, selectClean, selectRun } from "./store.js";
 
@@ -61,22 +61,10 @@ function continuationLabel(interventions) {
 }
 
 export function mount(root, store, runKey) {
-  const slider = part(root, "temperature");
-  const number = part(root, "temperature-number");
-  const wide = part(root, "wide");
-  const topK = part(root, "top-k");
-  const topP = part(root, "top-p");
-  const seed = part(root, "seed");
-  const bars = part(root, "bars");
-  const ghostLegend = part(root, "ghost-legend");
-  const stats = part(root, "stats");
-  const sampleButton = part(root, "sample");
-  const generateButton = part(root, "generate");
-  const stopButton = part(root, "stop");
-  const maxNew = part(root, "max-new");
-  const result = part(root, "result");
-  const continuations = part(root, "continuations");
-  const errorBox = part(root, "error");
+  const view = mountView(root, store);
+  const { temperature: slider, temperatureNumber: number, wide, topK, topP, seed, bars, ghostLegend, stats,
+    sample: sampleButton, generate: generateButton, stop: stopButton, maxNew, result, continuations,
+    error: errorBox } = view.parts;
   // The tokens stream in under the chips (tokens.js) and, with parts switched off, beside each
   // other here: both draw store.state.generation[runKey].
   const showGeneration = (generation) => store.set({ generation: { ...store.state.generation, [runKey]: generation } });
@@ -395,31 +383,29 @@ export function mount(root, store, runKey) {
     syncControls();
   }
 
-  const stops = [
-    listen(slider, "input", () => store.set({ temperature: Number(slider.value) })),
-    listen(number, "input", setTemperature),
-    listen(wide, "change", setWide),
-    listen(topK, "input", setTopK),
-    listen(topP, "input", setTopP),
-    listen(seed, "input", setSeed),
-    listen(sampleButton, "click", doSample),
-    listen(generateButton, "click", doGenerate),
-    listen(stopButton, "click", () => controller?.abort()),
-    store.subscribe(["runs", "shown"], showRun),
-    store.subscribe(["temperature", "topK", "topP"], redraw),
-    store.subscribe(["temperature", "topK", "topP", "seed"], syncControls),
-    store.subscribe(["busy", "runs", "shown"], syncButtons),
-    store.subscribe(["runs", "shown"], forgetGeneration),
-    store.subscribe(["generation"], renderContinuations),
-    store.subscribe(["candidates"], markCandidates),
-  ];
-  syncControls();
-  showRun();
-  syncButtons();
-  return () => {
-    for (const stop of stops) stop();
+  view.on(slider, "input", () => store.set({ temperature: Number(slider.value) }));
+  view.on(number, "input", setTemperature);
+  view.on(wide, "change", setWide);
+  view.on(topK, "input", setTopK);
+  view.on(topP, "input", setTopP);
+  view.on(seed, "input", setSeed);
+  view.on(sampleButton, "click", doSample);
+  view.on(generateButton, "click", doGenerate);
+  view.on(stopButton, "click", () => controller?.abort());
+  view.watch(["runs", "shown"], showRun);
+  view.watch(["temperature", "topK", "topP"], redraw);
+  view.watch(["temperature", "topK", "topP", "seed"], syncControls);
+  view.watch(["busy", "runs", "shown"], syncButtons);
+  view.watch(["runs", "shown"], forgetGeneration);
+  view.watch(["generation"], renderContinuations);
+  view.watch(["candidates"], markCandidates);
+  view.cleanup(() => {
     const running = controller;
     controller = null; // an unmounted view analyzes nothing when its generation stops
     running?.abort();
-  };
+  });
+  syncControls();
+  showRun();
+  syncButtons();
+  return view.unmount;
 }

@@ -24,7 +24,7 @@
  */
 import { headScores, logitLens, slice } from "./api.js";
 import { css, viridis } from "./colors.js";
-import { part } from "./dom.js";
+import { mountView } from "./dom.js";
 import { onScreen } from "./lazy.js";
 import { clip, pct, visible } from "./format.js";
 import { t } from "./i18n.js";
@@ -59,9 +59,8 @@ export function sharpness(row, i) {
 }
 
 export function mount(root, store, runKey) {
-  const box = part(root, "overview");
-  const caption = part(root, "caption");
-  const colour = part(root, "colour");
+  const view = mountView(root, store);
+  const { overview: box, caption, colour } = view.parts;
   let scores = null; // {runId, body} of GET /head-scores, when the heads are coloured by a detector
   const state = store.state;
   const set = (patch) => store.set(patch);
@@ -331,17 +330,11 @@ export function mount(root, store, runKey) {
   }
 
   const screen = onScreen(root, "0px");
-  colour.addEventListener("change", paint);
-  const unsubscribe = [
-    store.subscribe(["model"], () => { drawn = null; paint(); }),
-    store.subscribe(["runs", "shown", "hovered", "pinned", "layer", "head", "patternsLoaded"], paint),
-    store.subscribe(["interventions"], markAblated),
-  ];
+  view.on(colour, "change", paint);
+  view.watch(["model"], () => { drawn = null; paint(); });
+  view.watch(["runs", "shown", "hovered", "pinned", "layer", "head", "patternsLoaded"], paint);
+  view.watch(["interventions"], markAblated);
+  view.cleanup(() => clearTimeout(lensTimer), screen.stop);
   paint();
-  return () => {
-    clearTimeout(lensTimer);
-    screen.stop();
-    colour.removeEventListener("change", paint);
-    unsubscribe.forEach((u) => u());
-  };
+  return view.unmount;
 }

@@ -16,14 +16,13 @@
  *
  * mount(root, store, runKey) -> unmount
  */
+import { analyzeWith, explain } from "./actions.js";
 import { analyzeRaw, decodeTensor, patching } from "./api.js";
-import { divergingScale } from "./colors.js";
-import { el, listen, part, showError, withData } from "./dom.js";
+import { el, mountView, showError, withData } from "./dom.js";
 import { fmt, pct, plotlyText, visible } from "./format.js";
 import { hookName } from "./hooks.js";
 import { t } from "./i18n.js";
-import { baseLayout, config, plotly } from "./plots.js";
-import { analyzeWith, explain } from "./prompt.js";
+import { baseLayout, config, divergingCells, plotly } from "./plots.js";
 
 /** The full hook name a sweep's `hook` patches at layer L (z is per head). */
 const HOOKS = {
@@ -59,28 +58,21 @@ async function tokenOf(word, signal) {
 }
 
 export function mount(root, store, runKey) { // eslint-disable-line no-unused-vars
-  const form = part(root, "form");
-  const inputs = { clean: part(root, "clean"), corrupted: part(root, "corrupted"), target: part(root, "target"), baseline: part(root, "baseline") };
-  const hookSelect = part(root, "hook");
-  const runButton = part(root, "run");
-  const status = part(root, "status");
-  const lds = part(root, "lds");
-  const heatmap = part(root, "heatmap");
-  const cellLine = part(root, "cell");
-  const cellResult = part(root, "cell-result");
-  const errorBox = part(root, "error");
+  const view = mountView(root, store);
+  const { form, clean, corrupted, target, baseline, hook: hookSelect, run: runButton, status, lds, heatmap, cell: cellLine,
+    cellResult, error: errorBox } = view.parts;
+  const inputs = { clean, corrupted, target, baseline };
   // Said instead of the heatmap when the sweep is not reliable (made here: the template is shared).
   const unreliable = el("div", { class: "patching-unreliable", "data-testid": "patching-unreliable", role: "note", hidden: true });
   lds.after(unreliable);
 
-  let alive = true;
   let controller = null; // aborts the sweep (or cell) in flight
   let sweep = null; // {answer, clean, corrupted, target, baseline, plain: Promise<[p_target, p_baseline]>, shown}
   let clickWired = false;
   let cellSerial = 0;
 
   function fail(error) {
-    if (!alive || (error && error.name === "AbortError")) return;
+    if (!view.alive || (error && error.name === "AbortError")) return;
     status.textContent = "";
     const said = error && (error.name === "ApiError" ? explain(error) : error.name === "WordError" ? error.message : null);
     showError(errorBox, said ?? error);
@@ -113,7 +105,7 @@ export function mount(root, store, runKey) { // eslint-disable-line no-unused-va
       const [target, baseline] = await Promise.all([tokenOf(words.target, signal), tokenOf(words.baseline, signal)]);
       status.textContent = t("patching.running", { axis: t(hook === "z" ? "patching.axis_head" : "patching.axis_position") });
       const answer = await patching({ clean, corrupted, target_token: target.id, baseline_token: baseline.id, hook }, signal);
-      if (!alive || signal.aborted) return;
+      if (!view.alive || signal.aborted) return;
       const ids = [target.id, baseline.id];
       const plain = analyzeRaw(corrupted, [], signal).then((body) => probsOf(body, ids));
       plain.catch(() => {}); // shown (or not) when a cell is clicked
@@ -129,7 +121,7 @@ export function mount(root, store, runKey) { // eslint-disable-line no-unused-va
     } catch (error) {
       fail(error);
     } finally {
-      if (alive) runButton.disabled = false;
+      if (view.alive) runButton.disabled = false;
     }
   }
 
@@ -193,7 +185,7 @@ export function mount(root, store, runKey) { // eslint-disable-line no-unused-va
 
   async function draw() {
     const Plotly = plotly();
-    if (!Plotly || !sweep || !sweep.shown || !alive) return;
+    if (!Plotly || !sweep || !sweep.shown || !view.alive) return;
     const { answer } = sweep;
     const grid = answer.grid;
     const cols = columns(answer);
@@ -208,13 +200,7 @@ export function mount(root, store, runKey) { // eslint-disable-line no-unused-va
       y: grid.map((_, layer) => layer),
       text: hover,
       hovertemplate: "%{text}<extra></extra>",
-      colorscale: divergingScale,
-      zmid: 0,
-      zmin: -limit,
-      zmax: limit,
-      xgap: 1,
-      ygap: 1,
-      colorbar: { thickness: 12 },
+      ...divergingCells(limit),
     }], baseLayout(presenter, {
       height: Math.min(640, 120 + grid.length * (presenter ? 34 : 26)),
       margin: { l: 50, r: 10, t: 10, b: 90 },
@@ -223,7 +209,7 @@ export function mount(root, store, runKey) { // eslint-disable-line no-unused-va
       yaxis: { tickvals: grid.map((_, l) => l), ticktext: grid.map((_, l) => t("patching.layer_tick", { layer: l })),
         autorange: "reversed", title: { text: t("patching.axis_layer") }, fixedrange: true },
     }), config);
-    if (!alive || clickWired) return;
+    if (!view.alive || clickWired) return;
     clickWired = true;
     heatmap.on("plotly_click", (event) => {
       const point = event.points && event.points[0];
@@ -253,7 +239,7 @@ export function mount(root, store, runKey) { // eslint-disable-line no-unused-va
       const body = await analyzeRaw(corrupted, [intervention], controller?.signal);
       const [pTarget, pBaseline] = probsOf(body, [target.id, baseline.id]);
       const [cTarget, cBaseline] = await plain;
-      if (!alive || serial !== cellSerial) return;
+      if (!view.alive || serial !== cellSerial) return;
       cellResult.dataset.runId = body.run_id;
       cellResult.dataset.probTarget = String(pTarget);
       cellResult.dataset.probBaseline = String(pBaseline);
@@ -271,16 +257,9 @@ export function mount(root, store, runKey) { // eslint-disable-line no-unused-va
     }
   }
 
-  const offs = [
-    listen(form, "submit", run),
-    store.subscribe(["presenter"], () => { if (sweep?.shown) draw(); }),
-  ];
-
-  return () => {
-    alive = false;
-    controller?.abort();
-    offs.forEach((off) => off());
-    const Plotly = plotly();
-    if (Plotly && clickWired) Plotly.purge(heatmap);
-  };
+  view.on(form, "submit", run);
+  view.watch(["presenter"], () => { if (sweep?.shown) draw(); });
+  view.cleanup(() => controller?.abort());
+  view.plots(heatmap);
+  return view.unmount;
 }

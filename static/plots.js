@@ -1,6 +1,7 @@
 /**
  * plots.js — what the Plotly charts share: fonts that follow presenter mode, and one config.
  */
+import { divergingScale } from "./colors.js";
 export const config = { displayModeBar: false, responsive: true, doubleClick: false };
 
 export function font(presenter) {
@@ -17,6 +18,11 @@ export function baseLayout(presenter, extra = {}) {
     margin: { l: 60, r: 20, t: 10, b: 40 },
     ...extra,
   };
+}
+
+/** A heatmap trace's colours: centred on 0, from −limit to limit, a gap between cells. */
+export function divergingCells(limit) {
+  return { colorscale: divergingScale, zmid: 0, zmin: -limit, zmax: limit, xgap: 1, ygap: 1, colorbar: { thickness: 12 } };
 }
 
 export function plotly() {

@@ -11,7 +11,7 @@
  */
 import { getLayer, slice } from "./api.js";
 import { drawStrip } from "./colors.js";
-import { el, part, withData } from "./dom.js";
+import { el, mountView, withData } from "./dom.js";
 import { fmt, visible } from "./format.js";
 import { hookName } from "./hooks.js";
 import { t, tn } from "./i18n.js";
@@ -51,8 +51,8 @@ function header() {
 
 export function mount(root, store, runKey) {
   const state = store.state;
-  const view = part(root, "view");
-  let mounted = true; // a draw awaiting its layer after unmount leaves the stage alone
+  const view = mountView(root, store);
+  const box = view.parts.view;
 
   async function draw() {
     const run = selectRun(state, runKey);
@@ -64,12 +64,12 @@ export function mount(root, store, runKey) {
       // A long prompt's layer is on its way: the patternsLoaded bump brings us back here.
       store.requestPattern(runKey, layer);
       const error = selectPatternError(state, runKey, layer);
-      view.replaceChildren(el("p", { class: error ? "error" : "muted",
+      box.replaceChildren(el("p", { class: error ? "error" : "muted",
         text: error ? t("page.layer_failed", { layer, error: error.message }) : t("page.loading_layer", { layer }) }));
       return;
     }
     const tensors = await getLayer(run.runId, layer, FIELDS);
-    if (!mounted || selectRun(state, runKey) !== run || detailToken(state, runKey) !== i || state.layer !== layer || state.head !== head) return;
+    if (!view.alive || selectRun(state, runKey) !== run || detailToken(state, runKey) !== i || state.layer !== layer || state.head !== head) return;
     const [hookQ, hookK, hookV, hookZ] = FIELDS.map((name) => tensors[hookName(name, layer)]); // each [pos, head, d_head]
     const q = slice(hookQ, i, head);
     const d = q.length;
@@ -152,12 +152,12 @@ export function mount(root, store, runKey) {
       el("div", {}, el("span", { class: "qk-label" }, ...withData(t("qk.z_model"), { z: "z" })), strip(modelZ, vLimit, t("qk.z_model_label"))),
       el("p", { class: "numbers" }, ...withData(differences, { z: "z", dtype: "float16", tolerance: "1e-3" }), " ", t("qk.strips")));
 
-    view.replaceChildren(query, el("div", { class: "qk-scroll", tabindex: "0", role: "region", "aria-label": t("qk.table_label") }, table), note ? el("p", { class: "muted", text: note }) : "", result);
+    box.replaceChildren(query, el("div", { class: "qk-scroll", tabindex: "0", role: "region", "aria-label": t("qk.table_label") }, table), note ? el("p", { class: "muted", text: note }) : "", result);
   }
 
   const soon = later(() => draw().catch((error) => {
     if (error.name !== "ApiError") console.error(error); // a bug, not the server's answer
-    if (mounted) view.replaceChildren(el("p", { class: "error", text: t("page.layer_failed", { layer: state.layer, error: error.message }) }));
+    if (view.alive) box.replaceChildren(el("p", { class: "error", text: t("page.layer_failed", { layer: state.layer, error: error.message }) }));
   }), 60);
 
   // The layer's q, k, v and z are asked for at once, not after the debounce: sent together with
@@ -166,15 +166,9 @@ export function mount(root, store, runKey) {
     const run = selectRun(state, runKey);
     if (run) getLayer(run.runId, state.layer, FIELDS).catch(() => {}); // draw() reports errors
   };
-  const unsubscribe = [
-    store.subscribe(["runs", "shown", "layer"], prefetch),
-    store.subscribe(["runs", "shown", "hovered", "pinned", "layer", "head", "patternsLoaded"], soon),
-  ];
+  view.watch(["runs", "shown", "layer"], prefetch);
+  view.watch(["runs", "shown", "hovered", "pinned", "layer", "head", "patternsLoaded"], soon);
+  view.cleanup(soon.cancel);
   if (selectRun(state, runKey)) soon();
-
-  return () => {
-    mounted = false;
-    unsubscribe.forEach((u) => u());
-    soon.cancel();
-  };
+  return view.unmount;
 }

@@ -36,7 +36,9 @@
  * on the page; a server that stops ends the stream with `stopping`, and the page follows again
  * when it is back (if the room still is).
  *
- *   mount(root, store, runKey) -> unmount     root: the header the teacher's button goes into
+ *   mount(root, store, runKey) -> unmount     root: the page's header. Everything the room shows goes
+ *       into it (the teacher's button and panel, the student's bar: fixed over the page by room.css);
+ *       the stage the page is at, and scrolling to the teacher's, go through the store (actions.js goToStage).
  *
  * window.explainer.room (the browser tests read it): {role: "teacher" | "student", code,
  *   following, version (the last state received or published), applied (the last applied), ended (the
@@ -44,11 +46,11 @@
  *   publish sent, of the last state received), classroom (the teacher's page: GET /api/classroom's
  *   answer once known), explored (the student's page: what made it explore, e.g. "layer", "scroll")}.
  */
+import { analyzeIds, analyzeText, analyzeWith, goToStage } from "./actions.js";
 import { checkRoomEvents, closeRoom, getClassroom, openRoom, publishRoom, roomEventsUrl, roomQrUrl, roomSnapshot } from "./api.js";
 import { el, listen, withData } from "./dom.js";
 import { isHook, parseHook } from "./hooks.js";
 import { t } from "./i18n.js";
-import { analyzeIds, analyzeText, analyzeWith } from "./prompt.js";
 import { sameIds, sameInterventions, selectRun } from "./store.js";
 
 const PUBLISH_DELAY_MS = 150;
@@ -57,35 +59,13 @@ const SAVED = "explainer.room"; // sessionStorage: the room this tab opened {cod
 const FOLLOW_PATH = /^\/r\/([A-Za-z0-9]{1,16})\/?$/;
 const WATCHED = ["shown", "layer", "head", "pinned", "temperature", "scene", "interventions"];
 
-/** The stage card the reader is at: the last one whose top is above a quarter of the space under the token bar. */
-export function currentStage() {
-  const bar = document.getElementById("stage-tokens")?.getBoundingClientRect().bottom ?? 0;
-  const line = bar + (innerHeight - bar) / 4;
-  let at = null;
-  for (const card of document.querySelectorAll(".stage[data-stage]:not(.sticky)")) {
-    const r = card.getBoundingClientRect();
-    if (!r.height) continue;
-    if (r.top > line) break;
-    at = card.dataset.stage;
-  }
-  return at ?? "prompt";
-}
-
-function loadCss() {
-  const link = el("link", { rel: "stylesheet", href: "/static/room.css" });
-  document.head.append(link);
-  return link;
-}
+/** The stage card the reader is at (the page keeps it in the store as it scrolls). */
+const currentStage = (store) => store.state.stage ?? "prompt";
 
 export function mount(root, store, runKey) {
   const followed = FOLLOW_PATH.exec(location.pathname);
   const info = (window.explainer = window.explainer || {}).room = {};
-  const link = loadCss();
-  const unmount = followed ? student(store, runKey, followed[1].toUpperCase(), info) : teacher(root, store, runKey, info);
-  return () => {
-    unmount();
-    link.remove();
-  };
+  return followed ? student(root, store, runKey, followed[1].toUpperCase(), info) : teacher(root, store, runKey, info);
 }
 
 // ------------------------------------------------------------------ teacher
@@ -120,7 +100,7 @@ function teacher(root, store, runKey, info) {
   const body = el("div", { class: "room-body" }, local, where);
   const panel = el("section", { class: "room-panel", "data-testid": "room-panel", "aria-labelledby": "room-title", hidden: true },
     qr, el("div", { class: "room-side" }, title, code, body, error, el("div", { class: "room-buttons" }, hide, close)));
-  document.body.append(panel);
+  root.append(panel);
 
   let room = null; // {code, secret, keepaliveMs, studentsUrl, reachable}
   let classroom = null; // GET /api/classroom's answer, once known
@@ -130,7 +110,7 @@ function teacher(root, store, runKey, info) {
   let keepalive = null;
   let sending = false;
   let again = false;
-  let stage = currentStage();
+  let stage = currentStage(store);
 
   function state() {
     const s = store.state;
@@ -239,7 +219,7 @@ function teacher(root, store, runKey, info) {
     openError.hidden = true;
     panel.hidden = false;
     setCollapsed(false);
-    stage = currentStage();
+    stage = currentStage(store);
     renderAccess();
     clearInterval(keepalive);
     keepalive = setInterval(() => publish(true), opened.keepaliveMs);
@@ -261,7 +241,7 @@ function teacher(root, store, runKey, info) {
   function setCollapsed(collapsed) {
     const focused = panel.contains(document.activeElement) ? document.activeElement : null;
     if (collapsed) openButton.after(panel);
-    else document.body.append(panel);
+    else root.append(panel); // fixed over the page's bottom left (room.css)
     focused?.focus();
     panel.classList.toggle("collapsed", collapsed);
     body.hidden = collapsed;
@@ -341,24 +321,19 @@ function teacher(root, store, runKey, info) {
     }
   }
 
-  let frame = 0;
-  function onScroll() {
-    if (!room || frame) return;
-    frame = requestAnimationFrame(() => {
-      frame = 0;
-      const now = currentStage();
-      if (now !== stage) {
-        stage = now;
-        schedule();
-      }
-    });
+  /** The reader scrolled to another stage card: published (if a room is open). */
+  function onStage() {
+    const now = currentStage(store);
+    if (now === stage) return;
+    stage = now;
+    if (room) schedule();
   }
 
   off.push(listen(openButton, "click", open));
   off.push(listen(close, "click", endRoom));
   off.push(listen(copy, "click", copyCommand));
   off.push(listen(hide, "click", () => setCollapsed(!panel.classList.contains("collapsed"))));
-  off.push(listen(window, "scroll", onScroll, { passive: true }));
+  off.push(store.subscribe(["stage"], onStage));
   off.push(store.subscribe(WATCHED, schedule));
   let gone = false;
   getClassroom().then((answer) => {
@@ -376,7 +351,6 @@ function teacher(root, store, runKey, info) {
     for (const f of off) f();
     clearTimeout(timer);
     clearInterval(keepalive);
-    cancelAnimationFrame(frame);
     room = null;
     openButton.remove();
     teacherOnly.remove();
@@ -410,7 +384,7 @@ const INPUT = ["pointerdown", "click", "keydown", "input", "change", "submit"];
 const SCROLL_KEYS = new Set(["PageDown", "PageUp", "Home", "End", "ArrowDown", "ArrowUp", " "]);
 const CONTROLS = "input, textarea, select, button, a, [tabindex], [contenteditable]"; // they take those keys themselves
 
-function student(store, runKey, code, info) {
+function student(root, store, runKey, code, info) {
   const off = [];
   Object.assign(info, { role: "student", code, following: true, version: null, applied: null, explored: null });
 
@@ -419,7 +393,7 @@ function student(store, runKey, code, info) {
   const error = el("p", { class: "room-error", role: "alert", hidden: true, "data-testid": "room-error" });
   const bar = el("section", { class: "room-bar", "data-testid": "room-bar", "aria-label": t("room.bar_label") },
     status, toggle, error);
-  document.body.append(bar);
+  root.append(bar); // fixed over the page's bottom (room.css)
 
   let source = null;
   let latest = null; // {version, state} last received
@@ -535,7 +509,7 @@ function student(store, runKey, code, info) {
 
   /** Scrolled by the reader to another stage card than the one they were at: exploring. */
   function checkScroll() {
-    if (readerScrolling && info.following && latest?.state?.stage && restStage && currentStage() !== restStage) explore("scroll");
+    if (readerScrolling && info.following && latest?.state?.stage && restStage && currentStage(store) !== restStage) explore("scroll");
   }
 
   let frame = 0;
@@ -603,8 +577,8 @@ function student(store, runKey, code, info) {
       requestAnimationFrame(() => requestAnimationFrame(() => {
         if (target !== wanted || !info.following) return;
         readerScrolling = false;
-        document.querySelector(`.stage[data-stage="${wanted.stage}"]`)?.scrollIntoView({ block: "start" });
-        restStage = currentStage();
+        goToStage(store, wanted.stage); // the page scrolls to it, and its stage is the store's
+        restStage = currentStage(store);
       }));
     }
   }
@@ -678,7 +652,7 @@ function student(store, runKey, code, info) {
   const isReady = (s) => s.model && s.analysis[runKey];
   function whenReady() {
     ready = true;
-    restStage = currentStage();
+    restStage = currentStage(store);
     apply(true);
   }
   if (isReady(store.state)) setTimeout(whenReady, 0);
@@ -700,7 +674,7 @@ function student(store, runKey, code, info) {
   off.push(listen(window, "scrollend", () => {
     checkScroll();
     readerScrolling = false;
-    restStage = currentStage();
+    restStage = currentStage(store);
   }));
 
   render();

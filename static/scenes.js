@@ -17,7 +17,7 @@
  *   {layer} {head}   the selected layer and head
  *   {token}      the pinned token's text, quoted
  *   {n_tokens}   the number of tokens in the prompt
- * and in a step with `"probe": true`, which runs the induction test (heads.js runInductionProbe,
+ * and in a step with `"probe": true`, which runs the induction test (actions.js runInductionProbe,
  * with the step's interventions; its answer is shown on the heads stage too):
  *   {loss_first} {loss_second}   the mean loss on the first and second half of the repeated tokens
  *   {loss_second_intact}         the second half's loss with nothing switched off
@@ -32,15 +32,16 @@
  * (room.js, following the teacher) opens that scene at that step, moves to the step, or closes it.
  * Keys while a scene is open: PageDown or "." next, PageUp or "," previous.
  *
- *   mount(root, store, runKey) -> unmount     root: the header the menu goes into
+ *   mount(root, store, runKey) -> unmount     root: the page's header: the menu and the player (fixed at
+ *       the bottom of the screen by scenes.css) go into it; a step's stage is scrolled to through the
+ *       store (actions.js goToStage)
  */
+import { analyzeWith, goToStage, runInductionProbe } from "./actions.js";
 import { getScene, listScenes } from "./api.js";
 import { el, listen, withData } from "./dom.js";
 import { fmt, pct, visible } from "./format.js";
 import { lang, t } from "./i18n.js";
-import { ranked, runInductionProbe } from "./heads.js";
-import { analyzeWith } from "./prompt.js";
-import { selectRun } from "./store.js";
+import { ranked, selectRun } from "./store.js";
 
 const CARRIED = ["prompt", "layer", "head", "temperature"];
 const INTERVENTION_FIELDS = ["hook", "op", "head", "neuron", "position"];
@@ -76,8 +77,6 @@ function readScene() {
 
 export function mount(root, store, runKey) {
   const off = [];
-  const link = el("link", { rel: "stylesheet", href: "/static/scenes.css" });
-  document.head.append(link);
 
   // The menu: a button, and the list it opens.
   const list = el("ul", { id: "scene-list", hidden: true, "aria-label": t("scenes.menu_label") });
@@ -99,7 +98,7 @@ export function mount(root, store, runKey) {
     ...withData(t("scenes.keys"), { previous: "PageUp", previous_alt: ",", next: "PageDown", next_alt: "." }));
   const card = el("section", { class: "scene-card", "data-testid": "scene-step", "aria-labelledby": "scene-title", hidden: true },
     title, count, text, known, error, el("div", { class: "scene-buttons" }, previous, next, close, keys));
-  document.body.append(card);
+  root.append(card);
 
   let scenes = null; // [{id, title}]
   let open = null; // {scene, step}
@@ -218,7 +217,7 @@ export function mount(root, store, runKey) {
       // the scroll padding), so the stage's heading lands below it.
       await new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)));
       if (mine !== serial || !open) return;
-      document.querySelector(`[data-stage="${want.stage}"]`)?.scrollIntoView({ block: "start" });
+      goToStage(store, want.stage);
     }
     render();
     if (scene.steps[n].probe) {
@@ -354,6 +353,5 @@ export function mount(root, store, runKey) {
     for (const f of off) f();
     menu.remove();
     card.remove();
-    link.remove();
   };
 }

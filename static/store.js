@@ -34,6 +34,8 @@
  *       candidates         {runKey: {runId, target, baseline}}: the two next tokens the attribution
  *                          stage explains, picked on the output bars (or its selects)
  *       probe              the last induction test's answer {interventions, ...POST /api/induction-probe}, or null
+ *       stage              the id of the stage card the reader is at (the page keeps it as it scrolls), or null
+ *       goTo               {stage, n}: the stage the page was last asked to scroll to (actions.js goToStage)
  *       scene              {id, step (0-based)} of the guided scene playing, or null: scenes.js sets it as
  *                          it moves, and opens or moves to the scene it names when another module sets it
  *                          (room.js, following the teacher)
@@ -59,6 +61,8 @@
  *   mlpAblated(state, layer)              is that layer's MLP switched off?
  *   selectCandidates(state, runKey)       {target, baseline} token ids for the shown run: the picked
  *                                         ones, else its two most likely tokens; null without a run
+ *   ranked(grid, n)                       the n heads of a [layer][head] grid of scores with the
+ *                                         highest score, best first: [{layer, head, score}]
  * Pure helpers on intervention lists:
  *   headIntervention(layer, head)         {"hook": "blocks.L.attn.hook_z", "op": "zero", "head": H}
  *   sameIntervention(a, b), toggled(list, intervention)   the list with it added, or removed if there
@@ -94,6 +98,8 @@ export function createStore(initial = {}) {
     candidates: {},
     probe: null,
     scene: null,
+    stage: null,
+    goTo: null,
     ...initial,
   };
   const listeners = [];
@@ -264,4 +270,14 @@ export function pickCandidate(state, runKey, id) {
   const now = selectCandidates(state, runKey);
   if (!run || !now || now.target === id) return state.candidates;
   return { ...state.candidates, [runKey]: { runId: run.runId, target: id, baseline: now.target } };
+}
+
+/** The `n` heads with the highest score, best first: [{layer, head, score}] (nulls left out). */
+export function ranked(grid, n = 5) {
+  const all = [];
+  grid.forEach((row, layer) => row.forEach((score, head) => {
+    if (score != null && Number.isFinite(score)) all.push({ layer, head, score });
+  }));
+  all.sort((a, b) => b.score - a.score || a.layer - b.layer || a.head - b.head);
+  return all.slice(0, n);
 }

@@ -13,16 +13,15 @@
  * mount(root, store, runKey) -> unmount
  */
 import { css, inkOn, viridis } from "./colors.js";
-import { el, part } from "./dom.js";
+import { el, mountView } from "./dom.js";
 import { pct, visible } from "./format.js";
 import { t } from "./i18n.js";
 import { focusToken, selectPattern, selectPatternError, selectRun } from "./store.js";
 import { slice } from "./api.js";
 
 export function mount(root, store, runKey) {
-  const box = part(root, "chips");
-  const hint = part(root, "hint");
-  const generated = part(root, "generated");
+  const view = mountView(root, store);
+  const { chips: box, hint, generated } = view.parts;
   const HINT = hint.textContent;
   const s = store.state;
   let chips = [];
@@ -151,31 +150,29 @@ export function mount(root, store, runKey) {
   }
 
   // Every listener goes with the view: unmounting and mounting again on the same root adds none twice.
-  const off = new AbortController();
-  const { signal } = off;
-  box.addEventListener("mouseover", (event) => {
+  view.on(box, "mouseover", (event) => {
     const i = indexOf(event.target);
     if (i != null && i !== s.hovered) store.set({ hovered: i });
-  }, { signal });
-  box.addEventListener("mouseleave", () => {
+  });
+  view.on(box, "mouseleave", () => {
     if (!box.contains(document.activeElement)) store.set({ hovered: null });
-  }, { signal });
-  box.addEventListener("focusin", (event) => {
+  });
+  view.on(box, "focusin", (event) => {
     const i = indexOf(event.target);
     if (i != null) {
       for (const chip of chips) chip.tabIndex = -1;
       chips[i].tabIndex = 0;
       store.set({ hovered: i });
     }
-  }, { signal });
-  box.addEventListener("focusout", (event) => {
+  });
+  view.on(box, "focusout", (event) => {
     if (!box.contains(event.relatedTarget)) store.set({ hovered: null });
-  }, { signal });
-  box.addEventListener("click", (event) => {
+  });
+  view.on(box, "click", (event) => {
     const i = indexOf(event.target);
     if (i != null) store.set({ pinned: s.pinned === i ? null : i });
-  }, { signal });
-  box.addEventListener("keydown", (event) => {
+  });
+  view.on(box, "keydown", (event) => {
     const i = indexOf(event.target);
     if (i == null) return;
     const moves = { ArrowLeft: i - 1, ArrowRight: i + 1, ArrowUp: i - 1, ArrowDown: i + 1, Home: 0, End: chips.length - 1 };
@@ -183,15 +180,10 @@ export function mount(root, store, runKey) {
       event.preventDefault();
       moveFocus(moves[event.key]);
     }
-  }, { signal });
-  const unsubscribe = [
-    store.subscribe(["runs", "shown", "hovered", "pinned", "layer", "head", "patternsLoaded"], paint),
-    store.subscribe(["generation"], showGeneration),
-  ];
+  });
+  view.watch(["runs", "shown", "hovered", "pinned", "layer", "head", "patternsLoaded"], paint);
+  view.watch(["generation"], showGeneration);
+  view.cleanup(() => box.querySelectorAll('[data-testid="token"]').forEach((chip) => chip.remove()));
   paint();
-  return () => {
-    off.abort();
-    unsubscribe.forEach((u) => u());
-    box.querySelectorAll('[data-testid="token"]').forEach((chip) => chip.remove());
-  };
+  return view.unmount;
 }

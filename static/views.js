@@ -1,49 +1,27 @@
 /**
- * views.js — what the two pages share: the stage views by name (each a module exporting
- * mount(root, store, runKey), mounted on the section `stage-<name>`), and what is done once the
+ * views.js — what the two pages share: the stage registry and its views (each a module exporting
+ * mount(root, store, runKey), mounted on the section `stage-<id>`), and what is done once the
  * model is known.
  *
- *   VIEWS           {stage name: module}, in page order
+ *   STAGES          the stage registry (static/stages.json, embedded in the page by the
+ *                   templates): [{id, part, title, view, compare}] in page order. Adding a stage is
+ *                   its view module, its entry there and its catalog strings; nothing here.
+ *   loadViews(stages) -> [[stage, module]]   the views of those stages (the ones with a view), imported
  *   mountSelects    the layer and head selects (in the tokens stage)
  *   startup(store, model, patch)   the model and the first view options into the store; the
  *                   inputs' limits and the dimensions in the text from the model
  */
-import * as anatomy from "./anatomy.js";
-import * as attention from "./attention.js";
-import * as attribution from "./attribution.js";
-import * as embedding from "./embedding.js";
-import * as embeddingSpace from "./embedding_space.js";
-import * as experiments from "./experiments.js";
-import * as heads from "./heads.js";
-import * as logitLens from "./logit_lens.js";
-import * as mlp from "./mlp.js";
-import * as output from "./output.js";
-import * as overview from "./overview.js";
-import * as patching from "./patching.js";
-import * as prompt from "./prompt.js";
-import * as qk from "./qk.js";
-import * as tokens from "./tokens.js";
 import { count } from "./format.js";
 
 export { mountSelects } from "./selects.js";
 
-export const VIEWS = {
-  prompt,
-  tokens,
-  overview,
-  experiments,
-  embedding,
-  attention,
-  heads,
-  attribution,
-  qk,
-  mlp,
-  output,
-  patching,
-  "embedding-space": embeddingSpace,
-  "logit-lens": logitLens,
-  anatomy,
-};
+export const STAGES = JSON.parse(document.getElementById("stages").textContent).stages;
+
+export async function loadViews(stages) {
+  const withView = stages.filter((stage) => stage.view);
+  const modules = await Promise.all(withView.map((stage) => import(`./${stage.view}`)));
+  return withView.map((stage, i) => [stage, modules[i]]);
+}
 
 /** The inputs state the server's own limits (/api/model `limits`), never copies of them. */
 function applyLimits(limits) {

@@ -29,7 +29,9 @@ def used_keys() -> tuple[set[str], set[str], set[str]]:
     asked: set[str] = set()
     named: set[str] = set()
     prefixes: set[str] = set()
-    for path in [*(ROOT / "templates").rglob("*.html"), *(ROOT / "static").glob("*.js"), *(ROOT / "app").rglob("*.py")]:
+    # static/stages.json names each stage's title key (the stage registry).
+    for path in [*(ROOT / "templates").rglob("*.html"), *(ROOT / "static").glob("*.js"), ROOT / "static" / "stages.json",
+                 *(ROOT / "app").rglob("*.py")]:
         text = path.read_text()
         for fn, key in call.findall(text):
             asked |= {f"{key}_one", f"{key}_other"} if fn == "tn" else {key}

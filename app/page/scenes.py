@@ -32,7 +32,8 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from app.page.resources import data_dir
-from app.schemas import MAX_SCENE_STEPS, SCENE_ID, STAGES, InterventionSpec
+from app.page.stages import stages
+from app.schemas import MAX_SCENE_STEPS, SCENE_ID, InterventionSpec
 
 PROBE_PLACEHOLDERS = frozenset({"loss_first", "loss_second", "loss_second_intact", "probe_head"})
 PLACEHOLDERS = frozenset({"top_token", "top_prob", "second_token", "logit_diff", "layer", "head", "token", "n_tokens"}) | PROBE_PLACEHOLDERS
@@ -96,8 +97,9 @@ class Step(BaseModel):
     @field_validator("stage")
     @classmethod
     def _stage(cls, value: str | None) -> str | None:
-        if value is not None and value not in STAGES:
-            raise ValueError(f"{value!r} is not a stage of the page; one of {sorted(STAGES)}")
+        known = stages().ids  # static/stages.json
+        if value is not None and value not in known:
+            raise ValueError(f"{value!r} is not a stage of the page (static/stages.json); one of {sorted(known)}")
         return value
 
 

@@ -25,6 +25,7 @@ from app.page import catalog
 from app.rooms.classroom import COOKIE_MAX_AGE_S, TEACHER_COOKIE, TOKEN_PARAM
 from app.runs.model_info import model_info
 from app.page.resources import data_dir
+from app.page.stages import stages
 
 templates = Jinja2Templates(directory=data_dir("templates"))
 
@@ -56,6 +57,7 @@ def render(request: Request, name: str, **extra) -> HTMLResponse:
         "languages": [(code, catalog.catalog(code)["page.language_name"]) for code in catalog.offered()],
         "t": catalog.Translator(lang),
         "catalog": catalog.catalog(lang),
+        "stages": stages(),  # static/stages.json: the stages in order, their numbers and titles
         **extra,
     })
     response.headers["Vary"] = "Accept-Language, Cookie"  # the same URL is another page for another reader
