@@ -37,10 +37,9 @@ import os
 import signal
 import sys
 import threading
-from collections import OrderedDict
 from contextlib import asynccontextmanager
 
-from app.runs.cache import INDEX_BYTES, Recipe, _size
+from app.runs.cache import INDEX_BYTES, Recipe, RecipeIndex
 from app.errors import ApiError
 from app.serving.settings import Settings
 
@@ -63,34 +62,6 @@ def _missing_ray() -> SystemExit:
 
 
 # ---------------------------------------------------------------- the actor (plain Python) ----
-
-class RecipeIndex:
-    """run id -> (packed token ids, interventions JSON), least recently used forgotten first beyond `max_bytes`
-    (counted as RunCache counts its own index)."""
-
-    def __init__(self, max_bytes: int = INDEX_BYTES):
-        self.max_bytes = max_bytes
-        self.bytes = 0
-        self._recipes: OrderedDict[str, Recipe] = OrderedDict()
-
-    def remember(self, run_id: str, recipe: Recipe) -> None:
-        if run_id in self._recipes:
-            self._recipes.move_to_end(run_id)
-            return
-        self._recipes[run_id] = recipe
-        self.bytes += _size(recipe)
-        while self.bytes > self.max_bytes and len(self._recipes) > 1:
-            self.bytes -= _size(self._recipes.popitem(last=False)[1])
-
-    def lookup(self, run_id: str) -> Recipe | None:
-        recipe = self._recipes.get(run_id)
-        if recipe is not None:
-            self._recipes.move_to_end(run_id)
-        return recipe
-
-    def __len__(self) -> int:
-        return len(self._recipes)
-
 
 class ExplainerShared:
     """The state every replica shares (made a Ray actor by `shared_actor`): the recipe index and

@@ -1,38 +1,26 @@
-"""Shared state reached through dependencies: the explainer (loaded once), the run cache, the
-forward limiter and the byte budget."""
+"""What routes depend on: the Lab (the one front door, 503 while the model loads), the Caller
+(what the Lab needs to know of the client), the rooms, and the classroom's view of a request
+(the Visit: where it arrived, the teacher token it carries)."""
 
 from __future__ import annotations
 
 from fastapi import Request
 
-from model import Explainer
-
-from app.runs import analysis
-from app.serving.budget import ByteBudget
-from app.runs.cache import CachedRun, RunCache
-from app.serving.concurrency import ForwardLimiter
 from app.errors import ApiError
+from app.lab import Caller, Lab
+from app.rooms.classroom import TEACHER_COOKIE, Teacher, Visit
 from app.rooms.store import Followers
 
 
-def get_explainer(request: Request) -> Explainer:
-    explainer = getattr(request.app.state, "explainer", None)
-    if explainer is None:
+def get_lab(request: Request) -> Lab:
+    lab = getattr(request.app.state, "lab", None)
+    if lab is None:
         raise ApiError(503, "loading", "The model is still loading; try again in a moment.", headers={"Retry-After": "5"})
-    return explainer
+    return lab
 
 
-def get_cache(request: Request) -> RunCache:
-    return request.app.state.cache
-
-
-def get_limiter(request: Request) -> ForwardLimiter:
-    return request.app.state.limiter
-
-
-def get_budget(request: Request) -> ByteBudget:
-    """Room for the bodies being built and sent, shared with the run cache (app/serving/budget.py)."""
-    return request.app.state.budget
+def get_caller(request: Request) -> Caller:
+    return Caller(gzip="gzip" in request.headers.get("accept-encoding", ""), disconnected=request.is_disconnected)
 
 
 def get_rooms(request: Request):
@@ -45,7 +33,15 @@ def get_room_followers(request: Request) -> Followers:
     return request.app.state.room_followers
 
 
-async def run_of(request: Request, run_id: str) -> CachedRun:
-    """The run `run_id`, from the cache or recomputed; 404 only for an id never issued."""
-    state = request.app.state
-    return await analysis.resolve(run_id, get_explainer(request), state.cache, state.limiter, state.coalescer)
+def get_visit(request: Request) -> Visit:
+    return Visit.read(request.scope.get("server"), request.url.scheme, str(request.base_url),
+                      request.headers.get("authorization", ""), request.cookies.get(TEACHER_COOKIE))
+
+
+def get_teacher(request: Request) -> Teacher:
+    return request.app.state.teacher
+
+
+async def require_teacher(request: Request) -> None:
+    """A dependency for teacher actions: 403 teacher_only unless the request is the teacher's."""
+    get_teacher(request).check(get_visit(request))

@@ -14,10 +14,10 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
-from model import PromptError, PromptTooLongError
+from model.errors import FieldError
 
-from app.serving.logs import printable
 from app.schemas import NOT_BLANK, ErrorBody
+from app.serving.logs import printable
 
 log = logging.getLogger("explainer")
 
@@ -29,10 +29,16 @@ class ApiError(Exception):
                  headers: dict[str, str] | None = None, **extra):
         super().__init__(detail)
         self.status, self.code, self.detail, self.headers, self.extra = status, code, detail, headers, extra
-        self.errors = [{"field": field, "message": detail.removeprefix(f"{field}: ")}] if field else []
+        self.field = field
+        self.errors = [{"field": field, "message": detail.removeprefix(f"{field}: "), "code": code}] if field else []
 
     def body(self) -> dict:
-        return {"detail": self.detail, "code": self.code, "errors": self.errors, **self.extra}
+        return {"detail": self.detail, "code": self.code, "field": self.field, "errors": self.errors, **self.extra}
+
+    @classmethod
+    def of(cls, error: FieldError) -> ApiError:
+        """model/'s field error as the server's: a 422 naming the field, with its code."""
+        return cls(422, error.code, error.detail, field=error.field, **error.extra)
 
     def __reduce__(self):
         """Pickled with every field (Exception's default keeps only `detail`, and could not call
@@ -85,10 +91,12 @@ def install(app: FastAPI) -> None:
         if any(item.get("type") == "json_invalid" for item in items):
             message = "The request body is not valid JSON."
             return ApiError(400, "invalid_json", message, field="body").response()
-        problems = [{"field": _field(item.get("loc", ())), "message": _message(item)} for item in items]
-        code = "empty_prompt" if any(item.get("type") == "empty_prompt" for item in items) else "invalid"
+        problems = [{"field": _field(item.get("loc", ())), "message": _message(item),
+                     "code": "empty_prompt" if item.get("type") == "empty_prompt" else "invalid"} for item in items]
+        code = "empty_prompt" if any(p["code"] == "empty_prompt" for p in problems) else "invalid"
         text = "; ".join(f"{p['field']}: {p['message']}" for p in problems)
-        return JSONResponse(status_code=422, content={"detail": text, "code": code, "errors": problems})
+        return JSONResponse(status_code=422, content={"detail": text, "code": code, "field": problems[0]["field"] if problems else None,
+                                                      "errors": problems})
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, error: HTTPException) -> JSONResponse:
@@ -102,15 +110,12 @@ def install(app: FastAPI) -> None:
             methods = [m for m in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
                        if any(route.matches({**request.scope, "method": m})[0] == Match.FULL for route in request.app.router.routes)]
             headers = {**(headers or {}), "Allow": ", ".join(methods)}
-        return JSONResponse({"detail": str(error.detail), "code": code, "errors": []},
+        return JSONResponse({"detail": str(error.detail), "code": code, "field": None, "errors": []},
                             status_code=error.status_code, headers=headers)
 
-    @app.exception_handler(PromptError)
-    async def prompt_error(request: Request, error: PromptError) -> JSONResponse:
-        if isinstance(error, PromptTooLongError):
-            return ApiError(422, "prompt_too_long", str(error), field=getattr(error, "field", "text"),
-                            n_tokens=error.n_tokens, limit=error.limit).response()
-        return ApiError(422, "empty_prompt", str(error), field="text").response()
+    @app.exception_handler(FieldError)
+    async def model_field_error(request: Request, error: FieldError) -> JSONResponse:
+        return ApiError.of(error).response()
 
 
 # What each status means, for the OpenAPI document: every route lists the ones it can answer.

@@ -19,6 +19,7 @@ from model import Explainer
 from model.threads import ThreadShare
 
 from app import contract, errors
+from app.lab import Lab
 from app.serving import disconnect, logs, security, startup
 from app.serving.batcher import DecodeBatcher
 from app.serving.budget import ByteBudget, tune_malloc
@@ -74,6 +75,8 @@ def create_app(settings: Settings | None = None, explainer: Explainer | None = N
             app.state.explainer = explainer
         app.state.batcher = DecodeBatcher(app.state.explainer, app.state.limiter, settings.decode_batch,
                                           getattr(app.state, "metrics", None))
+        app.state.lab = Lab(app.state.explainer, app.state.cache, app.state.limiter, app.state.coalescer,
+                            app.state.budget, app.state.batcher, settings)
         yield
         app.state.limiter.shutdown()
 
@@ -88,6 +91,7 @@ def create_app(settings: Settings | None = None, explainer: Explainer | None = N
     app.state.settings = settings
     app.state.teacher = Teacher(settings)
     app.state.explainer = None
+    app.state.lab = None  # the front door opens once the model is loaded
     app.state.metrics = Metrics(app)
     errors.install(app)
     contract.install(app)

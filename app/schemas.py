@@ -10,6 +10,8 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
+from model.hooks import LAYER_HOOKS
+from model.embedding_space import MAP_SAMPLE, MAX_K, MAX_TERM_TOKENS, MAX_TERMS, MAX_WORD_CHARS  # noqa: F401 (the routes' bounds)
 from model.patching import RELIABLE_LOGITS
 from model.interventions import EDITABLE
 from model.tokenizer import BLANK, is_blank
@@ -52,11 +54,14 @@ CONTEXT_CODES = ("prompt_too_long", "too_costly", "out_of_range", "unknown_hook"
 class FieldProblem(BaseModel):
     field: str = Field(description="The request field at fault, e.g. text, layer, word[0]; 'body' for the whole body.")
     message: str
+    code: ErrorCode = Field(description="What is wrong with this field (the body's code, for its first field).")
 
 
 class ErrorBody(BaseModel):
     detail: str = Field(description="What went wrong, for a person, in English.")
     code: ErrorCode = Field(description="Stable: a page keys its own (translated) message on it.")
+    field: str | None = Field(description="The first field at fault (errors[0].field), or null when the fault is no "
+                                          "field's (a full queue, an unknown path).")
     errors: list[FieldProblem] = Field(default_factory=list, description="One entry per field at fault (422 and 400).")
     n_tokens: int | None = Field(None, description="prompt_too_long: the prompt's length in tokens.")
     limit: int | None = Field(None, description="prompt_too_long: the most the model takes.")
@@ -263,6 +268,10 @@ class RunResponse(BaseModel):
 
 class TensorsResponse(BaseModel):
     tensors: dict[str, Tensor]
+
+
+_HOOK = f"(blocks\\.(0|[1-9][0-9]*)\\.)?({'|'.join(h.replace('.', chr(92) + '.') for h in LAYER_HOOKS)})"
+LAYER_FIELDS_PATTERN = f"^ *{_HOOK} *(, *{_HOOK} *)*$"  # the layer route's `fields`: the known hooks, comma-separated
 
 
 class LayerResponse(BaseModel):

@@ -19,7 +19,7 @@ import importlib
 
 _HOMES = {
     "DEFAULT_MODEL": "hub", "GPT2_SMALL_PARAMS": "hub", "download_command": "hub",
-    "EmptyPromptError": "explainer", "Explainer": "explainer", "PromptError": "explainer",
+    "EmptyPromptError": "explainer", "FieldError": "errors", "TokenIdError": "explainer", "Explainer": "explainer", "PromptError": "explainer",
     "PromptTooLongError": "explainer",
     "ModelLoadError": "loading", "load_model": "loading",
     "Run": "run",

@@ -30,21 +30,21 @@ class Hyperparameters:
     d_mlp: int
     d_vocab: int
     n_ctx: int
-    tied_unembedding: bool
+    tied_embeddings: bool
 
     @classmethod
     def of(cls, model: GPT2LMHeadModel, name: str) -> Hyperparameters:
         c = model.config
         return cls(name=name, d_model=c.n_embd, n_layers=c.n_layer, n_heads=c.n_head, d_head=c.n_embd // c.n_head,
                    d_mlp=c.n_inner or 4 * c.n_embd, d_vocab=c.vocab_size, n_ctx=c.n_positions,
-                   tied_unembedding=model.lm_head.weight is model.transformer.wte.weight)
+                   tied_embeddings=model.lm_head.weight is model.transformer.wte.weight)
 
 
 GPT2_SMALL = Hyperparameters("GPT-2 small", d_model=768, n_layers=12, n_heads=12, d_head=64, d_mlp=3072,
-                             d_vocab=50257, n_ctx=1024, tied_unembedding=True)
+                             d_vocab=50257, n_ctx=1024, tied_embeddings=True)
 # Brown et al. 2020, table 2.1; the unembedding is a separate matrix.
 GPT3 = Hyperparameters("GPT-3 175B", d_model=12288, n_layers=96, n_heads=96, d_head=128, d_mlp=49152,
-                       d_vocab=50257, n_ctx=2048, tied_unembedding=False)
+                       d_vocab=50257, n_ctx=2048, tied_embeddings=False)
 
 # kind -> (label, what it does)
 KINDS: dict[str, tuple[str, str]] = {
@@ -126,13 +126,13 @@ def _finish(kinds: dict[str, Kind]) -> list[Kind]:
 def from_hyperparameters(hp: Hyperparameters) -> Anatomy:
     """The breakdown by formula, named like GPT-2's tensors in `transformers`."""
     d, L, hd, m, V = hp.d_model, hp.n_layers, hp.n_heads * hp.d_head, hp.d_mlp, hp.d_vocab
-    kinds = _empty_kinds(hp.tied_unembedding)
+    kinds = _empty_kinds(hp.tied_embeddings)
 
     def add(kind: str, name: str, shape: tuple[int, ...], copies: int = 1) -> None:
         kinds[kind].parts.append(Part(name, shape, copies))
 
     add("token_embedding", "transformer.wte.weight", (V, d))
-    if not hp.tied_unembedding:
+    if not hp.tied_embeddings:
         add("unembedding", "lm_head.weight", (V, d))
     add("position_embedding", "transformer.wpe.weight", (hp.n_ctx, d))
     for i, kind in enumerate(("query", "key", "value")):
@@ -171,7 +171,7 @@ def count_model(model: GPT2LMHeadModel, name: str) -> Anatomy:
     """The breakdown counted from the model's own tensors. `named_parameters` lists a tied
     matrix once, so the unembedding is counted only when it is a separate tensor."""
     hp = Hyperparameters.of(model, name)
-    kinds = _empty_kinds(hp.tied_unembedding)
+    kinds = _empty_kinds(hp.tied_embeddings)
     found: dict[tuple[str, str, tuple[int, ...]], int] = {}
 
     def add(kind: str, pattern: str, shape: tuple[int, ...]) -> None:

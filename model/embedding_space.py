@@ -29,6 +29,7 @@ import torch
 from transformers import GPT2LMHeadModel
 
 from .tokenizer import Tokenizer, is_blank, strip_blank
+from .errors import FieldError
 
 T = TypeVar("T")
 
@@ -41,13 +42,16 @@ MAP_SAMPLE_SEED = 0
 CACHE_ENTRIES = 4096
 
 
-class EmbeddingQueryError(ValueError):
-    """A query that cannot be answered; `field` names the input at fault."""
+class EmbeddingQueryError(FieldError):
+    """A query that cannot be answered; `field` names the input at fault. A token id or k out of
+    range breaks the request's own rules (invalid); anything else is about what the tokenizer or
+    the arithmetic made of the words (bad_words)."""
 
     def __init__(self, field: str, message: str):
-        self.field = field
-        self.message = message
-        super().__init__(f"{field}: {message}")
+        super().__init__(message, field, "invalid" if field in ("k", "token_id", "a_id", "b_id") else "bad_words")
+
+    def __str__(self) -> str:
+        return self.detail
 
 
 @dataclass(frozen=True)

@@ -10,14 +10,17 @@ import torch
 
 from . import engine
 from .cancellation import NEVER, CancelToken
+from .errors import FieldError
 from .interventions import Editor, Intervention
 from .loading import DEFAULT_MODEL, RANDOM_WEIGHTS_SEED, LoadedModel, load_model
 from .run import Run
 from .tokenizer import Tokenizer, get_tokenizer, is_blank
 
 
-class PromptError(ValueError):
+class PromptError(FieldError):
     """The prompt cannot be analyzed; the message says why, in words a student understands."""
+
+    field, code, prefixed = "text", "empty_prompt", False
 
 
 class EmptyPromptError(PromptError):
@@ -25,18 +28,23 @@ class EmptyPromptError(PromptError):
 
 
 class PromptTooLongError(PromptError):
-    def __init__(self, n_tokens: int, limit: int):
+    code = "prompt_too_long"
+
+    def __init__(self, n_tokens: int, limit: int, field: str = "text"):
         self.n_tokens = n_tokens
         self.limit = limit
-        super().__init__(f"The prompt has {n_tokens} tokens; GPT-2 reads at most {limit}. Shorten it by {n_tokens - limit}.")
+        super().__init__(f"The prompt has {n_tokens} tokens; GPT-2 reads at most {limit}. Shorten it by {n_tokens - limit}.",
+                         field, n_tokens=n_tokens, limit=limit)
 
 
-class TokenIdError(IndexError):
+class TokenIdError(FieldError, IndexError):
     """A token id outside the vocabulary; `index` is its place in the list."""
+
+    code = "out_of_range"
 
     def __init__(self, index: int, token_id: int, vocab_size: int):
         self.index = index
-        super().__init__(f"must be a token id from 0 to {vocab_size - 1}, got {token_id}")
+        super().__init__(f"must be a token id from 0 to {vocab_size - 1}, got {token_id}", f"ids.{index}")
 
 
 class Explainer:
@@ -105,12 +113,12 @@ class Explainer:
         return ids
 
     def check_ids(self, ids: list[int]) -> list[int]:
-        """`ids` as given, or a PromptError (none, more than the context) or an IndexError naming
+        """`ids` as given, or a PromptError (none, more than the context) or a TokenIdError naming
         the first id outside the vocabulary."""
         if not ids:
-            raise EmptyPromptError("The prompt is empty: give at least one token id.")
+            raise EmptyPromptError("The prompt is empty: give at least one token id.", "ids")
         if len(ids) > self.n_ctx:
-            raise PromptTooLongError(len(ids), self.n_ctx)
+            raise PromptTooLongError(len(ids), self.n_ctx, "ids")
         for i, token_id in enumerate(ids):
             if not 0 <= token_id < self.config.vocab_size:
                 raise TokenIdError(i, token_id, self.config.vocab_size)

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import re
 
+from .errors import FieldError
+
 # Per-layer hooks, in the order the computation produces them. Full name: f"blocks.{l}.{suffix}".
 LAYER_HOOKS = (
     "hook_resid_pre",
@@ -39,8 +41,10 @@ GLOBAL_HOOKS = ("hook_embed", "hook_pos_embed", "ln_final.hook_out", "logits")
 _LAYER_NAME = re.compile(r"blocks\.(0|[1-9][0-9]{0,5})\.(.+)", re.ASCII)
 
 
-class HookNameError(ValueError):
+class HookNameError(FieldError):
     """A name that is not a canonical hook name (or names a layer the model lacks)."""
+
+    field = "hook"
 
 
 def hook_name(suffix: str, layer: int | None = None) -> str:

@@ -26,6 +26,7 @@ import torch
 
 from . import hooks
 from .hooks import HookNameError
+from .errors import FieldError
 
 if TYPE_CHECKING:
     from .run import Run
@@ -61,13 +62,11 @@ class Intervention:
         return {k: v for k, v in asdict(self).items() if v is not None}
 
 
-class InterventionError(ValueError):
+class InterventionError(FieldError):
     """What is wrong with one field of one intervention: `field` is e.g. 'interventions.0.head'."""
 
     def __init__(self, field: str, message: str, code: str = "out_of_range"):
-        self.field = field
-        self.code = code
-        super().__init__(message)
+        super().__init__(message, field, code)
 
 
 def check(interventions: Sequence[Intervention], n_layers: int, n_heads: int, d_mlp: int, n_tokens: int,

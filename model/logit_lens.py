@@ -20,6 +20,7 @@ from transformers import GPT2LMHeadModel
 
 from . import threads
 from .cancellation import NEVER, CancelToken
+from .errors import FieldError
 from .engine import layer_hook
 from .run import Run
 
@@ -81,11 +82,11 @@ def lens_logits(model: GPT2LMHeadModel, resid: torch.Tensor) -> torch.Tensor:
     return model.lm_head(normalized)
 
 
-class PositionError(ValueError):
+class PositionError(FieldError):
     """A bad list of positions; `beyond_run` when it is valid in itself but past this run's tokens."""
 
     def __init__(self, message: str, beyond_run: bool = False):
-        super().__init__(message)
+        super().__init__(message, "position", "out_of_range" if beyond_run else "invalid")
         self.beyond_run = beyond_run
 
 

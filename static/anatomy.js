@@ -41,7 +41,7 @@ export function mount(root, store) {
   let asked = false;
 
   function renderTable(loaded, gpt3) {
-    const tied = loaded.hyperparameters.tied_unembedding;
+    const tied = loaded.hyperparameters.tied_embeddings;
     const head = el("tr", {},
       el("th", { scope: "col", text: t("anatomy.col_kind") }),
       el("th", { scope: "col", class: "num", text: t("anatomy.col_parameters") }),

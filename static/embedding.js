@@ -1,6 +1,6 @@
 /**
  * embedding.js — stage 3: for the token in detail (pinned, hovered, else the last), its row of the
- * token embedding W_E, its position's row of W_P, and their sum x₀ (hook_embed, hook_pos_embed
+ * token embedding W_E, its position's row of W_pos, and their sum x₀ (hook_embed, hook_pos_embed
  * and blocks.0.hook_resid_pre, each [pos, d_model], from the server), as three strips of d_model
  * cells, with their norms and a check that the sum adds up.
  *
@@ -37,7 +37,7 @@ export function mount(root, store, runKey) {
     for (const v of [e, p, x]) for (const a of v) limit = Math.max(limit, Math.abs(a));
     const token = run.tokens[i];
     const WE = `W_E[${token.id}]`;
-    const WP = `W_P[${i}]`;
+    const WP = `W_pos[${i}]`;
     const rows = [t("embedding.row_token", { name: WE }), t("embedding.row_position", { name: WP }), t("embedding.row_sum", { name: "x₀" })];
     const names = [`${WE} (“${plotlyText(visible(token.text))}”)`, WP, "x₀"];
     await Plotly.react(plot, [{
@@ -61,7 +61,7 @@ export function mount(root, store, runKey) {
     norms.textContent = t("embedding.norms", {
       position: i, text: visible(token.text), id: token.id,
       norms: `‖${WE}‖ = ${fmt(norm(e))}, ‖${WP}‖ = ${fmt(norm(p))}, ‖x₀‖ = ${fmt(norm(x))}`,
-      check: "|W_E + W_P − x₀|", diff: diff.toExponential(1),
+      check: "|W_E + W_pos − x₀|", diff: diff.toExponential(1),
     });
   }
 

@@ -260,7 +260,7 @@ export function mount(root, store, runKey) {
       if (!current(run)) return;
       await Plotly.react(cosineBox, [{
         type: "heatmap", z: cos, x: labels, y: labels, colorscale: divergingScale, zmin: -1, zmax: 1,
-        colorbar: { thickness: 10 }, hovertemplate: "cos(W_P[%{y}], W_P[%{x}]) = %{z:.4f}<extra></extra>",
+        colorbar: { thickness: 10 }, hovertemplate: "cos(W_pos[%{y}], W_pos[%{x}]) = %{z:.4f}<extra></extra>",
       }], baseLayout(s.presenter, { height, margin: { l: 110, r: 10, t: 6, b: 90 },
         xaxis: { showgrid: false, tickangle: -60, automargin: true, tickmode: y.tickmode, tickvals: y.tickvals }, yaxis: y,
         shapes: focusShapes(labels) }), config);

@@ -92,7 +92,7 @@ export function mount(root, store, runKey) {
     const embed = svg("g", { class: "ov-io" });
     embed.append(svg("rect", { x: 6, y: SPINE_Y - 26, width: 88, height: 52, rx: 6 }));
     embed.append(svg("text", { x: 50, y: SPINE_Y - 6, "text-anchor": "middle" }, t("overview.tokens")));
-    embed.append(svg("text", { x: 50, y: SPINE_Y + 12, "text-anchor": "middle", translate: "no" }, "W_E + W_P"));
+    embed.append(svg("text", { x: 50, y: SPINE_Y + 12, "text-anchor": "middle", translate: "no" }, "W_E + W_pos"));
     root.append(embed);
     const embedLens = svg("text", { x: 50, y: SPINE_Y + 44, "text-anchor": "middle", class: "ov-lens" }, "");
     root.append(embedLens);

@@ -17,7 +17,7 @@ def closed_form(hp: Hyperparameters) -> int:
     (3 hd + d + m + d) and two LayerNorms (4 d); then embeddings, ln_f and an untied unembedding."""
     d, hd, m, L = hp.d_model, hp.n_heads * hp.d_head, hp.d_mlp, hp.n_layers
     per_block = 4 * d * hd + 2 * d * m + (3 * hd + d + m + d) + 4 * d
-    unembed = 0 if hp.tied_unembedding else hp.d_vocab * d
+    unembed = 0 if hp.tied_embeddings else hp.d_vocab * d
     return L * per_block + hp.d_vocab * d + hp.n_ctx * d + 2 * d + unembed
 
 
@@ -83,4 +83,4 @@ def test_api_anatomy(explainer, checkpoint_dir):
         assert sum(k["count"] for k in model["kinds"]) == model["total"]
         assert sum(k["share"] for k in model["kinds"]) == pytest.approx(1.0)
         assert all(sum(p["count"] for p in k["parts"]) == k["count"] for k in model["kinds"])
-    assert loaded["hyperparameters"]["d_model"] == 64 and loaded["hyperparameters"]["tied_unembedding"] is True
+    assert loaded["hyperparameters"]["d_model"] == 64 and loaded["hyperparameters"]["tied_embeddings"] is True

@@ -79,8 +79,8 @@ def test_api_errors_cross_processes_whole():
 
     error = pickle.loads(pickle.dumps(ApiError(403, "wrong_secret", "room: not yours", field="secret", room="ABC")))
     assert (type(error), error.status, error.code, error.detail, error.extra) == (ApiError, 403, "wrong_secret", "room: not yours", {"room": "ABC"})
-    assert error.body() == {"detail": "room: not yours", "code": "wrong_secret", "room": "ABC",
-                            "errors": [{"field": "secret", "message": "room: not yours"}]}
+    assert error.body() == {"detail": "room: not yours", "code": "wrong_secret", "room": "ABC", "field": "secret",
+                            "errors": [{"field": "secret", "message": "room: not yours", "code": "wrong_secret"}]}
     busy = pickle.loads(pickle.dumps(Busy("full")))
     assert (type(busy), busy.status, busy.headers) == (Busy, 503, {"Retry-After": "2"})
 

@@ -162,7 +162,8 @@ def test_a_body_that_stalls_is_answered_408_and_the_connection_closed(explainer,
         status, headers, body = parse(raw)
         assert status == 408 and headers["connection"] == "close"
         late = "The request body did not arrive within 0.5 s."
-        assert json.loads(body) == {"detail": late, "code": "body_timeout", "errors": [{"field": "body", "message": late}]}
+        assert json.loads(body) == {"detail": late, "code": "body_timeout", "field": "body",
+                                    "errors": [{"field": "body", "message": late, "code": "body_timeout"}]}
         assert_security_headers(headers)
         # A whole body in time is served as before.
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=WAIT_S) as client:

@@ -26,7 +26,7 @@ from app.runs import experiments, heads
 from app.runs.cache import RunCache
 from app.serving.concurrency import DECODE, LONG_S, Busy, Cost, Costed, ForwardLimiter, Speed, client
 from app.main import create_app
-from app.routers.logit_lens import lens_body
+from app.runs.lens import lens_body
 from app.schemas import PatchingRequest
 from app.serving.settings import Settings
 from model.interventions import Editor

@@ -23,8 +23,8 @@ import ipaddress
 import secrets
 import socket
 from urllib.parse import quote
+from dataclasses import dataclass
 
-from fastapi import Request
 
 from app.errors import ApiError
 from app.serving.settings import Settings
@@ -88,14 +88,31 @@ def _origin(host: str, port: int, scheme: str = "http") -> str:
     return f"{scheme}://{host}" + ("" if port == default else f":{port}")
 
 
-def students_base(settings: Settings, request: Request) -> str | None:
+@dataclass(frozen=True)
+class Visit:
+    """What the classroom needs to know of one request: the local address and port it arrived
+    on, its scheme and base URL, and the teacher token it presents (Bearer, else the cookie)."""
+
+    arrived: str = ""
+    port: int = 80
+    scheme: str = "http"
+    base_url: str = "http://127.0.0.1"
+    token: str | None = None
+
+    @classmethod
+    def read(cls, server: tuple | None, scheme: str, base_url: str, authorization: str, cookie: str | None) -> Visit:
+        kind, _, value = authorization.partition(" ")
+        token = value.strip() if kind.lower() == "bearer" and value.strip() else cookie
+        server = server or ("", 0)
+        return cls(server[0] or "", server[1] or 80, scheme, base_url.rstrip("/"), token)
+
+
+def students_base(settings: Settings, visit: Visit) -> str | None:
     """The address students open (no trailing slash), or None when this server cannot be
     reached from another computer."""
     if settings.public_url:
         return settings.public_url
-    server = request.scope.get("server") or ("", 0)
-    arrived, port = server[0] or "", server[1] or 80
-    scheme = request.url.scheme
+    arrived, port, scheme = visit.arrived, visit.port, visit.scheme
     if _network_address(arrived):
         return _origin(arrived, port, scheme)
     if is_loopback(settings.host):
@@ -114,27 +131,21 @@ class Teacher:
         self.configured = settings.teacher_token is not None
         self.token = settings.teacher_token or secrets.token_urlsafe(24)
 
-    def required(self, request: Request) -> bool:
+    def required(self, visit: Visit) -> bool:
         if self.configured or not is_loopback(self.settings.host):
             return True
-        return _network_address((request.scope.get("server") or ("",))[0] or "")
+        return _network_address(visit.arrived)
 
     def matches(self, given: str | None) -> bool:
         return given is not None and hmac.compare_digest(given.encode("utf-8", "surrogateescape"), self.token.encode())
 
-    def presented(self, request: Request) -> str | None:
-        scheme, _, value = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() == "bearer" and value.strip():
-            return value.strip()
-        return request.cookies.get(TEACHER_COOKIE)
+    def is_teacher(self, visit: Visit) -> bool:
+        return not self.required(visit) or self.matches(visit.token)
 
-    def is_teacher(self, request: Request) -> bool:
-        return not self.required(request) or self.matches(self.presented(request))
-
-    def check(self, request: Request) -> None:
+    def check(self, visit: Visit) -> None:
         """403 `teacher_only` unless the request is the teacher's."""
-        if not self.is_teacher(request):
-            given = self.presented(request)
+        if not self.is_teacher(visit):
+            given = visit.token
             why = ("the teacher token it carries is not this server's (a token made at start changes with each "
                    "start: open the teacher URL the terminal printed this time, or set EXPLAINER_TEACHER_TOKEN)"
                    if given else "it carries no teacher token: open the teacher URL the terminal printed "
@@ -146,20 +157,18 @@ class Teacher:
         return f"{base}/?{TOKEN_PARAM}={quote(self.token)}"
 
 
-def get_teacher(request: Request) -> Teacher:
-    return request.app.state.teacher
-
-
-async def require_teacher(request: Request) -> None:
-    """A dependency for teacher actions: 403 teacher_only unless the request is the teacher's."""
-    get_teacher(request).check(request)
-
-
-def summary(settings: Settings, teacher: Teacher, request: Request) -> dict:
+def summary(settings: Settings, teacher: Teacher, visit: Visit) -> dict:
     """What the page's room panel needs to know (schemas.Classroom)."""
-    base = students_base(settings, request)
-    return {"teacher": teacher.is_teacher(request), "token_required": teacher.required(request),
+    base = students_base(settings, visit)
+    return {"teacher": teacher.is_teacher(visit), "token_required": teacher.required(visit),
             "reachable": base is not None, "students_base": base, "command": CLASSROOM_COMMAND}
+
+
+def students_url(settings: Settings, visit: Visit, path: str) -> tuple[str, bool]:
+    """The absolute URL students open for `path` (a room's), and whether another computer can
+    reach it (if not, this server's own address: only good on this machine)."""
+    base = students_base(settings, visit)
+    return (base or visit.base_url) + path, base is not None
 
 
 def announce(settings: Settings, port: int, teacher: Teacher, out=None) -> None:

@@ -19,11 +19,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 
-from model import download_command
-
 from app.page import catalog
 from app.rooms.classroom import COOKIE_MAX_AGE_S, TEACHER_COOKIE, TOKEN_PARAM
-from app.runs.model_info import model_info
+from app.runs.model_info import download_hint, model_info
 from app.page.resources import data_dir
 from app.page.stages import stages
 
@@ -51,7 +49,7 @@ def render(request: Request, name: str, **extra) -> HTMLResponse:
     response = templates.TemplateResponse(request, name, {
         "model": model_info(explainer) if explainer else None,
         # Only GPT-2 small falls back to random weights, so that is what the page asks to download.
-        "download_command": download_command(revision=request.app.state.settings.revision),
+        "download_command": download_hint(request.app.state.settings.revision),
         "random_requested": request.app.state.settings.random_weights,
         "lang": lang,
         "languages": [(code, catalog.catalog(code)["page.language_name"]) for code in catalog.offered()],

@@ -11,9 +11,10 @@ from fastapi import APIRouter, Depends, Header, Path, Request
 from fastapi.responses import Response, StreamingResponse
 
 from app.rooms import classroom
-from app.rooms.classroom import Teacher, get_teacher, require_teacher
+from app.rooms.classroom import Teacher, Visit
 from app.serving.clients import client
-from app.deps import get_room_followers, get_rooms
+from app.serving.settings import Settings
+from app.deps import get_room_followers, get_rooms, get_teacher, get_visit, require_teacher
 from app.errors import documented
 from app.rooms.store import Followers, follow, normalize
 from app.schemas import Classroom, RoomOpened, RoomSnapshot, RoomState, RoomVersion
@@ -31,26 +32,23 @@ def follow_path(code: str) -> str:
     return f"/r/{code}"
 
 
-def students_url(request: Request, code: str) -> tuple[str, bool]:
-    """The absolute URL students open for room `code`, and whether another computer can reach
-    it (if not, this server's own address: only good on this machine)."""
-    base = classroom.students_base(request.app.state.settings, request)
-    return (base or str(request.base_url).rstrip("/")) + follow_path(normalize(code)), base is not None
+def students_url(settings: Settings, visit: Visit, code: str) -> tuple[str, bool]:
+    return classroom.students_url(settings, visit, follow_path(normalize(code)))
 
 
 @router.get("/classroom", response_model=Classroom, summary="Whether this page is the teacher's, and where students "
             "reach this server")
-async def classroom_info(request: Request, teacher: Teacher = Depends(get_teacher)) -> dict:
-    return classroom.summary(request.app.state.settings, teacher, request)
+async def classroom_info(request: Request, teacher: Teacher = Depends(get_teacher), visit: Visit = Depends(get_visit)) -> dict:
+    return classroom.summary(request.app.state.settings, teacher, visit)
 
 
 @router.post("/rooms", response_model=RoomOpened, status_code=201, responses=documented(403, 429),
              dependencies=[Depends(require_teacher)],
              summary="Open a room the teacher's page publishes its view to (the teacher's, where students can reach "
                      "the server)")
-async def open_room(request: Request, rooms=Depends(get_rooms)) -> dict:
+async def open_room(request: Request, rooms=Depends(get_rooms), visit: Visit = Depends(get_visit)) -> dict:
     opened = await rooms.open(client.get())
-    url, reachable = students_url(request, opened["code"])
+    url, reachable = students_url(request.app.state.settings, visit, opened["code"])
     return {**opened, "follow_url": follow_path(opened["code"]), "students_url": url, "reachable": reachable}
 
 
@@ -98,9 +96,9 @@ async def events(code: Code, request: Request, rooms=Depends(get_rooms),
 @router.get("/rooms/{code}/qr.svg", response_class=Response, responses={
     200: {"content": {"image/svg+xml": {}}, "description": "A QR code of the room's absolute follow URL."},
     **documented(404, 410)}, summary="The room's follow URL as a QR code (SVG)")
-async def qr(code: Code, request: Request, rooms=Depends(get_rooms)) -> Response:
+async def qr(code: Code, request: Request, rooms=Depends(get_rooms), visit: Visit = Depends(get_visit)) -> Response:
     await rooms.snapshot(code)  # 404 / 410
-    url, _ = students_url(request, code)
+    url, _ = students_url(request.app.state.settings, visit, code)
     out = io.BytesIO()
     segno.make(url, error="m").save(out, kind="svg", xmldecl=False, omitsize=True, border=2, dark="#000",
                                     light="#fff", title=url, svgclass=None, lineclass=None)

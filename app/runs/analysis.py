@@ -13,8 +13,8 @@ import json
 import zlib
 from functools import partial
 
-from model import Explainer, PromptTooLongError, Run
-from model.explainer import TokenIdError
+from model import Explainer, Run
+from model.hooks import LAYER_HOOKS, HookNameError, parse_hook
 from model.cancellation import NEVER, CancelToken
 from model.interventions import Editor, Intervention
 from model.sampling import distribution
@@ -41,15 +41,33 @@ def prompt_ids(explainer: Explainer, text: str | None = None, ids: list[int] | N
         raise field_error("ids" if ids is not None else "text",
                           "give the prompt as text or as ids, not both" if ids is not None else "give the prompt as text or as ids",
                           code="one_of")
-    if ids is None:
-        return explainer.tokenize(text)
-    try:
-        return explainer.check_ids(ids)
-    except TokenIdError as error:
-        raise field_error(f"ids.{error.index}", str(error), code="out_of_range") from None
-    except PromptTooLongError as error:
-        error.field = "ids"
-        raise
+    return explainer.tokenize(text) if ids is None else explainer.check_ids(ids)
+
+
+def layer_hooks(explainer: Explainer, layer: int, fields: str | None) -> list[str]:
+    """The hook suffixes of `layer` that `fields` asks for (comma-separated suffixes or this
+    layer's full names; all when None), in the order asked, or a 422 naming the field."""
+    n_layers = explainer.config.n_layer
+    if not 0 <= layer < n_layers:
+        raise field_error("layer", f"must be from 0 to {n_layers - 1}, got {layer}")
+    if not fields:
+        return list(LAYER_HOOKS)
+    asked, unknown = [], []
+    for name in (f.strip() for f in fields.split(",") if f.strip()):
+        if name in LAYER_HOOKS:
+            asked.append(name)
+            continue
+        try:
+            at, suffix = parse_hook(name, n_layers)
+        except HookNameError as error:  # the query's pattern holds the grammar: only the layer's range is left
+            raise field_error("fields", str(error), code="out_of_range") from None
+        (asked if at == layer else unknown).append(suffix if at == layer else name)
+    if unknown:  # another layer's full hook name
+        raise field_error("fields", f"{unknown[0]!r} is not a hook of layer {layer}; known: {', '.join(LAYER_HOOKS)}",
+                          code="out_of_range")
+    if not asked:
+        raise field_error("fields", "name at least one hook, e.g. attn.hook_q")
+    return asked
 
 
 def analysis_cost(explainer: Explainer, n_tokens: int, field: str, patterns: bool) -> Cost:

@@ -62,6 +62,34 @@ class CachedRun:
 INDEX_BYTES = 64 << 20  # of recipes: a hundred thousand prompts, for a few runs' worth of memory
 
 
+class RecipeIndex:
+    """run id -> (packed token ids, interventions JSON), least recently used forgotten first
+    beyond `max_bytes`. One implementation for a server's own index (RunCache) and the one its
+    replicas share (app/cluster.py). Not locked: its owner locks it."""
+
+    def __init__(self, max_bytes: int = INDEX_BYTES):
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self._recipes: OrderedDict[str, Recipe] = OrderedDict()
+
+    def remember(self, run_id: str, recipe: Recipe) -> bool:
+        """Keep `recipe` under `run_id`: whether the id was new to the index."""
+        if run_id in self._recipes:
+            self._recipes.move_to_end(run_id)
+            return False
+        self._recipes[run_id] = recipe
+        self.bytes += _size(recipe)
+        while self.bytes > self.max_bytes and len(self._recipes) > 1:
+            self.bytes -= _size(self._recipes.popitem(last=False)[1])
+        return True
+
+    def lookup(self, run_id: str) -> Recipe | None:
+        return _touch(self._recipes, run_id)
+
+    def __len__(self) -> int:
+        return len(self._recipes)
+
+
 class RunCache:
     """Runs, and the answers of other queries (logit-lens bodies, embedding-space answers), in
     one least-recently-used order under one byte budget (EXPLAINER_CACHE_BYTES), which the
@@ -82,8 +110,7 @@ class RunCache:
         self._runs = 0
         self._answers_of: dict[str, set[tuple]] = {}  # run id -> keys of the answers about it
         self._run_of: dict[tuple, str] = {}  # and back
-        self._recipes: OrderedDict[str, Recipe] = OrderedDict()  # every id issued -> its recipe, LRU
-        self._recipe_bytes = 0
+        self._recipes = RecipeIndex(index_bytes)  # every id issued -> its recipe
         self._bytes = 0
         self.hits = 0  # run lookups by get(), for the metrics
         self.misses = 0
@@ -104,12 +131,12 @@ class RunCache:
     def recipe_of(self, run_id: str) -> Recipe | None:
         """(packed ids, interventions JSON) of a run this cache issued, while the index remembers it."""
         with self._lock:
-            return _touch(self._recipes, run_id)
+            return self._recipes.lookup(run_id)
 
     def remember(self, run_id: str, recipe: Recipe) -> None:
         """Issue `run_id` without computing it (a generation's run, computed when first asked for)."""
         with self._lock:
-            new = self._remember(run_id, recipe)
+            new = self._recipes.remember(run_id, recipe)
         if new and self.shared is not None:  # outside the lock: it may wait on another process
             self.shared.remember(run_id, recipe)
 
@@ -186,23 +213,12 @@ class RunCache:
         elif key in self._run_of:
             self._answers_of.get(self._run_of.pop(key), set()).discard(key)
 
-    def _remember(self, run_id: str, recipe: Recipe) -> bool:
-        """Whether `run_id` is new to the index."""
-        if run_id in self._recipes:
-            self._recipes.move_to_end(run_id)
-            return False
-        self._recipes[run_id] = recipe
-        self._recipe_bytes += _size(recipe)
-        while self._recipe_bytes > self.index_bytes and len(self._recipes) > 1:
-            self._recipe_bytes -= _size(self._recipes.popitem(last=False)[1])
-        return True
-
     @property
     def stats(self) -> dict:
         with self._lock:
             return {"entries": self._runs, "answers": len(self._items) - self._runs, "bytes": self._bytes,
                     "max_entries": self.max_entries, "max_bytes": self.max_bytes, "in_flight": self.in_flight,
-                    "known_runs": len(self._recipes), "index_bytes": self._recipe_bytes, "hits": self.hits, "misses": self.misses}
+                    "known_runs": len(self._recipes), "index_bytes": self._recipes.bytes, "hits": self.hits, "misses": self.misses}
 
 
 def _size(recipe: Recipe) -> int:

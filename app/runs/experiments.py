@@ -4,13 +4,13 @@ source runs found, recomputed if they were let go), and two runs' predictions co
 from __future__ import annotations
 
 import math
+from collections.abc import Awaitable, Callable
 
 import torch
-from fastapi.concurrency import run_in_threadpool
 
 from model import Explainer
 from model.cancellation import NEVER, CancelToken
-from model.interventions import Editor, Intervention, InterventionError, check
+from model.interventions import Editor, Intervention, check
 from model.patching import HOOKS, RELIABLE_LOGITS, sweep, sweep_grain, sweep_macs
 from model.threads import forward_macs
 
@@ -19,25 +19,23 @@ from app.serving.concurrency import Cost
 from app.errors import ApiError, field_error
 
 
-async def editor_for(specs, n_tokens: int, explainer: Explainer, cache, limiter, coalescer,
+async def editor_for(specs, n_tokens: int, explainer: Explainer, resolve: Callable[[str], Awaitable],
                      generation: bool = False) -> Editor:
     """The Editor of `specs` (InterventionSpec) for a prompt of `n_tokens`, or a 422 naming the
-    field. `generation`: for a generation of that prompt (interventions.check says what differs)."""
+    field; `resolve(run_id)` finds a patch's source run. `generation`: for a generation of that
+    prompt (interventions.check says what differs)."""
     interventions = tuple(Intervention(**spec.model_dump(exclude_none=True)) for spec in specs)
     sources, lengths = {}, {}
     for source_id in dict.fromkeys(it.source_run_id for it in interventions if it.source_run_id):
         try:
-            sources[source_id] = (await analysis.resolve(source_id, explainer, cache, limiter, coalescer)).run
+            sources[source_id] = (await resolve(source_id)).run
             lengths[source_id] = len(sources[source_id])
         except ApiError as error:
             if error.status != 404:
                 raise
             lengths[source_id] = None
     c = explainer.config
-    try:
-        check(interventions, c.n_layer, c.n_head, c.n_inner or 4 * c.n_embd, n_tokens, lengths, generation)
-    except InterventionError as error:
-        raise field_error(error.field, str(error), code=error.code) from None
+    check(interventions, c.n_layer, c.n_head, c.n_inner or 4 * c.n_embd, n_tokens, lengths, generation)
     return Editor(interventions, sources)
 
 

@@ -11,7 +11,7 @@ from model.attribution import attribution
 from model.cancellation import NEVER, CancelToken
 from model.head_scores import DEFINITIONS, head_scores, next_token_loss, probe_ids, scores, key_masks
 from model.engine import layer_hook
-from model.interventions import Editor, Intervention, InterventionError, check
+from model.interventions import Editor, Intervention, check
 from model.threads import block_macs, forward_macs
 
 from app.serving.concurrency import Cost
@@ -40,11 +40,8 @@ def probe_editor(explainer: Explainer, specs, length: int) -> Editor:
             raise field_error(f"interventions.{i}.op", "the induction probe cannot patch: its tokens are random ones made "
                               "for it, so it has no source run to patch from; use 'zero' or 'mean'", code="not_applicable")
     c = explainer.config
-    try:
-        check(interventions, c.n_layer, c.n_head, c.n_inner or 4 * c.n_embd, 2 * length,
-              {it.source_run_id: None for it in interventions if it.source_run_id})
-    except InterventionError as error:
-        raise field_error(error.field, str(error), code=error.code) from None
+    check(interventions, c.n_layer, c.n_head, c.n_inner or 4 * c.n_embd, 2 * length,
+          {it.source_run_id: None for it in interventions if it.source_run_id})
     return Editor(interventions)
 
 

@@ -3,7 +3,7 @@ and provenance, and the product's version."""
 
 from __future__ import annotations
 
-from model import Explainer
+from model import Explainer, download_command
 from model.embedding_space import MAX_TERMS, MAX_WORD_CHARS
 
 from app import schemas
@@ -26,3 +26,9 @@ def limits(explainer: Explainer) -> dict:
 
 def model_info(explainer: Explainer) -> dict:
     return {**explainer.info, "version": version(), "limits": limits(explainer)}
+
+
+def download_hint(revision: str | None) -> str:
+    """The command that downloads GPT-2 small's weights: only GPT-2 small falls back to random
+    weights, so that is what the page asks to download."""
+    return download_command(revision=revision)

@@ -8,12 +8,12 @@ its room is given back once it has been sent."""
 
 from __future__ import annotations
 
+import gzip as gzip_module
 import json
 import zlib
 from collections.abc import Awaitable, Callable, Iterable
 
 import torch
-from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
@@ -29,9 +29,6 @@ BIG = 1 << 20  # a cached body from this size up reserves room for its gzipped c
 def json_bytes(payload) -> bytes:
     return json.dumps(payload, separators=(",", ":")).encode()
 
-
-def accepts_gzip(request: Request) -> bool:
-    return "gzip" in request.headers.get("accept-encoding", "")
 
 
 class Pieces(Response):
@@ -91,7 +88,7 @@ def gathered(pieces: Iterable[bytes], gzip: bool) -> list[bytes]:
     return out
 
 
-async def tensors_response(request: Request, budget: ByteBudget, head: dict, shapes: dict[str, tuple[int, ...]],
+async def tensors_response(budget: ByteBudget, gzip: bool, head: dict, shapes: dict[str, tuple[int, ...]],
                            dtype: str, compute: Callable[[], Awaitable[dict[str, torch.Tensor]]],
                            held: int = 0) -> Response:
     """The JSON {**head, "tensors": {name: wire}} of the tensors `compute()` gives (named and
@@ -104,25 +101,25 @@ async def tensors_response(request: Request, budget: ByteBudget, head: dict, sha
     reservation = await budget.reserve(held + raw + largest + wire.body_size(head, shapes, dtype))
     try:
         found = await compute()
-        pieces = await run_in_threadpool(gathered, wire.body_pieces(head, found, dtype), accepts_gzip(request))
+        pieces = await run_in_threadpool(gathered, wire.body_pieces(head, found, dtype), gzip)
         del found
         reservation.shrink(sum(map(len, pieces)))
-        return Pieces(pieces, reservation, accepts_gzip(request))
+        return Pieces(pieces, reservation, gzip)
     except BaseException:
         reservation.release()
         raise
 
 
-async def json_response(request: Request, body: bytes) -> Response:
+async def json_response(budget: ByteBudget, body: bytes, gzip: bool) -> Response:
     """`body` (JSON bytes), gzipped in a worker thread when the client accepts it; the GZip
     middleware passes a response that is encoded already. A big body's gzipped copy is reserved
     in the budget until it is sent."""
-    if len(body) <= MIN_GZIP or not accepts_gzip(request):
+    if len(body) <= MIN_GZIP or not gzip:
         return Response(body, media_type="application/json", headers={"Vary": "Accept-Encoding"})
     if len(body) < BIG:
         return Response(await run_in_threadpool(gzipped, body), media_type="application/json",
                         headers={"Content-Encoding": "gzip", "Vary": "Accept-Encoding"})
-    reservation = await request.app.state.budget.reserve(len(body))  # gzip output is smaller than its input
+    reservation = await budget.reserve(len(body))  # gzip output is smaller than its input
     try:
         pieces = await run_in_threadpool(gathered, [memoryview(body)[i:i + SEND_BYTES] for i in range(0, len(body), SEND_BYTES)], True)
         reservation.shrink(sum(map(len, pieces)))
@@ -130,3 +127,14 @@ async def json_response(request: Request, body: bytes) -> Response:
     except BaseException:
         reservation.release()
         raise
+
+
+async def stored_response(gzipped_body: bytes, plain: bytes | None, gzip: bool) -> Response:
+    """A body kept gzipped (an analysis's), as is, or decompressed (`plain`, when the caller has
+    it already) for a client that does not accept gzip. The GZip middleware passes a response
+    that is encoded already."""
+    if gzip:
+        return Response(gzipped_body, media_type="application/json",
+                        headers={"Content-Encoding": "gzip", "Vary": "Accept-Encoding"})
+    return Response(plain or await run_in_threadpool(gzip_module.decompress, gzipped_body), media_type="application/json",
+                    headers={"Vary": "Accept-Encoding"})

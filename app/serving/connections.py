@@ -241,7 +241,7 @@ class _Guard:
     def send_400_response(self, msg: str) -> None:
         """uvicorn's answer to bytes that are not an HTTP request, with our body and headers."""
         body = {"detail": f"{msg} (answered by the server before the app saw the request)", "code": "invalid",
-                "errors": []}
+                "field": None, "errors": []}
         self.transport.write(error_response(400, "Bad Request", body, self.responses["headers"]))
         self.transport.close()
 
