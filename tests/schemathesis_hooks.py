@@ -1,4 +1,5 @@
-"""Loaded by schemathesis (SCHEMATHESIS_HOOKS) in test_schema_fuzz: its positive-data check,
+"""Imported by test_schema_fuzz, which runs schemathesis in-process (`schemathesis run` would load
+it through SCHEMATHESIS_HOOKS=tests.schemathesis_hooks): its positive-data check,
 allowing only the documented 422s that no JSON Schema can state (schemas.CONTEXT_CODES: a
 prompt's length in tokens, a position past a run's end, one of two parameters...). Any other
 rejection of a request the schema accepts is still a failure."""
