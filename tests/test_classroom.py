@@ -7,9 +7,8 @@ from __future__ import annotations
 import io
 import json
 import re
-import signal
+import logging
 import socket
-import sys
 import threading
 
 import httpx
@@ -21,7 +20,7 @@ from app.cli import main as cli_main
 from app.main import create_app
 from app.serving.settings import Settings
 
-from .live_server import free_port, live_server, serving
+from .threaded_server import threaded_server
 
 TOKEN = "a-teacher-token-0123456789"
 
@@ -159,9 +158,10 @@ def laptop(number: int) -> httpx.Client:
     return httpx.Client(transport=httpx.HTTPTransport(local_address=f"127.0.0.{number}"), timeout=30)
 
 
-def test_one_address_cannot_take_every_room_or_follow_place(checkpoint_dir):
-    env = {"EXPLAINER_CLIENT_ROOMS": "2", "EXPLAINER_CLIENT_FOLLOWERS": "2"}
-    with live_server(checkpoint_dir, env=env) as url, laptop(1) as student, laptop(2) as teacher:
+def test_one_address_cannot_take_every_room_or_follow_place(explainer, checkpoint_dir):
+    app = create_app(Settings(model=checkpoint_dir, rooms_per_client=2, followers_per_client=2), explainer=explainer)
+    with threaded_server(app) as server, laptop(1) as student, laptop(2) as teacher:
+        url = server.url
         codes = [student.post(f"{url}/api/rooms").json()["code"] for _ in range(2)]
         third = student.post(f"{url}/api/rooms")
         assert third.status_code == 429 and third.json()["code"] == "client_limit"
@@ -222,23 +222,23 @@ def test_classroom_binds_every_interface(monkeypatch, capsys):
     assert asked[-1] == ("127.0.0.1", 9999)
 
 
-def test_a_port_in_use_exits_2_before_the_model_loads(tmp_path):
-    port = free_port()
+def test_a_port_in_use_exits_2_before_the_model_loads(tmp_path, monkeypatch, capsys):
+    from app.serving import logs
+
+    monkeypatch.setattr(logs, "configure", lambda level: None)  # in-process: the tests' own logging stays
     with socket.socket() as taken:
-        taken.bind(("127.0.0.1", port))
+        taken.bind(("127.0.0.1", 0))
         taken.listen()
+        port = taken.getsockname()[1]
         # A model that cannot load: had the server loaded first, its error would be about the model.
-        result = __import__("subprocess").run(
-            [sys.executable, "-m", "app.cli", "serve", "--model", str(tmp_path / "missing"), "--host", "127.0.0.1",
-             "--port", str(port)], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 2 and "Traceback" not in result.stderr
-    [line] = [line for line in result.stderr.splitlines() if line.strip()]
+        status = cli_main(["serve", "--model", str(tmp_path / "missing"), "--host", "127.0.0.1", "--port", str(port)])
+    assert status == 2
+    [line] = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert line.startswith(f"error: cannot listen on 127.0.0.1 port {port}") and "--port" in line
 
 
-def test_shutdown_ends_follow_streams_at_once(checkpoint_dir):
-    command = [sys.executable, "-m", "app.cli", "serve", "--model", checkpoint_dir]
-    with serving(command) as server:
+def test_shutdown_ends_follow_streams_at_once(explainer, checkpoint_dir, caplog):
+    with threaded_server(create_app(Settings(model=checkpoint_dir), explainer=explainer)) as server:
         code = httpx.post(f"{server.url}/api/rooms").json()["code"]
         events: list[str] = []
         ready = threading.Event()
@@ -253,11 +253,13 @@ def test_shutdown_ends_follow_streams_at_once(checkpoint_dir):
         reader = threading.Thread(target=follow, daemon=True)
         reader.start()
         assert ready.wait(30)
-        server.process.send_signal(signal.SIGTERM)
-        server.process.wait(30)
+        server.sigterm()
+        # The stream ends with the server, at once: its graceful wait (5 s) is not spent on it.
         reader.join(30)
-        log = server.log
+        assert not reader.is_alive()
+        server.thread.join(30)
+        assert not server.thread.is_alive()
     assert "event: end" in events, events
     end = json.loads(events[events.index("event: end") + 1].removeprefix("data: "))
     assert end["code"] == "stopping"
-    assert "Traceback" not in log
+    assert not [record for record in caplog.records if record.levelno >= logging.ERROR]  # no traceback logged

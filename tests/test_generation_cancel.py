@@ -14,7 +14,10 @@ import pytest
 
 from model.generation import Generation, generate
 
-from .live_server import live_server
+from app.main import create_app
+from app.serving.settings import Settings
+
+from .threaded_server import threaded_server
 
 PROMPT = "Once upon a time there was a"
 
@@ -82,11 +85,12 @@ def test_an_error_in_a_step_closes_the_generation(explainer):
     assert generation.closed and generation.step() is None
 
 
-def test_200_streams_cut_mid_step_leave_the_server_answering_identically(checkpoint_dir):
+def test_200_streams_cut_mid_step_leave_the_server_answering_identically(explainer, checkpoint_dir):
     """Several clients open generations and hang up after the first token, 200 times in all;
     then the server must answer a seeded generation exactly as it did before."""
     request = {"text": PROMPT, "max_new_tokens": 48, "temperature": 1.0, "seed": 5}
-    with live_server(checkpoint_dir) as url:
+    with threaded_server(create_app(Settings(model=checkpoint_dir), explainer=explainer)) as server:
+        url = server.url
         before = httpx.post(f"{url}/api/generate", json=request, timeout=120).text
         cut = []
 

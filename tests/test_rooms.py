@@ -24,7 +24,8 @@ from app.main import create_app
 from app.rooms.store import ALPHABET, Followers, LocalRoomStore, follow
 from app.serving.settings import Settings, SettingsError
 
-from .live_server import live_server
+from .threaded_server import threaded_server
+from .waiting import settle, wait_until
 
 STATE = {"text": "The cat sat on the mat", "ids": [464, 3797, 3332, 319, 262, 2603, 50256], "stage": "attention",
          "layer": 1, "head": 3, "pinned": 2, "temperature": 0.7, "scene": {"id": "1-tour", "step": 1},
@@ -329,7 +330,7 @@ def test_wait_returns_on_a_publish_or_at_its_timeout():
         code, secret = room["code"], room["secret"]
         assert await store.wait(code, 0, 0.01) == (0, None)  # nothing new: the current one at the timeout
         waiters = [asyncio.ensure_future(store.wait(code, 0, 30)) for _ in range(30)]
-        await asyncio.sleep(0.01)
+        await settle()
         assert not any(w.done() for w in waiters)
         assert await store.publish(code, secret, {"text": "a"}) == 1
         assert await asyncio.wait_for(asyncio.gather(*waiters), 5) == [(1, {"text": "a"})] * 30
@@ -345,7 +346,7 @@ def test_followers_wake_when_their_room_closes():
         store = LocalRoomStore(idle_s=10, clock=clock)
         code = (await store.open())["code"]
         waiter = asyncio.ensure_future(store.wait(code, 0, 30))
-        await asyncio.sleep(0.01)
+        await settle()
         clock.now += 11
         assert store.active == 0  # the sweep wakes the waiter, which finds the room closed
         with pytest.raises(ApiError) as caught:
@@ -365,7 +366,7 @@ def test_a_closed_room_ends_its_followers_streams_at_once():
         stream = follow(store, code, *(await store.snapshot(code)), followers.enter(code), heartbeat_s=30)
         await anext(stream)  # the state
         next_event = asyncio.ensure_future(anext(stream))
-        await asyncio.sleep(0.005)
+        await settle()
         await store.close(code, secret)
         end = parse(await asyncio.wait_for(next_event, 5))  # not at the next heartbeat, 30 s away
         assert end["event"] == "end" and json.loads(end["data"])["code"] == "room_expired"
@@ -400,7 +401,7 @@ def test_the_stream_sends_the_state_then_each_version_heartbeats_and_ends():
         assert parse(await anext(stream)) == {"comment": "heartbeat"}
         assert followers.count(code) == 1
         next_event = asyncio.ensure_future(anext(stream))
-        await asyncio.sleep(0.005)
+        await settle()
         await store.publish(code, secret, {"text": "b"})
         assert json.loads(parse(await next_event)["data"]) == {"version": 2, "state": {"text": "b"}}
         clock.now += 11
@@ -464,8 +465,13 @@ def read_events(lines_in, n: int, out: list) -> None:
         lines = []
 
 
-def test_thirty_followers_get_the_state_then_each_publish_over_a_real_server(checkpoint_dir):
-    with live_server(checkpoint_dir, env={"EXPLAINER_ROOM_IDLE": "5"}) as url:
+def test_thirty_followers_get_the_state_then_each_publish_over_a_real_server(explainer, checkpoint_dir):
+    settings, clock = Settings(model=checkpoint_dir, room_idle_s=5), Clock()
+    app = create_app(settings, explainer=explainer)
+    app.state.rooms = LocalRoomStore(settings.rooms_max, settings.room_idle_s, clock=clock,
+                                     per_client=settings.rooms_per_client)
+    with threaded_server(app) as server:
+        url = server.url
         room = httpx.post(f"{url}/api/rooms").json()
         code, secret = room["code"], room["secret"]
         headers = {"X-Room-Secret": secret}
@@ -491,8 +497,12 @@ def test_thirty_followers_get_the_state_then_each_publish_over_a_real_server(che
         started.wait(30)
         sent = time.perf_counter()
         assert httpx.put(f"{url}/api/rooms/{code}/state", json={**STATE, "head": 0}, headers=headers).json() == {"version": 2}
-        # The room closes 5 s after this publish; a student's read finds it closed.
-        time.sleep(5.5)
+        wait_until(lambda: all(len(events) == 2 for events in received), "every student has version 2")
+        # The room closes 5 s after this publish (on the store's clock); a student's read finds it
+        # closed, and the followers are told.
+        clock.now += 4.9
+        assert httpx.get(f"{url}/api/rooms/{code}").json()["state"]["head"] == 0  # still open
+        clock.now += 0.2
         assert httpx.get(f"{url}/api/rooms/{code}").json()["code"] == "room_expired"
         for thread in threads:
             thread.join(30)
