@@ -18,6 +18,8 @@ from model import engine
 from model.cancellation import Cancelled, CancelToken
 from model.logit_lens import CHUNK, logit_lens
 
+from .waiting import settle, until
+
 
 class CancelAt(CancelToken):
     """Cancels itself at its n-th check, and counts the checks."""
@@ -82,8 +84,7 @@ def test_a_caller_leaving_stops_its_running_work_and_frees_the_slot():
         limiter = ForwardLimiter(max_concurrent=1, max_waiting=4, timeout_s=60)
         first, chunks = await _start_long_work(limiter)
         second = asyncio.create_task(limiter.run(lambda: "second"))
-        await asyncio.sleep(0.05)
-        assert limiter.waiting == 1
+        await until(lambda: limiter.waiting == 1, "the second request is in line")
         first.cancel()
         assert await second == "second"  # the slot came free because the work stopped
         assert len(chunks) < 2000
@@ -102,8 +103,8 @@ def test_work_past_its_time_limit_or_at_shutdown_is_stopped_not_abandoned(how, c
         with pytest.raises(Busy) as busy:
             await task
         assert busy.value.code == code
-        await asyncio.sleep(0.1)
-        assert limiter.running == 0 and len(chunks) < 2000  # the work itself ended
+        await until(lambda: limiter.running == 0, "the work itself ended")
+        assert len(chunks) < 2000  # stopped, not run to its end
         limiter.shutdown()
 
     asyncio.run(scenario())
@@ -128,7 +129,7 @@ def test_shared_work_stops_only_when_its_last_waiter_leaves():
         b = asyncio.create_task(coalescer.run("key", work))
         await started.wait()
         a.cancel()
-        await asyncio.sleep(0.01)
+        await settle()
         assert runs == ["started"]  # b still waits: the work goes on
         release.set()
         assert await b == "answer"
@@ -140,7 +141,7 @@ def test_shared_work_stops_only_when_its_last_waiter_leaves():
         await started.wait()
         c.cancel()
         d.cancel()
-        await asyncio.sleep(0.01)
+        await until(lambda: runs[-1] == "cancelled", "the work itself was cancelled")
         assert runs[-1] == "cancelled"  # nobody left: the work itself was cancelled
 
     asyncio.run(scenario())
@@ -149,7 +150,7 @@ def test_shared_work_stops_only_when_its_last_waiter_leaves():
 def test_a_request_whose_client_left_while_queued_never_runs(explainer, checkpoint_dir, monkeypatch):
     """Through the whole app (middleware, router, limiter): the only forward slot is held; a
     logit-lens request queues behind it; its client disconnects; the lens is never computed."""
-    import app.runs.lens as lens_router
+    import app.routers.logit_lens as lens_router
 
     computed = []
     real = lens_router.lens_body
@@ -164,8 +165,7 @@ def test_a_request_whose_client_left_while_queued_never_runs(explainer, checkpoi
             run_id = entry.run_id
             hold = threading.Event()
             holder = asyncio.create_task(state.limiter.run(hold.wait, 30))
-            await asyncio.sleep(0.05)
-            assert state.limiter.running == 1
+            await until(lambda: state.limiter.running == 1, "the holder has the slot")
 
             disconnect = asyncio.Event()
             sent = []
@@ -187,17 +187,15 @@ def test_a_request_whose_client_left_while_queued_never_runs(explainer, checkpoi
                      "query_string": b"k=3", "root_path": "", "headers": [(b"host", b"127.0.0.1")],
                      "client": ("127.0.0.9", 5000), "server": ("127.0.0.1", 80)}
             request = asyncio.create_task(application(scope, receive, send))
-            for _ in range(100):
-                if state.limiter.waiting == 1:
-                    break
-                await asyncio.sleep(0.01)
-            assert state.limiter.waiting == 1  # queued behind the holder
+            await until(lambda: state.limiter.waiting == 1, "queued behind the holder")
             disconnect.set()
             await asyncio.wait_for(request, 5)
             assert state.limiter.waiting == 0  # dropped from the queue at once...
             hold.set()
             await holder
-            await asyncio.sleep(0.1)
+            # The slot is free and nobody is in line: had the request still been queued, it would run now.
+            await until(lambda: state.limiter.running == 0 and state.limiter.waiting == 0)
+            await settle()
             assert computed == [] and not responses  # ...and never run, and nothing answered
 
             # The same request from a client that stays is answered.
@@ -213,8 +211,8 @@ def test_a_request_whose_client_left_while_queued_never_runs(explainer, checkpoi
 def test_identical_expensive_requests_in_flight_are_computed_once(explainer, checkpoint_dir, monkeypatch):
     import httpx
 
-    import app.runs.embedding_space as space_router
-    import app.runs.lens as lens_router
+    import app.routers.embedding_space as space_router
+    import app.routers.logit_lens as lens_router
 
     computed = {"lens": 0, "map": 0}
     real_lens, real_map = lens_router.lens_body, space_router.map_json
@@ -243,11 +241,8 @@ def test_identical_expensive_requests_in_flight_are_computed_once(explainer, che
                 urls = [f"/api/runs/{run_id}/logit-lens?k=4&stream=both"] * 3 + \
                        [f"/api/runs/{run_id}/embedding-space/map?word=king"] * 3
                 requests = [asyncio.create_task(client.get(url)) for url in urls]
-                for _ in range(100):  # all six in the handlers, two of them queued for the slot
-                    if state.limiter.waiting == 2:
-                        break
-                    await asyncio.sleep(0.01)
-                assert state.limiter.waiting == 2
+                # All six in the handlers, two of them queued for the slot.
+                await until(lambda: state.limiter.waiting == 2, "two requests queued for the slot")
                 hold.set()
                 await holder
                 answers = await asyncio.gather(*requests)

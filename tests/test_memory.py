@@ -22,6 +22,8 @@ from app.serving.settings import Settings
 from app.runs.tensors import decode
 from model.hooks import LAYER_HOOKS
 
+from .waiting import settle, until
+
 BUDGET = 400_000
 
 
@@ -51,7 +53,7 @@ def test_every_cache_counts_against_one_budget(explainer, checkpoint_dir):
         stats = cache.stats
         print(f"1,500 maps in {time.monotonic() - start:.1f} s; peak {peak:,} bytes of {BUDGET:,}; {stats}")
         assert peak <= BUDGET and stats["answers"] > 0
-        assert len(app.state.lab.space.cache) == 0  # the model's own result cache is not a second, unbudgeted one
+        assert len(app.state.space.cache) == 0  # the model's own result cache is not a second, unbudgeted one
         # The answers pushed the idle run out of the shared budget; it is recomputed when asked for.
         assert cache.get(idle) is None
         assert client.get(f"/api/runs/{idle}/embeddings").status_code == 200
@@ -104,14 +106,6 @@ def held_encodings(monkeypatch):
 
     monkeypatch.setattr(tensors, "body_pieces", held)
     return started, go
-
-
-async def until(condition, seconds: float = 60) -> None:
-    for _ in range(int(seconds / 0.01)):
-        if condition():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("the condition did not come true")
 
 
 def test_concurrent_big_encodings_stay_within_the_budget(explainer, checkpoint_dir, hf_eager, monkeypatch):
@@ -235,7 +229,7 @@ def test_room_goes_to_the_clients_in_turn():
         first.release()
         await until(lambda: len(order) == 2)
         assert order[1] == ("student", 1) and budget.reserved == 1
-        await asyncio.sleep(0.05)
+        await settle()
         assert len(order) == 2 and budget.waiting == 3  # the flood's next needs all 10: it waits for the student's 1
         done = [await t for t in tasks[3:]]
         done[0].release()
@@ -262,7 +256,7 @@ def test_a_client_holding_room_does_not_hold_up_another():
         second = asyncio.create_task(ask("flood", 6))
         await until(lambda: budget.waiting == 1)
         student = asyncio.create_task(ask("student", 3))
-        await until(lambda: len(order) == 2, seconds=5)
+        await until(lambda: len(order) == 2, timeout_s=5)
         assert order[1] == ("student", 3) and budget.reserved == 9 and budget.waiting == 1
         held.release()  # the flood's own room back: its second request fits beside the student's
         (await second).release()
