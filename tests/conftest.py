@@ -1,5 +1,7 @@
 """Fixtures: real GPT-2 checkpoints with tiny shapes and seeded random weights, saved with
-`save_pretrained` and loaded back through the product's own loading code."""
+`save_pretrained` and loaded back through the product's own loading code; for the tests over
+real sockets and in the browser, checkpoints built once per run (`checkpoints`), live servers
+shared by the run (`live_servers`) and one Chromium (`chromium`)."""
 
 from __future__ import annotations
 
@@ -12,6 +14,9 @@ from fastapi.testclient import TestClient
 from app.main import create_app
 from app.serving.settings import Settings
 from model import Explainer
+
+from .browser import SHARED_CHROMIUM, chromium  # noqa: F401 (chromium: a fixture for every module)
+from .live_server import SharedServers
 
 TINY = dict(n_layer=2, n_head=4, n_embd=64, n_positions=1024, vocab_size=50257)
 
@@ -69,3 +74,42 @@ def client(explainer, checkpoint_dir):
     app = create_app(Settings(model=checkpoint_dir), explainer=explainer)
     with TestClient(app) as client:
         yield client
+
+
+@pytest.fixture(scope="session")
+def checkpoints(tmp_path_factory):
+    """checkpoints(seed=7, n_layer=3, ...): the folder of that tiny checkpoint, built once for the
+    run, whichever module asks first; checkpoints(seed=7, build=build_echo_checkpoint,
+    words=(" cat",)) for another builder, called as build(path, **arguments)."""
+    built: dict[tuple, str] = {}
+
+    def checkpoint(build=build_checkpoint, **arguments) -> str:
+        key = (build.__module__, build.__qualname__, tuple(sorted(arguments.items())))
+        if key not in built:
+            built[key] = build(tmp_path_factory.mktemp(build.__name__), **arguments)
+        return built[key]
+
+    return checkpoint
+
+
+SHARED_SERVERS = SharedServers()
+
+
+@pytest.fixture(scope="session")
+def live_servers():
+    """The run's shared live servers (tests/live_server.py SharedServers): live_servers.url(
+    checkpoint, env={...}) is the base URL of a server on that checkpoint with those settings,
+    started once. Ask for it in a module-scoped fixture: servers are trimmed between modules."""
+    yield SHARED_SERVERS
+    SHARED_SERVERS.close()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    """After a test's fixtures are torn down: between modules, stop the shared servers used least
+    recently past the few kept; and close the shared Chromium when the next test needs none."""
+    yield
+    if nextitem is None or nextitem.module is not item.module:
+        SHARED_SERVERS.trim()
+    if nextitem is None or "chromium" not in nextitem.fixturenames:
+        SHARED_CHROMIUM.close()

@@ -72,8 +72,48 @@ def serving(command: list[str], env: dict | None = None, cwd: str | None = None,
                 process.wait()
 
 
+def serve_command(model_dir: str, *args: str) -> list[str]:
+    return [sys.executable, "-m", "app.cli", "serve", "--model", str(model_dir), *args]
+
+
 @contextlib.contextmanager
 def live_server(model_dir: str, *args: str, env: dict | None = None, timeout_s: float = 120) -> Iterator[str]:
     """`python -m app.cli serve --model model_dir`; yields its base URL."""
-    with serving([sys.executable, "-m", "app.cli", "serve", "--model", model_dir, *args], env, timeout_s=timeout_s) as server:
+    with serving(serve_command(model_dir, *args), env, timeout_s=timeout_s) as server:
         yield server.url
+
+
+class SharedServers:
+    """Live servers shared by every test of the run (conftest's `live_servers` fixture): one per
+    command and settings, started when first asked for and kept, so that the modules on the same
+    checkpoint and settings share one server. The settings are the EXPLAINER_* variables given;
+    none is inherited from this process, so that a server's settings are its key. `trim()`, which
+    conftest calls between modules (never inside one), stops the least recently used past `keep`.
+    A test that stops or restarts its server, or changes what it holds for good, starts its own."""
+
+    def __init__(self, keep: int = 4) -> None:
+        self.keep = keep
+        self._running: dict[tuple, tuple[contextlib.ExitStack, Server]] = {}  # oldest use first
+
+    def serve(self, command: list[str], env: dict | None = None) -> Server:
+        settings = {k: v for k, v in (env or {}).items() if v is not None}
+        key = (tuple(command), tuple(sorted(settings.items())))
+        if key not in self._running:
+            stack = contextlib.ExitStack()
+            unset = {k: None for k in os.environ if k.startswith("EXPLAINER_") and k not in settings}
+            server = stack.enter_context(serving(command, {**unset, **(env or {})}))
+            self._running[key] = (stack, server)
+        self._running[key] = self._running.pop(key)  # the newest use last
+        return self._running[key][1]
+
+    def url(self, model_dir: str, *args: str, env: dict | None = None) -> str:
+        """The base URL of `explainer serve --model model_dir *args` with these settings."""
+        return self.serve(serve_command(model_dir, *args), env).url
+
+    def trim(self) -> None:
+        while len(self._running) > self.keep:
+            self._running.pop(next(iter(self._running)))[0].close()
+
+    def close(self) -> None:
+        while self._running:
+            self._running.popitem()[1][0].close()

@@ -17,9 +17,7 @@ import pytest
 
 from app.runs.tensors import decode
 
-from .conftest import build_checkpoint
-from .browser import ARTIFACTS, checkpoint_server, chromium, require_chromium  # noqa: F401 (chromium is a fixture)
-from .live_server import live_server
+from .browser import ARTIFACTS, SETTLE, chromium, require_chromium, settle  # noqa: F401 (chromium is a fixture)
 
 N_LAYERS, N_HEADS = 3, 4
 PROMPT = "The cat sat on the mat because it was tired"
@@ -30,18 +28,23 @@ require_chromium()
 
 # ---------------------------------------------------------------- fixtures
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    with checkpoint_server(tmp_path_factory, "browser-gpt2", 7, n_layer=N_LAYERS, n_head=N_HEADS) as url:
-        yield url
+def tiny(checkpoints) -> str:
+    """The browser tests' tiny checkpoint (3 layers x 4 heads, seed 7), built once for the run."""
+    return checkpoints(seed=7, n_layer=N_LAYERS, n_head=N_HEADS)
 
 
 @pytest.fixture(scope="module")
-def wide_server(tmp_path_factory):
+def server(checkpoints, live_servers):
+    """The run's one server on the tiny checkpoint with default settings, shared by every module
+    that imports this fixture (and by test_browser_vectors and the loopback classroom tests)."""
+    return live_servers.url(tiny(checkpoints))
+
+
+@pytest.fixture(scope="module")
+def wide_server(checkpoints, live_servers):
     """GPT-2 small's 12 layers x 12 heads (so the same attention payload per token), narrower
     vectors: for the performance figures, without loading 124 M parameters."""
-    with checkpoint_server(tmp_path_factory, "browser-wide", 11, n_layer=12, n_head=12, n_embd=192) as url:
-        yield url
+    return live_servers.url(checkpoints(seed=11, n_layer=12, n_head=12, n_embd=192))
 
 
 class Page:
@@ -53,6 +56,7 @@ class Page:
         # the page's CSP forbids (no eval): these tests bypass it. The page under its CSP is
         # checked by test_browser_vectors, test_browser_untrained and test_browser_recovery.
         self.context = browser.new_context(viewport={"width": 1280, "height": 720}, bypass_csp=True)
+        self.context.add_init_script(SETTLE)
         self.page = self.context.new_page()
         self.errors: list[str] = []
         self.dialogs: list[str] = []
@@ -100,14 +104,15 @@ class Page:
         return self.page.evaluate(
             "() => [...document.querySelectorAll('[data-testid=prob-bar]')].map(b => [Number(b.dataset.tokenId), Number(b.dataset.prob)])")
 
-    def shot(self, name: str, full_page: bool = False, of: str | None = None) -> None:
+    def shot(self, name: str, full_page: bool = False, of: str | None = None, fetches: bool = True) -> None:
         """Save test-artifacts/{name}.png: the viewport, the whole page, or the element `of`
-        scrolled to just below the sticky token bar."""
+        scrolled to just below the sticky token bar (once the page is at rest; `fetches`=False
+        while the test holds a request back)."""
         ARTIFACTS.mkdir(exist_ok=True)
         if of:
             self.page.evaluate("(s) => { const e = document.querySelector(s); scrollTo(0, e.getBoundingClientRect().top + scrollY"
                                " - document.getElementById('stage-tokens').offsetHeight - 8); }", of)
-        self.page.wait_for_timeout(350)  # let the debounced views draw
+        settle(self.page, fetches=fetches)  # the debounced views have drawn
         self.page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=full_page)
 
     def close(self) -> None:
@@ -362,7 +367,7 @@ def test_html_in_a_prompt_stays_text(ui, server):
     text = "<img src=x onerror=alert(1)> & <b>bold</b><script>alert(2)</script>"
     ui.analyze(text)
     ui.chips().nth(2).hover()
-    ui.page.wait_for_timeout(400)
+    settle(ui.page)
     assert ui.page.evaluate("""() => document.querySelectorAll('img[src=x], [onerror], #token-chips b, #token-chips img').length
         + [...document.scripts].filter(s => s.textContent.includes('alert(')).length""") == 0
     body = api_analyze(server, text)
@@ -370,7 +375,7 @@ def test_html_in_a_prompt_stays_text(ui, server):
     assert chip_texts == [visible(t["text"]) for t in body["tokens"]]
     assert ui.page.get_by_test_id("prompt-input").input_value() == text
     assert "<img" in ui.page.locator("#attention-heatmap").text_content()  # axis labels show the text itself
-    ui.page.wait_for_timeout(300)
+    settle(ui.page)
     assert ui.dialogs == []
     ui.shot("08-html-prompt-as-text")
 
@@ -539,12 +544,10 @@ def test_the_one_decoder_reads_both_dtypes_exactly(ui):
 # ---------------------------------------------------------------- long prompts: patterns layer by layer
 
 @pytest.fixture(scope="module")
-def per_layer_server(tmp_path_factory):
+def per_layer_server(checkpoints, live_servers):
     """The same tiny model, with an attention budget of 1 byte: every prompt is "per-layer", as a
     long prompt is on GPT-2 small (past 16 MB of patterns, 241 tokens)."""
-    model_dir = build_checkpoint(tmp_path_factory.mktemp("browser-per-layer"), seed=7, n_layer=N_LAYERS, n_head=N_HEADS)
-    with live_server(model_dir, env={"EXPLAINER_AUTO_PATTERN_BYTES": "1"}) as url:
-        yield url
+    return live_servers.url(tiny(checkpoints), env={"EXPLAINER_AUTO_PATTERN_BYTES": "1"})
 
 
 def layer_pattern(server: str, run_id: str, layer: int) -> np.ndarray:
@@ -625,7 +628,7 @@ def test_per_layer_patterns_are_fetched_when_needed(chromium, per_layer_server):
         assert ui.weights() == [None] * n
         assert ui.page.locator(".chip.source").get_attribute("data-index") == "6"  # still in focus
         ui.page.wait_for_function("document.getElementById('qk-view').textContent.includes('Loading layer 1')")
-        ui.shot("12b-per-layer-loading-layer-1", of="#stage-attention")
+        ui.shot("12b-per-layer-loading-layer-1", of="#stage-attention", fetches=False)  # layer 1 held
         # Meanwhile the user moves on to layer 2, head 3; layer 1's late answer must not show.
         hold["layer"] = None
         ui.page.get_by_test_id("layer-select").select_option("2")
@@ -633,7 +636,7 @@ def test_per_layer_patterns_are_fetched_when_needed(chromium, per_layer_server):
         weights_for(2, 3, 6)
         assert len(held) == 1
         held.pop().continue_()
-        ui.page.wait_for_timeout(300)  # layer 1's answer lands
+        settle(ui.page)  # layer 1's answer has landed
         weights_for(2, 3, 6)
         assert ui.page.get_by_test_id("layer-select").input_value() == "2"
         ui.page.wait_for_function("document.querySelector('#qk-view .qk-table') !== null")
@@ -647,7 +650,7 @@ def test_per_layer_patterns_are_fetched_when_needed(chromium, per_layer_server):
         ui.page.locator("#all-layers").check()
         assert ui.page.locator("#head-grid button.head:not(.missing)").count() == 3 * N_HEADS
         assert "is fetched only when you select it" in ui.page.locator("#head-grid").text_content()
-        ui.page.wait_for_timeout(300)
+        settle(ui.page)  # anything the grid would ask for has been asked
         assert sorted(pattern_layers) == [0, 1, 2]
         ui.page.locator("#head-grid button.head[data-layer='0'][data-head='1']").click()
         ui.chips().nth(6).hover()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import urllib.parse
 
-from .browser import ARTIFACTS, chromium, open_page  # noqa: F401 (chromium is a fixture)
+from .browser import ARTIFACTS, chromium, open_page, settle  # noqa: F401 (chromium is a fixture)
 from .test_browser import server  # noqa: F401 (a fixture)
 
 FIRST = "The cat sat on the mat because it was tired"
@@ -92,7 +92,7 @@ def test_stage_keys_never_hide_a_heading_under_the_sticky_bar(chromium, server):
         seen = []
         for _ in range(6):
             page.keyboard.press("j")
-            page.wait_for_timeout(150)
+            settle(page)
             seen.append(page.evaluate("""() => {  // the heading jumped to has the focus
                 const bar = document.getElementById('stage-tokens').getBoundingClientRect().bottom;
                 return [document.activeElement.getBoundingClientRect().top, bar, document.activeElement.textContent.slice(0, 30)]; }"""))
@@ -108,7 +108,7 @@ def test_axis_titles_clear_the_longest_token_labels(chromium, server):
     context, page, _ = open_page(chromium, server, 1280, 720, f"?p={urllib.parse.quote(text)}")
     page.wait_for_selector("#attention-heatmap .ytitle")
     page.locator("#stage-attention").scroll_into_view_if_needed()
-    page.wait_for_timeout(300)
+    settle(page)
     gap = page.evaluate("""() => {
         const title = document.querySelector('#attention-heatmap .ytitle').getBoundingClientRect();
         const ticks = [...document.querySelectorAll('#attention-heatmap .yaxislayer-above .ytick text')].map(t => t.getBoundingClientRect());
@@ -123,7 +123,7 @@ def test_presenter_mode_at_1920_fills_the_card(chromium, server):
     context, page, _ = open_page(chromium, server, 1920, 1080, f"?p={urllib.parse.quote(SECOND)}&present=1")
     page.wait_for_selector("#attention-heatmap .main-svg")
     page.locator("#stage-attention").scroll_into_view_if_needed()
-    page.wait_for_timeout(500)
+    settle(page)
     share = page.evaluate("() => document.querySelector('#attention-heatmap .main-svg').getBoundingClientRect().width"
                           " / document.getElementById('stage-attention').getBoundingClientRect().width")
     assert share >= 0.6, share
@@ -180,7 +180,7 @@ def test_the_logit_lens_window_shows_the_pinned_column(chromium, server):
     context, page, _ = open_page(chromium, server, 800, 900, f"?p={urllib.parse.quote(text)}&pin=50", bypass_csp=True)
     page.locator("#stage-logit-lens").scroll_into_view_if_needed()
     page.wait_for_selector("[data-testid=logit-lens][data-rows] thead th[data-pos='50']", state="attached", timeout=30_000)
-    page.wait_for_timeout(300)
+    settle(page)
     inside = page.evaluate("""() => {
         const box = document.querySelector('.lens-scroll').getBoundingClientRect();
         const col = document.querySelector("[data-testid=logit-lens] thead th[data-pos='50']").getBoundingClientRect();
@@ -205,9 +205,9 @@ def test_plot_labels_and_titles_are_not_cut_off(chromium, server):
     page.wait_for_selector("[data-testid=token]")
     for box in ("#embedding-plot", "#positions-heatmap", "#positions-cosine"):
         page.locator(box).scroll_into_view_if_needed()
-        page.wait_for_timeout(300)
+        settle(page)
         page.wait_for_selector(f"{box} .main-svg", state="attached", timeout=30_000)
-    page.wait_for_timeout(400)
+    settle(page)
     outside = page.evaluate("""() => {
         const out = [];
         for (const id of ['embedding-plot', 'positions-heatmap', 'positions-cosine']) {

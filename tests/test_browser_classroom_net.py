@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import sys
 import xml.etree.ElementTree as ET
 from urllib.parse import urlsplit
 
@@ -27,9 +26,8 @@ import pytest
 import segno
 
 from .browser import ARTIFACTS, chromium, require_chromium  # noqa: F401 (chromium is a fixture)
-from .conftest import build_checkpoint
-from .live_server import free_port, live_server, serving
-from .test_browser import Page
+from .live_server import free_port, serve_command, serving
+from .test_browser import Page, tiny
 from .test_browser_layout import serious
 
 require_chromium()
@@ -62,28 +60,26 @@ SPILLS = """(selector) => {
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    return build_checkpoint(tmp_path_factory.mktemp("classroom-net-gpt2"), seed=7, n_layer=3, n_head=4)
+def checkpoint(checkpoints):
+    return tiny(checkpoints)
 
 
 @pytest.fixture(scope="module")
-def public_server(checkpoint):
-    with live_server(checkpoint, env={"EXPLAINER_PUBLIC_URL": PUBLIC}) as url:
-        yield url
+def public_server(checkpoint, live_servers):
+    return live_servers.url(checkpoint, env={"EXPLAINER_PUBLIC_URL": PUBLIC})
 
 
 @pytest.fixture(scope="module")
-def loopback_server(checkpoint):
-    with live_server(checkpoint, env={"EXPLAINER_PUBLIC_URL": None, "EXPLAINER_TEACHER_TOKEN": None}) as url:
-        yield url
+def loopback_server(checkpoint, live_servers):
+    """No public URL and no teacher token: the default settings (the run's shared server)."""
+    return live_servers.url(checkpoint, env={"EXPLAINER_PUBLIC_URL": None, "EXPLAINER_TEACHER_TOKEN": None})
 
 
 @pytest.fixture(scope="module")
-def token_server(checkpoint):
+def token_server(checkpoint, live_servers):
     """Even on loopback, teacher actions need the token here; one room per computer."""
-    with live_server(checkpoint, env={"EXPLAINER_TEACHER_TOKEN": TOKEN, "EXPLAINER_CLIENT_ROOMS": "1",
-                                      "EXPLAINER_PUBLIC_URL": None}) as url:
-        yield url
+    return live_servers.url(checkpoint, env={"EXPLAINER_TEACHER_TOKEN": TOKEN, "EXPLAINER_CLIENT_ROOMS": "1",
+                                             "EXPLAINER_PUBLIC_URL": None})
 
 
 @contextlib.contextmanager
@@ -279,39 +275,39 @@ def sentence(body: dict) -> str:
     return "; ".join(e["message"] for e in body["errors"]) if body.get("errors") else body["detail"]
 
 
-def test_a_tab_past_this_computers_follow_streams_says_so(chromium, checkpoint):
+def test_a_tab_past_this_computers_follow_streams_says_so(chromium, checkpoint, live_servers):
     """One follow stream per computer here: a second tab is refused (429 client_limit), and says
     the server's sentence, instead of connecting again and again."""
-    with live_server(checkpoint, env={"EXPLAINER_CLIENT_FOLLOWERS": "1", "EXPLAINER_PUBLIC_URL": None,
-                                      "EXPLAINER_TEACHER_TOKEN": None}) as url:
-        room = httpx.post(f"{url}/api/rooms").json()
-        httpx.put(f"{url}/api/rooms/{room['code']}/state", json={"text": "Hello there"},
-                  headers={"X-Room-Secret": room["secret"]}).raise_for_status()
-        asked: list[str] = []
+    url = live_servers.url(checkpoint, env={"EXPLAINER_CLIENT_FOLLOWERS": "1", "EXPLAINER_PUBLIC_URL": None,
+                                            "EXPLAINER_TEACHER_TOKEN": None})
+    room = httpx.post(f"{url}/api/rooms").json()
+    httpx.put(f"{url}/api/rooms/{room['code']}/state", json={"text": "Hello there"},
+              headers={"X-Room-Secret": room["secret"]}).raise_for_status()
+    asked: list[str] = []
 
-        def count_streams(page):
-            page.allowed.append("status of 429")
-            page.page.on("request", lambda r: r.url.endswith("/events") and asked.append(r.url))
+    def count_streams(page):
+        page.allowed.append("status of 429")
+        page.page.on("request", lambda r: r.url.endswith("/events") and asked.append(r.url))
 
-        with opened(chromium, url, path=f"r/{room['code']}") as first:
-            first.page.wait_for_function("window.explainer.room.applied === 1")
-            expected = httpx.get(f"{url}/api/rooms/{room['code']}/events")
-            assert expected.status_code == 429 and expected.json()["code"] == "client_limit"
-            with opened(chromium, url, path=f"r/{room['code']}", before=count_streams) as second:
-                error = second.page.get_by_test_id("room-error")
-                error.wait_for(state="visible")
-                assert error.get_attribute("data-code") == "client_limit"
-                assert sentence(expected.json()) in error.inner_text()
-                assert second.page.get_by_test_id("room-follow-toggle").is_hidden()
-                assert 1 <= len(asked) <= 2  # the EventSource's, and the check that asked why
-            assert first.page.evaluate("window.explainer.room.following")
+    with opened(chromium, url, path=f"r/{room['code']}") as first:
+        first.page.wait_for_function("window.explainer.room.applied === 1")
+        expected = httpx.get(f"{url}/api/rooms/{room['code']}/events")
+        assert expected.status_code == 429 and expected.json()["code"] == "client_limit"
+        with opened(chromium, url, path=f"r/{room['code']}", before=count_streams) as second:
+            error = second.page.get_by_test_id("room-error")
+            error.wait_for(state="visible")
+            assert error.get_attribute("data-code") == "client_limit"
+            assert sentence(expected.json()) in error.inner_text()
+            assert second.page.get_by_test_id("room-follow-toggle").is_hidden()
+            assert 1 <= len(asked) <= 2  # the EventSource's, and the check that asked why
+        assert first.page.evaluate("window.explainer.room.following")
 
 
 def test_a_server_that_stops_is_waited_for_then_its_lost_room_said(chromium, checkpoint):
     """The server stopping ends the stream with `stopping`: the page says it is reconnecting (no
     error), and once a server is back on the same address, that the room is gone with it."""
     port = free_port()
-    command = [sys.executable, "-m", "app.cli", "serve", "--model", str(checkpoint)]
+    command = serve_command(checkpoint)
     with contextlib.ExitStack() as first:
         url = first.enter_context(serving(command, env={"EXPLAINER_PUBLIC_URL": None}, port=port)).url
         room = httpx.post(f"{url}/api/rooms").json()

@@ -185,13 +185,11 @@ def test_the_overview_colours_its_heads_by_a_detectors_score(ui, server):
 
 
 @pytest.fixture(scope="module")
-def prev_server(tmp_path_factory):
+def prev_server(checkpoints, live_servers):
     """A server on the checkpoint whose head 0.0 is a previous-token head by construction."""
-    from .live_server import live_server
     from .test_heads import previous_token_checkpoint
 
-    with live_server(previous_token_checkpoint(tmp_path_factory.mktemp("prev-head") / "ckpt")) as url:
-        yield url
+    return live_servers.url(checkpoints(build=previous_token_checkpoint))
 
 
 def test_the_head_grid_tags_the_heads_the_detectors_find(chromium, prev_server):

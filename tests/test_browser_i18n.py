@@ -17,7 +17,7 @@ import pytest
 
 from app.page import catalog
 
-from .browser import ARTIFACTS, chromium  # noqa: F401 (a fixture)
+from .browser import ARTIFACTS, chromium, settle  # noqa: F401 (chromium: a fixture)
 from .test_browser import Page, server  # noqa: F401 (server: a fixture)
 from .test_catalog import english_words
 
@@ -53,14 +53,14 @@ def draw_every_stage(page) -> None:
     page.wait_for_selector("[data-testid=prob-bar]")
     for stage in page.evaluate("() => [...document.querySelectorAll('[data-testid=stage]')].map(s => s.id)"):
         page.evaluate("(id) => document.getElementById(id).scrollIntoView()", stage)
-        page.wait_for_timeout(250)
+        settle(page)
     page.wait_for_selector("#logit-lens td")
     page.locator("#logit-lens td").first.click()
     page.locator("[data-testid=token]").nth(2).click()
     page.wait_for_selector("[data-testid=attention-line]")
     page.wait_for_selector("[data-testid=neighbours] li")
     page.wait_for_selector("#anatomy-table tr")
-    page.wait_for_timeout(800)
+    settle(page)
 
 
 def open_drawn(ui: Page, path: str, lang: str) -> None:
@@ -72,7 +72,7 @@ def open_drawn(ui: Page, path: str, lang: str) -> None:
     else:
         ui.page.wait_for_selector("[data-run-key=b] [data-testid=prob-bar]")
         ui.page.locator("[data-run-key=a] [data-testid=token]").nth(2).click()
-        ui.page.wait_for_timeout(1200)
+        settle(ui.page)
 
 
 @pytest.mark.parametrize("path", ["/", "/compare"])

@@ -11,10 +11,10 @@ import urllib.parse
 
 import pytest
 
-from .browser import ARTIFACTS, chromium, csp_violations, open_page  # noqa: F401 (chromium is a fixture)
+from .browser import ARTIFACTS, chromium, csp_violations, open_page, require_axe, settle  # noqa: F401 (chromium is a fixture)
 from .test_browser import server  # noqa: F401 (a fixture)
 
-Axe = pytest.importorskip("axe_playwright_python.sync_playwright").Axe
+Axe = require_axe()
 
 PROMPT = "When Mary and John went to the store, John gave a drink to"
 
@@ -52,10 +52,10 @@ def render_every_stage(page) -> None:
     page.get_by_test_id("token").nth(3).click()
     for stage in page.locator(".stage").all():
         stage.scroll_into_view_if_needed()
-        page.wait_for_timeout(150)
+        settle(page)
     page.wait_for_selector("[data-testid=logit-lens][data-rows]", state="attached", timeout=30_000)
     page.wait_for_selector("[data-testid=anatomy-total-count]", state="attached", timeout=30_000)
-    page.wait_for_timeout(600)
+    settle(page)
 
 
 def serious(page, **options) -> list:
@@ -78,7 +78,7 @@ def test_nothing_spills_out_of_its_card(chromium, server, width, height, present
     render_every_stage(page)
     spilled = page.evaluate(OVERFLOW)
     page.evaluate("scrollTo(0, 0)")
-    page.wait_for_timeout(200)
+    settle(page)
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"layout-{width}{'-presenter' if presenter else ''}{'' if lang == 'en' else '-' + lang}.png"))
     assert spilled == [], json.dumps(spilled[:20], indent=1)
@@ -92,7 +92,7 @@ def test_axe_finds_nothing_serious_before_after_and_in_presenter_mode(chromium, 
     held = []  # the analyze request, held back to see the page before its answer
     context, page, errors = open_page(chromium, server, 1280, 720, f"?lang={lang}&p={urllib.parse.quote(PROMPT)}",
                                       before_goto=lambda p: p.route("**/api/analyze", lambda route: held.append(route)))
-    page.wait_for_timeout(300)
+    settle(page, fetches=False)  # the analyze request is held back
     before = serious(page)
     for route in held:
         route.continue_()
@@ -100,7 +100,7 @@ def test_axe_finds_nothing_serious_before_after_and_in_presenter_mode(chromium, 
     render_every_stage(page)
     after = serious(page)
     page.get_by_test_id("presenter-toggle").click()
-    page.wait_for_timeout(400)
+    settle(page)
     presenter = serious(page)
     assert (before, after, presenter) == ([], [], []), json.dumps({"before": before, "after": after, "presenter": presenter}, indent=1)
     assert errors == [] and csp_violations(page) == []
@@ -120,14 +120,14 @@ def test_the_compare_page_fits_and_passes_axe(chromium, server, width, height):
     page.locator("[data-run-key=a] [data-testid=token]").nth(3).click()
     for stage in page.locator(".stage").all():
         stage.scroll_into_view_if_needed()
-        page.wait_for_timeout(100)
+        settle(page)
     page.wait_for_selector("[data-run-key=b] [data-testid=logit-lens][data-rows]", state="attached", timeout=30_000)
-    page.wait_for_timeout(600)
+    settle(page)
     spilled = page.evaluate(OVERFLOW)
     duplicated = page.evaluate("""() => { const ids = [...document.querySelectorAll('[id]')].map(e => e.id);
         return ids.filter((id, i) => ids.indexOf(id) !== i); }""")
     page.evaluate("scrollTo(0, 0)")
-    page.wait_for_timeout(200)
+    settle(page)
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"compare-{width}.png"))
     assert spilled == [], json.dumps(spilled[:20], indent=1)

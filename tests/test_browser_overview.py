@@ -10,7 +10,7 @@ import httpx
 import numpy as np
 import pytest
 
-from .browser import chromium  # noqa: F401 (a fixture)
+from .browser import chromium, settle  # noqa: F401 (chromium: a fixture)
 from .test_browser import N_HEADS, N_LAYERS, Page, api_analyze, expected_row, server  # noqa: F401 (server: a fixture)
 
 PROMPT = "When Mary and John went to the store, John gave a drink to"
@@ -70,7 +70,7 @@ def test_each_head_cell_is_the_sharpness_of_its_attention_row(ui, analyzed):
     for focus in (n - 1, 3):
         if focus != n - 1:
             ui.chips().nth(focus).click()  # pin it
-        ui.page.wait_for_timeout(100)
+        settle(ui.page)
         values = ui.page.evaluate("() => [...document.querySelectorAll('[data-testid=overview-head]')]"
                                   ".map(r => [+r.dataset.layer, +r.dataset.head, +r.dataset.value])")
         assert len(values) == N_LAYERS * N_HEADS
@@ -104,7 +104,7 @@ def test_hovering_a_token_draws_lines_with_the_pattern_weights(ui, analyzed):
     # Another layer and head: the lines follow.
     ui.page.get_by_test_id("layer-select").select_option("2")
     ui.page.get_by_test_id("head-select").select_option("3")
-    ui.page.wait_for_timeout(100)
+    settle(ui.page)
     lines = ui.page.evaluate("() => [...document.querySelectorAll('[data-testid=attention-line]')].map(l => [+l.dataset.to, +l.dataset.weight])")
     row = expected_row(analyzed["patterns_np"][2], 3, 9)
     for to, weight in lines:
@@ -112,7 +112,7 @@ def test_hovering_a_token_draws_lines_with_the_pattern_weights(ui, analyzed):
     # All heads of the layer, one colour each (pinned: the mouse leaves the chips for the box).
     ui.chips().nth(9).click()
     ui.page.locator("#all-heads").check()
-    ui.page.wait_for_timeout(100)
+    settle(ui.page)
     lines = ui.page.evaluate("() => [...document.querySelectorAll('[data-testid=attention-line]')].map(l => [+l.dataset.head, +l.dataset.to, +l.dataset.weight, l.getAttribute('stroke')])")
     assert {h for h, _, _, _ in lines} == set(range(N_HEADS))
     assert len({c for _, _, _, c in lines}) == N_HEADS
@@ -138,7 +138,7 @@ def test_each_block_shows_the_streams_length_leaving_it(ui, analyzed):
     for focus in (n - 1, 2):
         if focus != n - 1:
             ui.chips().nth(focus).click()
-        ui.page.wait_for_timeout(100)
+        settle(ui.page)
         shown = ui.page.evaluate("() => [...document.querySelectorAll('[data-testid=overview-norm]')].map(t => [+t.dataset.layer, +t.dataset.value, t.textContent])")
         assert len(shown) == N_LAYERS
         for layer, value, text in shown:

@@ -211,15 +211,12 @@ ECHO = {"clean": "I saw a cat", "corrupted": "I saw a dog", "target": "cat", "ba
 
 
 @pytest.fixture(scope="module")
-def echo_server(tmp_path_factory):
+def echo_server(checkpoints, live_servers):
     """A tiny model built to echo " cat" and " dog": the two prompts clearly differ in their answer."""
     from .conftest import build_echo_checkpoint
-    from .live_server import live_server
 
-    path = build_echo_checkpoint(tmp_path_factory.mktemp("browser-echo"), (" cat", " dog"), seed=7, n_layer=N_LAYERS,
-                                 n_head=N_HEADS)
-    with live_server(path) as url:
-        yield url
+    return live_servers.url(checkpoints(build=build_echo_checkpoint, words=(" cat", " dog"), seed=7, n_layer=N_LAYERS,
+                                        n_head=N_HEADS))
 
 
 def test_a_reliable_sweep_draws_its_heatmap_without_a_warning(chromium, echo_server):

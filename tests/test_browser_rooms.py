@@ -16,10 +16,8 @@ import httpx
 import numpy as np
 import pytest
 
-from .browser import ARTIFACTS, chromium, require_chromium  # noqa: F401 (chromium is a fixture)
-from .conftest import build_checkpoint
-from .live_server import live_server
-from .test_browser import Page
+from .browser import ARTIFACTS, chromium, require_chromium, settle  # noqa: F401 (chromium is a fixture)
+from .test_browser import Page, tiny
 from .test_browser_i18n import LEAKS
 from .test_browser_layout import serious
 
@@ -41,12 +39,19 @@ WATCH = """(cond) => { window.__seenAt = null; if (window.__stopWatch) window.__
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    path = build_checkpoint(tmp_path_factory.mktemp("rooms-gpt2"), seed=7, n_layer=N_LAYERS, n_head=N_HEADS)
+def server(checkpoints, live_servers):
     # Every page of these tests is on this one computer, and a test's rooms stay open until they idle
     # out: more than a classroom's per-computer cap (3) may be open at once here.
-    with live_server(path, env={"EXPLAINER_ROOM_IDLE": str(IDLE_S), "EXPLAINER_CLIENT_ROOMS": "32"}) as url:
-        yield url
+    return live_servers.url(tiny(checkpoints), env={"EXPLAINER_ROOM_IDLE": str(IDLE_S), "EXPLAINER_CLIENT_ROOMS": "32"})
+
+
+def wait_closed(server: str, code: str) -> None:
+    """Ask for the room until the server says it has closed (IDLE_S after its last publish; a read
+    does not keep it open, and closes it once it has idled out)."""
+    deadline = time.monotonic() + IDLE_S + 30
+    while httpx.get(f"{server}/api/rooms/{code}").status_code != 410:
+        assert time.monotonic() < deadline, f"room {code} did not close"
+        time.sleep(0.2)
 
 
 def state(page: Page) -> dict:
@@ -117,7 +122,7 @@ def test_two_students_follow_the_teacher_step_off_and_back(chromium, server):
         # Everyone is in: the teacher hides the panel down to its code, and goes on.
         teacher.page.get_by_test_id("room-hide").click()
         assert teacher.page.get_by_test_id("room-qr").is_hidden() and teacher.page.get_by_test_id("room-code").is_visible()
-        teacher.page.wait_for_timeout(200)
+        settle(teacher.page)
         teacher.page.screenshot(path=str(ARTIFACTS / "room-teacher-hidden-1280.png"))
         teacher.page.evaluate("document.querySelector('[data-stage=overview]').scrollIntoView({block: 'start'})")
 
@@ -157,7 +162,9 @@ def test_two_students_follow_the_teacher_step_off_and_back(chromium, server):
         explorer.page.wait_for_function("(() => { const s = explainer.store.state; const r = s.runs.get(s.shown.main);"
                                         " return r && r.interventions.length === 1; })()", timeout=20_000)
         follow_latency([follower], "s.head === 3", lambda: (now(teacher), teacher.page.keyboard.press("="))[0])
-        explorer.page.wait_for_timeout(1000)
+        # The explorer has received that state too (and done whatever it would with it).
+        explorer.page.wait_for_function(f"window.explainer.room.version >= {follower.page.evaluate('explainer.room.version')}")
+        settle(explorer.page)
         assert state(explorer)["head"] == 1 and state(follower)["head"] == 3
         # Their own changes publish nothing: the teacher still shows head 3.
         assert state(teacher)["head"] == 3
@@ -176,12 +183,12 @@ def test_two_students_follow_the_teacher_step_off_and_back(chromium, server):
             now(teacher), teacher.page.get_by_test_id("scene-next").click())[0])
         for s in students:
             s.page.wait_for_selector("[data-testid=scene-step][data-scene='5-temperature'][data-step='2']")
-        follower.page.wait_for_timeout(400)
+        settle(follower.page)
         follower.page.screenshot(path=str(ARTIFACTS / "room-student-scene-1280.png"))
         teacher.page.get_by_test_id("scene-close").click()
         for s in students:
             s.page.wait_for_selector("[data-testid=scene-step]", state="hidden")
-        follower.page.wait_for_timeout(300)
+        settle(follower.page)
         follower.page.screenshot(path=str(ARTIFACTS / "room-student-1280.png"))
 
         # A student's page cannot publish: it has no secret (and a guessed one is refused).
@@ -232,7 +239,7 @@ def test_an_unknown_or_closed_code_is_said_on_the_page(chromium, server, case):
         code, words, status = "ZZZZZZ", "There is no room ZZZZZZ", 404
     else:
         code = httpx.post(f"{server}/api/rooms").json()["code"]
-        time.sleep(IDLE_S + 0.5)  # never published to: it closes
+        wait_closed(server, code)  # never published to: it closes
         words, status = f"Room {code} has closed", 410
     student = Page(chromium, server)
     student.allowed.append(f"status of {status}")  # the browser's own line for the refused request
@@ -257,8 +264,7 @@ def test_a_room_closing_while_followed_is_said_on_the_page(chromium, server):
     try:
         student.open(f"r/{room['code']}")
         student.page.wait_for_function("window.explainer.room.applied === 1")
-        time.sleep(IDLE_S + 0.5)
-        httpx.get(f"{server}/api/rooms/{room['code']}")  # any read closes it now (else the stream's next heartbeat)
+        wait_closed(server, room["code"])  # the read that finds it idle closes it (else the stream's next heartbeat)
         student.page.get_by_test_id("room-error").wait_for(state="visible", timeout=10_000)
         assert "has closed" in student.page.get_by_test_id("room-error").inner_text()
         assert not student.unexpected_errors(), student.errors
@@ -307,7 +313,7 @@ def test_the_room_panel_and_bar_pass_axe_and_speak_the_pseudo_language(chromium,
             page.page.wait_for_selector("body[data-loaded='1']")
         teacher.page.get_by_test_id("room-panel").wait_for(state="visible")
         student.page.get_by_test_id("room-bar").wait_for(state="visible")
-        student.page.wait_for_timeout(500)
+        settle(student.page)
         assert serious(teacher.page) == []
         assert serious(student.page) == []
         # On a phone the panel and the bar stay on screen.

@@ -14,7 +14,7 @@ import pytest
 
 from app.page import scenes
 
-from .browser import ARTIFACTS, checkpoint_server, chromium  # noqa: F401 (a fixture)
+from .browser import ARTIFACTS, chromium, settle  # noqa: F401 (chromium: a fixture)
 from .test_browser import Page
 
 STATE = "() => { const s = explainer.store.state; const run = s.runs.get(s.shown.main); return {" \
@@ -23,9 +23,8 @@ STATE = "() => { const s = explainer.store.state; const run = s.runs.get(s.shown
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    with checkpoint_server(tmp_path_factory, "scenes-gpt2", 5, n_layer=12, n_head=12, n_embd=48) as url:
-        yield url
+def server(checkpoints, live_servers):
+    return live_servers.url(checkpoints(seed=5, n_layer=12, n_head=12, n_embd=48))
 
 
 def compact(items):
@@ -103,7 +102,7 @@ def test_steps_move_with_buttons_and_keys_and_the_url_restores_them(chromium, se
             page.page.get_by_test_id("scene-next").click()
             check_step(page, scene, n)  # the last: heads 9.9 and 9.6 switched off
         assert page.page.get_by_test_id("scene-next").is_disabled()
-        page.page.wait_for_timeout(600)  # past url.js's and scenes.js's coalescing
+        settle(page.page)  # past url.js's and scenes.js's coalescing
         url = page.page.url
         assert f"scene=4-ioi" in url and f"step={last + 1}" in url
         ARTIFACTS.mkdir(exist_ok=True)
@@ -123,7 +122,7 @@ def test_steps_move_with_buttons_and_keys_and_the_url_restores_them(chromium, se
         check_step(again, scene, last)
         again.page.get_by_test_id("scene-close").click()
         assert again.page.get_by_test_id("scene-step").is_hidden()
-        again.page.wait_for_timeout(600)
+        settle(again.page)  # past the coalescing
         assert "scene=" not in again.page.url
         assert not again.unexpected_errors(), again.errors
     finally:

@@ -10,20 +10,18 @@ import sys
 import httpx
 import pytest
 
-from .browser import ARTIFACTS, chromium, csp_violations, open_page, require_chromium  # noqa: F401 (chromium is a fixture)
-from .live_server import serving
+from .browser import ARTIFACTS, chromium, csp_violations, open_page, require_axe, require_chromium, settle  # noqa: F401 (chromium is a fixture)
 
 require_chromium()
 
-Axe = pytest.importorskip("axe_playwright_python.sync_playwright").Axe
+Axe = require_axe()
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(tmp_path_factory, live_servers):
     env = {"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path_factory.mktemp("empty-hf-home")),
            "EXPLAINER_MODEL": None, "EXPLAINER_RANDOM_WEIGHTS": None}
-    with serving([sys.executable, "-m", "app.cli", "serve"], env) as server:
-        yield server.url
+    return live_servers.serve([sys.executable, "-m", "app.cli", "serve"], env).url
 
 
 def in_view(page, test_id: str) -> bool:
@@ -46,13 +44,13 @@ def test_the_untrained_state_stays_visible_and_names_the_command(chromium, serve
     page.screenshot(path=str(ARTIFACTS / "untrained-1280-top.png"))
 
     page.evaluate("scrollTo(0, document.body.scrollHeight / 2)")
-    page.wait_for_timeout(300)
+    settle(page)
     assert not banner.evaluate("b => b.getBoundingClientRect().bottom > 0")  # the banner has scrolled away...
     assert in_view(page, "untrained-badge")  # ...the badge has not
     page.screenshot(path=str(ARTIFACTS / "untrained-1280-scrolled.png"))
 
     badge.click()  # it leads back to the banner and its explanation
-    page.wait_for_timeout(300)
+    settle(page)
     assert in_view(page, "random-weights-banner")
 
     results = Axe().run(page, context={"include": [["#untrained"], ["#stage-tokens .tokens-head"]]})
@@ -68,7 +66,7 @@ def test_the_badge_fits_every_layout(chromium, server, width, height, presenter)
     context, page, errors = open_page(chromium, server, width, height, query)
     page.wait_for_selector("[data-testid=token]")
     page.evaluate("scrollTo(0, document.body.scrollHeight / 2)")
-    page.wait_for_timeout(300)
+    settle(page)
     assert in_view(page, "untrained-badge")
     # Inside its sticky card, and no sideways scrolling of the page.
     assert page.evaluate("""() => { const b = document.querySelector('[data-testid=untrained-badge]').getBoundingClientRect();

@@ -10,23 +10,13 @@ import urllib.parse
 import httpx
 import pytest
 
-from .conftest import build_checkpoint
-from .browser import ARGS, ARTIFACTS, CHROMIUM, CSP_WATCH, csp_violations, require_chromium
-from .live_server import live_server
+from .browser import ARTIFACTS, CSP_WATCH, SETTLE, chromium, csp_violations, require_chromium, settle  # noqa: F401 (chromium: a fixture)
+from .test_browser import server  # noqa: F401 (a fixture: the same checkpoint and settings, one server)
 
 N_LAYERS = 3
 PROMPT = "The king and the queen sat on the mat"
 
 require_chromium()
-
-sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    model_dir = build_checkpoint(tmp_path_factory.mktemp("vectors-gpt2"), seed=7, n_layer=N_LAYERS, n_head=4)
-    with live_server(model_dir) as url:
-        yield url
 
 
 ALLOWED: list[str] = []  # console errors a test causes on purpose (a 422 for a bad expression)
@@ -34,24 +24,22 @@ REQUESTS: list[str] = []  # every URL the page asked for
 
 
 @pytest.fixture(scope="module")
-def page(server):
+def page(chromium, server):
     """One page for the module, opened on the analyzed prompt, under the server's CSP (the 3D
     map's WebGL included); console errors and CSP violations fail the module."""
     errors: list[str] = []
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        context = browser.new_context(viewport={"width": 1280, "height": 900})
-        context.add_init_script(CSP_WATCH)
-        page = context.new_page()
-        page.on("console", lambda m: m.type == "error" and errors.append(m.text))
-        page.on("pageerror", lambda e: errors.append(f"pageerror: {e}"))
-        page.on("request", lambda r: REQUESTS.append(r.url))
-        page.goto(f"{server}/?p={urllib.parse.quote(PROMPT)}")
-        page.wait_for_selector("body[data-ready='1']", timeout=60_000)
-        yield page
-        violations = csp_violations(page)
-        context.close()
-        browser.close()
+    context = chromium.new_context(viewport={"width": 1280, "height": 900})
+    context.add_init_script(CSP_WATCH)
+    context.add_init_script(SETTLE)
+    page = context.new_page()
+    page.on("console", lambda m: m.type == "error" and errors.append(m.text))
+    page.on("pageerror", lambda e: errors.append(f"pageerror: {e}"))
+    page.on("request", lambda r: REQUESTS.append(r.url))
+    page.goto(f"{server}/?p={urllib.parse.quote(PROMPT)}")
+    page.wait_for_selector("body[data-ready='1']", timeout=60_000)
+    yield page
+    violations = csp_violations(page)
+    context.close()
     assert violations == [], violations
     unexpected = [e for e in errors if not any(a in e for a in ALLOWED)]
     assert not unexpected, f"console errors: {unexpected}"
@@ -72,7 +60,7 @@ def shot(page, name: str, selector: str) -> None:
     # On screen first: the page's sections use content-visibility: auto, so an off-screen
     # section has a remembered size until it is rendered again.
     page.locator(selector).scroll_into_view_if_needed()
-    page.wait_for_timeout(400)  # let debounced views draw
+    settle(page)  # the debounced views have drawn
     page.locator(selector).screenshot(path=str(ARTIFACTS / f"vectors-{name}.png"))
 
 
@@ -85,7 +73,7 @@ def test_views_load_only_when_scrolled_to(page):
     """A new prompt costs no lens or map request until someone looks at those sections. (The
     overview, on the first screen, asks for one position's top guess, k=1: not the lens section.)"""
     page.wait_for_selector("[data-testid=anatomy-total-count]", state="attached", timeout=30_000)
-    page.wait_for_timeout(500)
+    settle(page)  # whatever the first screen asks for has been asked
     section = lambda u: ("/logit-lens" in u and "&k=1&" not in u) or "/embedding-space/map" in u  # noqa: E731
     assert not [u for u in REQUESTS if section(u)]
     page.locator("#stage-logit-lens").scroll_into_view_if_needed()
