@@ -26,8 +26,8 @@ from app.runs import analysis, embedding_space, experiments, generation, heads, 
 from app.runs.anatomy import anatomy
 from app.runs.cache import CachedRun, RunCache
 from app.runs.model_info import model_info
-from app.runs.responses import json_bytes, json_response, stored_response, tensors_response
-from app.schemas import MAX_PATCHING_TOKENS, AnalyzeRequest, GenerateRequest, InductionProbeRequest, PatchingRequest, SampleRequest
+from app.runs.responses import json_response, stored_response, tensors_response
+from app.schemas import MAX_PATCHING_TOKENS, AnalyzeRequest, AnatomyResponse, DotResponse, GenerateRequest, InductionProbeRequest, PatchingRequest, SampleRequest
 from app.serving.batcher import DecodeBatcher
 from app.serving.budget import ByteBudget
 from app.serving.concurrency import Coalescer, Costed, ForwardLimiter
@@ -200,9 +200,9 @@ class Lab:
                     self._space = EmbeddingSpace(self.explainer.model, self.explainer.tokenizer, cache_entries=0)
         return self._space
 
-    async def _space_answer(self, caller: Caller, key: tuple, compute: Callable[[], dict], run_id: str | None = None) -> Response:
+    async def _space_answer(self, caller: Caller, key: tuple, compute: Callable[[], bytes], run_id: str | None = None) -> Response:
         # Through the forward limiter: the map and a neighbour search each scan the whole vocabulary.
-        return await self._answered(caller, key, lambda: json_bytes(compute()), run_id=run_id)
+        return await self._answered(caller, key, compute, run_id=run_id)
 
     async def neighbours(self, word: str | None, token_id: int | None, k: int, caller: Caller) -> Response:
         if (word is None) == (token_id is None):  # before the space is built
@@ -212,15 +212,15 @@ class Lab:
 
     async def arithmetic(self, expression: str, k: int, caller: Caller) -> Response:
         return await self._space_answer(caller, ("arithmetic", expression, k),
-                                        lambda: embedding_space.neighbours_json(self.space.arithmetic(expression, k)))
+                                        lambda: embedding_space.arithmetic(self.space, expression, k))
 
-    async def dot(self, a: str | None, b: str | None, a_id: int | None, b_id: int | None) -> dict:
+    async def dot(self, a: str | None, b: str | None, a_id: int | None, b_id: int | None) -> DotResponse:
         return await run_in_threadpool(lambda: embedding_space.dot(self.space, a, b, a_id, b_id))
 
     async def embedding_map(self, run_id: str, words: list[str], caller: Caller) -> Response:
         run = (await self.resolve(run_id)).run
         return await self._space_answer(caller, ("map", run_id, tuple(words)),
-                                        lambda: embedding_space.map_json(self.space, self.space.map(run.ids, words)), run_id=run_id)
+                                        lambda: embedding_space.embedding_map(self.space, run.ids, words), run_id=run_id)
 
     async def positions(self, run_id: str) -> dict:
         run = (await self.resolve(run_id)).run
@@ -246,5 +246,5 @@ class Lab:
     def model_info(self) -> dict:
         return model_info(self.explainer)
 
-    def anatomy(self) -> dict:
+    def anatomy(self) -> AnatomyResponse:
         return anatomy(self.explainer)

@@ -10,10 +10,11 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
+from model.anatomy import Hyperparameters
 from model.hooks import LAYER_HOOKS
 from model.embedding_space import MAP_SAMPLE, MAX_K, MAX_TERM_TOKENS, MAX_TERMS, MAX_WORD_CHARS  # noqa: F401 (the routes' bounds)
 from model.patching import RELIABLE_LOGITS
-from model.interventions import EDITABLE
+from model.interventions import EDITABLE, Intervention
 from model.tokenizer import BLANK, is_blank
 
 MAX_TOP_K = 50257
@@ -224,6 +225,10 @@ class InterventionSpec(BaseModel):
     position: body_integer(ge=0, le=65535) | None = Field(None, description="One position (the query position for the pattern); all when omitted.")
     source_run_id: str | None = Field(None, min_length=1, max_length=64, description="patch only: the run to copy from.")
 
+    def intervention(self) -> Intervention:
+        """model/'s Intervention: the one converter from the request's shape to the engine's."""
+        return Intervention(**self.model_dump(exclude_none=True))
+
 
 class AnalyzeRequest(PromptInput):
     patterns: Literal["all", "auto"] = Field(
@@ -389,6 +394,7 @@ class EmbeddingMapResponse(BaseModel):
 
 
 class AnatomyPart(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
     name: str
     shape: list[int]
     copies: int
@@ -396,6 +402,7 @@ class AnatomyPart(BaseModel):
 
 
 class AnatomyKind(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
     key: str
     label: str
     description: str
@@ -406,9 +413,10 @@ class AnatomyKind(BaseModel):
 
 
 class AnatomyModel(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
     name: str
     source: Literal["model", "hyperparameters"]
-    hyperparameters: dict[str, int | bool | str]
+    hyperparameters: Hyperparameters
     total: int
     kinds: list[AnatomyKind]
 

@@ -86,6 +86,7 @@ class Kind:
     description: str
     parts: list[Part] = field(default_factory=list)
     note: str | None = None
+    share: float = 0.0  # of the whole model's parameters (set by its Anatomy)
 
     @property
     def count(self) -> int:
@@ -102,6 +103,11 @@ class Anatomy:
     @property
     def total(self) -> int:
         return sum(k.count for k in self.kinds)
+
+    def __post_init__(self) -> None:
+        total = self.total
+        for kind in self.kinds:
+            kind.share = kind.count / total if total else 0.0
 
     def kind(self, key: str) -> Kind:
         return next(k for k in self.kinds if k.key == key)

@@ -60,14 +60,14 @@ class Term:
 
     text: str  # exactly the text that was tokenized, e.g. ' king'
     ids: tuple[int, ...]
-    labels: tuple[str, ...]
+    tokens: tuple[str, ...]  # each id's text, as the tokenizer labels it
     sign: int = 1  # +1 or -1 in an arithmetic expression
 
     @property
     def note(self) -> str | None:
         if len(self.ids) == 1:
             return None
-        pieces = ", ".join(repr(label) for label in self.labels)
+        pieces = ", ".join(repr(label) for label in self.tokens)
         return (f"{self.text!r} is {len(self.ids)} tokens ({pieces}); its vector is the average "
                 f"of their {len(self.ids)} embeddings.")
 
@@ -114,6 +114,7 @@ class EmbeddingMap:
     points: tuple[MapPoint, ...]
     explained: tuple[float, float, float]  # share of the points' variance along each axis
     terms: tuple[Term, ...]  # the words added by the user
+    d_model: int  # the space the points were projected from
 
     @property
     def notes(self) -> list[str]:
@@ -346,7 +347,7 @@ class EmbeddingSpace:
             vectors = torch.stack([self.vector(t) for t in terms])
             for t, xyz in zip(terms, project(vectors)):
                 points.append(MapPoint(t.ids[0] if len(t.ids) == 1 else None, t.text, xyz, "word"))
-        return EmbeddingMap(tuple(points), explained, terms)
+        return EmbeddingMap(tuple(points), explained, terms, self.d_model)
 
     # -- positions --------------------------------------------------------------------------
 

@@ -8,7 +8,6 @@ forgot it). A prompt given as text is its tokens: the text's run and the same id
 
 from __future__ import annotations
 
-import gzip
 import json
 import zlib
 from functools import partial
@@ -25,6 +24,7 @@ from app.runs.cache import CachedRun, RunCache, unpack_ids
 from app.serving.concurrency import Cost, ForwardLimiter
 from app.errors import ApiError, field_error
 from app.runs.model_info import model_info
+from app.runs.tokens import token_prob
 
 N_TOP = 10
 
@@ -131,11 +131,7 @@ def analyze_body(explainer: Explainer, run_id: str, run: Run, include_patterns: 
     them (recomputed from the residual stream, identical)."""
     logits = run["logits"]
     dist = distribution(logits, 1.0)
-    top = [
-        {"id": i, "text": explainer.tokenizer.label(i),
-         "logit": float(logits[i]), "prob": p}
-        for i, p in dist.top(N_TOP)
-    ]
+    top = [token_prob(explainer.tokenizer, i, p, logit=float(logits[i])) for i, p in dist.top(N_TOP)]
     patterns = {}
     if include_patterns:
         patterns = {f"blocks.{l}.attn.hook_pattern": tensors.encode(run[f"blocks.{l}.attn.hook_pattern"], "float16")

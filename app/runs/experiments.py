@@ -10,7 +10,7 @@ import torch
 
 from model import Explainer
 from model.cancellation import NEVER, CancelToken
-from model.interventions import Editor, Intervention, check
+from model.interventions import Editor, check
 from model.patching import HOOKS, RELIABLE_LOGITS, sweep, sweep_grain, sweep_macs
 from model.threads import forward_macs
 
@@ -24,7 +24,7 @@ async def editor_for(specs, n_tokens: int, explainer: Explainer, resolve: Callab
     """The Editor of `specs` (InterventionSpec) for a prompt of `n_tokens`, or a 422 naming the
     field; `resolve(run_id)` finds a patch's source run. `generation`: for a generation of that
     prompt (interventions.check says what differs)."""
-    interventions = tuple(Intervention(**spec.model_dump(exclude_none=True)) for spec in specs)
+    interventions = tuple(spec.intervention() for spec in specs)
     sources, lengths = {}, {}
     for source_id in dict.fromkeys(it.source_run_id for it in interventions if it.source_run_id):
         try:

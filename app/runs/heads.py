@@ -3,7 +3,6 @@ attribution, as JSON bodies computed in a worker (through the forward limiter)."
 
 from __future__ import annotations
 
-import json
 import statistics
 
 from model import Explainer, Run
@@ -11,30 +10,28 @@ from model.attribution import attribution
 from model.cancellation import NEVER, CancelToken
 from model.head_scores import DEFINITIONS, head_scores, next_token_loss, probe_ids, scores, key_masks
 from model.engine import layer_hook
-from model.interventions import Editor, Intervention, check
+from model.interventions import Editor, check
 from model.threads import block_macs, forward_macs
 
 from app.serving.concurrency import Cost
 from app.errors import field_error
+from app.runs.responses import model_bytes
+from app.schemas import AttributionResponse, HeadScoresResponse, InductionProbeResponse
 
 # Interventions that write the residual stream other than through a head's z or an MLP's output
 # break the decomposition: its parts would no longer add up to the logits.
 NOT_DECOMPOSABLE = ("hook_resid_pre", "hook_resid_mid", "hook_resid_post", "hook_attn_out")
 
 
-def dumps(body: dict) -> bytes:
-    return json.dumps(body, separators=(",", ":")).encode()
-
-
 def scores_body(run: Run, cancel: CancelToken = NEVER) -> bytes:
     cancel.check()
-    return dumps({**head_scores(run), "definitions": DEFINITIONS})
+    return model_bytes(HeadScoresResponse, {**head_scores(run), "definitions": DEFINITIONS})
 
 
 def probe_editor(explainer: Explainer, specs, length: int) -> Editor:
     """The probe's interventions, checked like an analyze's, after refusing any patch: the
     probe's tokens are random and made for it, so there is no run to patch from."""
-    interventions = tuple(Intervention(**spec.model_dump(exclude_none=True)) for spec in specs)
+    interventions = tuple(spec.intervention() for spec in specs)
     for i, it in enumerate(interventions):
         if it.op == "patch":
             raise field_error(f"interventions.{i}.op", "the induction probe cannot patch: its tokens are random ones made "
@@ -62,7 +59,7 @@ def probe_body(explainer: Explainer, length: int, seed: int, editor: Editor, can
     # (token `length`, predicted at p = length − 1) has no earlier copy to follow, so an induction
     # head cannot predict it: the second half's mean starts at the one after (p = length).
     loss = next_token_loss(explainer.model, run)
-    return dumps({
+    return model_bytes(InductionProbeResponse, {
         "length": length, "seed": seed, "tokens": ids, "induction": induction, "loss": loss,
         "loss_first_half": statistics.fmean(loss[: length - 1]),
         "loss_second_half": statistics.fmean(loss[length:]),
@@ -83,4 +80,4 @@ def check_attribution(explainer: Explainer, run: Run, target: int, baseline: int
 
 def attribution_body(explainer: Explainer, run: Run, target: int, baseline: int, cancel: CancelToken = NEVER) -> bytes:
     cancel.check()
-    return dumps(attribution(explainer.model, run, target, baseline))
+    return model_bytes(AttributionResponse, attribution(explainer.model, run, target, baseline))

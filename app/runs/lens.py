@@ -3,15 +3,14 @@ unembedding, for the positions asked for, as a JSON body and its cost."""
 
 from __future__ import annotations
 
-import json
-
 from model import Explainer, Run
 from model.cancellation import NEVER, CancelToken
 from model.logit_lens import lens_grain, lens_macs, logit_lens
 
 from app.errors import field_error
 from app.runs.tokens import token_prob
-from app.schemas import MAX_LENS_POSITIONS
+from app.runs.responses import model_bytes
+from app.schemas import MAX_LENS_POSITIONS, LogitLensResponse
 from app.serving.concurrency import Cost
 
 
@@ -43,4 +42,4 @@ def lens_body(explainer: Explainer, run: Run, positions: list[int], k: int, stre
             for row in lens.cells
         ],
     }
-    return json.dumps(body, separators=(",", ":")).encode()
+    return model_bytes(LogitLensResponse, body)

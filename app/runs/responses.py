@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Iterable
 import torch
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
+from pydantic import BaseModel
 
 from app.runs import tensors as wire
 from app.runs.analysis import gzipped
@@ -28,6 +29,13 @@ BIG = 1 << 20  # a cached body from this size up reserves room for its gzipped c
 
 def json_bytes(payload) -> bytes:
     return json.dumps(payload, separators=(",", ":")).encode()
+
+
+def model_bytes(schema: type[BaseModel], value) -> bytes:
+    """`value` (model/'s dataclass, or a dict) as the JSON of the route's response model: checked
+    against it and written by it (pydantic's serializer), so the schema is the contract. A key a
+    dict leaves out stays out (an intervention's unused fields)."""
+    return schema.model_validate(value, from_attributes=True).model_dump_json(exclude_unset=True).encode()
 
 
 
