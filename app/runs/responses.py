@@ -19,7 +19,6 @@ from fastapi.responses import Response
 from pydantic import BaseModel
 
 from app.runs import tensors as wire
-from app.runs.analysis import gzipped
 from app.serving.budget import ByteBudget, Reservation
 
 MIN_GZIP = 2048  # the GZip middleware's own minimum
@@ -37,6 +36,15 @@ def model_bytes(schema: type[BaseModel], value) -> bytes:
     dict leaves out stays out (an intervention's unused fields)."""
     return schema.model_validate(value, from_attributes=True).model_dump_json(exclude_unset=True).encode()
 
+
+
+def gzipped(data: bytes) -> bytes:
+    """gzip with run-length matches only (zlib's Z_RLE). The analyze body is mostly base64 of
+    float16 weights: long matches are rare, but the zeros above the diagonal make long runs.
+    On a 64-token body (1.8 MB) this is measured 3x faster than level 1 and 4% smaller than
+    level 5 (0.80 MB)."""
+    compressor = zlib.compressobj(6, zlib.DEFLATED, 31, 8, zlib.Z_RLE)  # wbits 31: gzip framing
+    return compressor.compress(data) + compressor.flush()
 
 
 class Pieces(Response):
@@ -68,7 +76,7 @@ class Pieces(Response):
 def gathered(pieces: Iterable[bytes], gzip: bool) -> list[bytes]:
     """`pieces` gzipped as they come when `gzip` (each dropped once compressed), gathered into
     sends of about SEND_BYTES."""
-    compressor = zlib.compressobj(6, zlib.DEFLATED, 31, 8, zlib.Z_RLE) if gzip else None  # as analysis.gzipped
+    compressor = zlib.compressobj(6, zlib.DEFLATED, 31, 8, zlib.Z_RLE) if gzip else None  # as gzipped
     out: list[bytes] = []
     pending: list[bytes] = []
     size = 0
