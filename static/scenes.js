@@ -41,10 +41,9 @@ import { getScene, listScenes } from "./api.js";
 import { el, listen, withData } from "./dom.js";
 import { fmt, pct, visible } from "./format.js";
 import { lang, t } from "./i18n.js";
-import { ranked, selectRun } from "./store.js";
+import { compactIntervention, ranked, selectRun } from "./store.js";
 
 const CARRIED = ["prompt", "layer", "head", "temperature"];
-const INTERVENTION_FIELDS = ["hook", "op", "head", "neuron", "position"];
 
 /** The page's language's text, else English: [text, the language it is in]. */
 function local(texts) {
@@ -59,15 +58,11 @@ export function stepState(scene, n) {
   }
   const step = scene.steps[n];
   for (const key of ["pinned", "stage"]) state[key] = step[key] ?? null;
-  if (step.interventions) state.interventions = step.interventions.map(compact);
+  if (step.interventions) state.interventions = step.interventions.map(compactIntervention);
   return state;
 }
 
-function compact(x) {
-  return Object.fromEntries(INTERVENTION_FIELDS.filter((f) => x[f] != null).map((f) => [f, x[f]]));
-}
-
-const sameList = (a, b) => JSON.stringify(a.map(compact)) === JSON.stringify(b.map(compact));
+const sameList = (a, b) => JSON.stringify(a.map(compactIntervention)) === JSON.stringify(b.map(compactIntervention));
 
 function readScene() {
   const q = new URLSearchParams(location.search);

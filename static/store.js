@@ -230,10 +230,16 @@ export function headIntervention(layer, head) {
   return { hook: hookName("attn.hook_z", layer), op: "zero", head };
 }
 
-const FIELDS = ["hook", "op", "head", "neuron", "position", "source_run_id"];
+/** An intervention's fields, as POST /api/analyze takes them (schemas.InterventionSpec): the one list. */
+export const INTERVENTION_FIELDS = Object.freeze(["hook", "op", "head", "neuron", "position", "source_run_id"]);
+
+/** The intervention with only the fields it sets (the URL's, a scene's and the API's form). */
+export function compactIntervention(x) {
+  return Object.fromEntries(INTERVENTION_FIELDS.filter((f) => x[f] != null).map((f) => [f, x[f]]));
+}
 
 export function sameIntervention(a, b) {
-  return FIELDS.every((f) => (a[f] ?? null) === (b[f] ?? null));
+  return INTERVENTION_FIELDS.every((f) => (a[f] ?? null) === (b[f] ?? null));
 }
 
 export function sameInterventions(a, b) {

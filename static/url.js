@@ -16,10 +16,9 @@
  *   urlIndex(value, n)   a layer or head index from the URL if below n, else 0
  */
 import * as controls from "./url_controls.js";
-import { selectRun } from "./store.js";
+import { compactIntervention, selectRun } from "./store.js";
 
 const URL_KEYS = { prompt: "p", ids: "ids", layer: "layer", head: "head", temperature: "t", pinned: "pin", topK: "k", topP: "topp", seed: "seed", presenter: "present", interventions: "abl" };
-const INTERVENTION_FIELDS = ["hook", "op", "head", "neuron", "position", "source_run_id"];
 
 /** The URL's interventions, if `abl` holds a list of objects with a hook and an op. */
 function readInterventions(value) {
@@ -27,7 +26,7 @@ function readInterventions(value) {
     const list = JSON.parse(value);
     if (!Array.isArray(list)) return undefined;
     const clean = list.filter((x) => x && typeof x.hook === "string" && typeof x.op === "string")
-      .map((x) => Object.fromEntries(INTERVENTION_FIELDS.filter((f) => x[f] != null).map((f) => [f, x[f]])));
+      .map(compactIntervention);
     return clean.length === list.length ? clean : undefined;
   } catch (_) {
     return undefined;
@@ -40,8 +39,7 @@ export function writeInterventions(q, interventions) {
     q.delete(URL_KEYS.interventions);
     return;
   }
-  const compact = interventions.map((x) => Object.fromEntries(INTERVENTION_FIELDS.filter((f) => x[f] != null).map((f) => [f, x[f]])));
-  q.set(URL_KEYS.interventions, JSON.stringify(compact));
+  q.set(URL_KEYS.interventions, JSON.stringify(interventions.map(compactIntervention)));
 }
 
 /** What names the run in a query: its ids if there, else its text; null for neither. */
