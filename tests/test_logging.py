@@ -4,20 +4,21 @@ its traceback; `--log-level` obeyed."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
-import sys
-import time
 
 import httpx
 import pytest
 from fastapi.testclient import TestClient
 
 from app.main import create_app
+from app.serving import logs
 from app.serving.settings import Settings
 from model.batching import DecodeBatch
 
-from .live_server import serving
+from .threaded_server import threaded_server
+from .waiting import wait_until
 
 SECRET_PROMPT = "My diary: Zanzibarquest is my password"
 SECRET_WORD = "Zanzibarquest"
@@ -28,9 +29,48 @@ def access_lines(log: str) -> list[tuple[str, str, int]]:
     return [(m[1], m[2], int(m[3])) for line in log.splitlines() if (m := ACCESS.search(line))]
 
 
-def test_access_lines_name_method_path_status_and_time_but_no_personal_text(checkpoint_dir):
-    command = [sys.executable, "-m", "app.cli", "serve", "--model", checkpoint_dir]
-    with serving(command) as server:
+LOGGERS = ("", "explainer", "explainer.access", "uvicorn", "uvicorn.error", "uvicorn.access")
+
+
+@pytest.fixture
+def served_as_explainer_serve(explainer, checkpoint_dir, capsys):
+    """`explainer serve --log-level LEVEL`'s server and logging, in this process: logs.configure
+    (the console handler on stderr, here the captured one) and uvicorn given logs.config; yields
+    a context manager whose server has `.url` and `.log` (what it wrote so far). The loggers are
+    put back afterwards, so later tests keep their own logging."""
+    saved = {name: (logging.getLogger(name).handlers[:], logging.getLogger(name).level,
+                    logging.getLogger(name).propagate, logging.getLogger(name).disabled) for name in LOGGERS}
+    class Served:
+        def __init__(self, url: str):
+            self.url, self.written = url, []
+
+        @property
+        def log(self) -> str:
+            self.written.append(capsys.readouterr().err)
+            return "".join(self.written)
+
+    @contextlib.contextmanager
+    def serve(level: str):
+        logs.configure(level)
+        app = create_app(Settings(model=checkpoint_dir, log_level=level), explainer=explainer)
+        with threaded_server(app, log_level=level) as server:
+            yield Served(server.url)
+
+    try:
+        yield serve
+    finally:
+        for name, (handlers, level, propagate, disabled) in saved.items():
+            logger = logging.getLogger(name)
+            for handler in logger.handlers:
+                if handler not in handlers:
+                    handler.close()
+            logger.handlers[:] = handlers
+            logger.setLevel(level)
+            logger.propagate, logger.disabled = propagate, disabled
+
+
+def test_access_lines_name_method_path_status_and_time_but_no_personal_text(served_as_explainer_serve):
+    with served_as_explainer_serve("info") as server:
         assert httpx.get(f"{server.url}/").status_code == 200
         assert httpx.post(f"{server.url}/api/analyze", json={"text": SECRET_PROMPT}).status_code == 200
         assert httpx.get(f"{server.url}/api/embedding-space/neighbours", params={"word": SECRET_WORD}).status_code in (200, 422)
@@ -39,9 +79,7 @@ def test_access_lines_name_method_path_status_and_time_but_no_personal_text(chec
         assert httpx.get(f"{server.url}{forging}").status_code == 404
         assert httpx.post(f"{server.url}/api/analyze", json={"text": ""}).status_code == 422
         # The access line is written as the answer goes out: on a busy machine, a moment after the client has it.
-        deadline = time.monotonic() + 10
-        while ("POST", "/api/analyze", 422) not in access_lines(server.log) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: ("POST", "/api/analyze", 422) in access_lines(server.log), "the 422's access line")
         log = server.log
     seen = access_lines(log)
     assert ("GET", "/", 200) in seen
@@ -57,12 +95,21 @@ def test_access_lines_name_method_path_status_and_time_but_no_personal_text(chec
     assert "uvicorn.access" not in log  # uvicorn's own access line would carry the query string
 
 
-def test_log_level_warning_drops_access_lines(checkpoint_dir):
-    command = [sys.executable, "-m", "app.cli", "serve", "--model", checkpoint_dir, "--log-level", "warning"]
-    with serving(command) as server:
+def test_log_level_warning_drops_access_lines(served_as_explainer_serve):
+    with served_as_explainer_serve("warning") as server:
         assert httpx.get(f"{server.url}/api/model").status_code == 200
         log = server.log
     assert access_lines(log) == [] and "Application startup complete" not in log
+    assert "Uvicorn running on" not in log  # uvicorn's info lines are dropped too
+
+
+def test_log_level_info_keeps_uvicorn_start_up_lines(served_as_explainer_serve):
+    """The other side of the test above: at info, uvicorn's start-up lines are in the same log."""
+    with served_as_explainer_serve("info") as server:
+        assert httpx.get(f"{server.url}/api/model").status_code == 200
+        wait_until(lambda: ("GET", "/api/model", 200) in access_lines(server.log), "the access line")
+        log = server.log
+    assert "Application startup complete" in log
 
 
 @pytest.fixture(autouse=True)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import uvicorn
 
 from app import cli
-from app.serving import connections
+from app.serving import connections, logs
 from app.serving.settings import Settings
 
 from .live_server import free_port
@@ -40,11 +40,15 @@ class ThreadedServer:
 
 
 @contextlib.contextmanager
-def threaded_server(app, settings: Settings | None = None, http: str = "auto") -> Iterator[ThreadedServer]:
-    """Serve `app` (built by create_app) until the block ends; yields the running server."""
+def threaded_server(app, settings: Settings | None = None, http: str = "auto",
+                    log_level: str | None = None) -> Iterator[ThreadedServer]:
+    """Serve `app` (built by create_app) until the block ends; yields the running server.
+    `log_level`: uvicorn configures logging as `explainer serve` has it do (logs.config), which
+    changes this process's loggers (the caller restores them); None leaves logging alone."""
     settings = settings or app.state.settings
     port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False,
+    log_config = None if log_level is None else logs.config(log_level)
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=log_config, access_log=False,
                             timeout_graceful_shutdown=cli.GRACEFUL_SHUTDOWN_S,
                             **connections.uvicorn_options(settings, http))
     server = cli._stopping_server()(config)
