@@ -47,9 +47,9 @@ def require_axe():
 class SharedChromium:
     """The run's one Chromium, which the `chromium` fixture hands to every browser test: launched
     when a test first needs it (again if it crashed), and closed by conftest's
-    pytest_runtest_teardown when the next test needs none, since Playwright's sync API holds an
-    event loop that an `asyncio.run` in another test would trip on. A test uses it as it would a
-    Browser (`new_context`, `new_page`): each test's contexts are its own."""
+    pytest_runtest_teardown when the next module's first test needs none, since Playwright's sync
+    API holds an event loop that an `asyncio.run` in another module's test would trip on. A test
+    uses it as it would a Browser (`new_context`, `new_page`): each test's contexts are its own."""
 
     def __init__(self) -> None:
         self._playwright = None
@@ -104,7 +104,8 @@ def csp_violations(page) -> list[str]:
 # defines window.__settled(limit_ms, fetches), which resolves true once there are none (fetches
 # not counted if `fetches` is false) and the scroll position
 # has held for a few polls, after two frames (so that what a scroll or a click set off has
-# started), or false after `limit_ms`. It runs under the page's CSP: evaluate, not eval.
+# started), or false after `limit_ms`; and window.__frames(n), n frames. It runs under the
+# page's CSP: evaluate, not eval.
 SETTLE = """(() => {
   if (window.__settled) return;
   const setT = window.setTimeout.bind(window), clearT = window.clearTimeout.bind(window), fetch0 = window.fetch.bind(window);
@@ -125,6 +126,7 @@ SETTLE = """(() => {
   };
   window.clearTimeout = (id) => { timers.delete(id); clearT(id); };
   const frame = () => new Promise((r) => { requestAnimationFrame(() => r()); setT(r, 100); });
+  window.__frames = async (n = 2) => { for (let i = 0; i < n; i++) await frame(); return true; };
   window.__settled = async (limit_ms = 30000, fetches = true) => {
     await frame(); await frame();
     const end = performance.now() + limit_ms;
@@ -149,6 +151,12 @@ def settle(page, limit_ms: int = 30_000, fetches: bool = True) -> None:
     exactly that, and fails if it never comes."""
     assert page.evaluate("([ms, f]) => window.__settled ? window.__settled(ms, f) : null", [limit_ms, fetches]), \
         "the page did not come to rest (or SETTLE was not among its init scripts)"
+
+
+def frames(page, n: int = 2) -> None:
+    """Wait for `n` frames (what a scroll brought on screen has been seen: the lazy views'
+    observers have fired and asked for their data). For stepping through stages; settle after."""
+    assert page.evaluate("(n) => window.__frames ? window.__frames(n) : null", n), "SETTLE was not among the init scripts"
 
 
 def open_page(browser, url: str, width: int, height: int, query: str = "", before_goto=None, bypass_csp: bool = False):

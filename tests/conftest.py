@@ -106,10 +106,10 @@ def live_servers():
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_teardown(item, nextitem):
-    """After a test's fixtures are torn down: between modules, stop the shared servers used least
-    recently past the few kept; and close the shared Chromium when the next test needs none."""
+    """After a test's fixtures are torn down, between modules: stop the shared servers used least
+    recently past the few kept, and close the shared Chromium if the next test needs none."""
     yield
     if nextitem is None or nextitem.module is not item.module:
         SHARED_SERVERS.trim()
-    if nextitem is None or "chromium" not in nextitem.fixturenames:
-        SHARED_CHROMIUM.close()
+        if nextitem is None or "chromium" not in nextitem.fixturenames:
+            SHARED_CHROMIUM.close()

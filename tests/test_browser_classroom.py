@@ -8,11 +8,22 @@ from __future__ import annotations
 
 import urllib.parse
 
-from .browser import ARTIFACTS, chromium, open_page, settle  # noqa: F401 (chromium is a fixture)
+import pytest
+
+from .browser import ARTIFACTS, chromium, frames, open_page, settle  # noqa: F401 (chromium is a fixture)
 from .test_browser import server  # noqa: F401 (a fixture)
 
 FIRST = "The cat sat on the mat because it was tired"
 SECOND = "When Mary and John went to the store, John gave a drink to"
+
+
+@pytest.fixture(scope="module")
+def resting(chromium, server):
+    """One page for the tests that only read it (or type in the prompt box): 1280 x 720, the
+    example analyzed, under the page's CSP. Opened once for the module."""
+    context, page, _ = open_page(chromium, server, 1280, 720)
+    yield page
+    context.close()
 
 
 def wait_prompt(page, text: str) -> None:
@@ -60,27 +71,27 @@ def test_an_empty_prompt_is_said_in_plain_words(chromium, server):
     context.close()
 
 
-def test_the_prompt_box_grows_with_its_text(chromium, server):
-    context, page, _ = open_page(chromium, server, 1280, 720)
+def test_the_prompt_box_grows_with_its_text(resting):
+    page = resting
     box = page.get_by_test_id("prompt-input")
+    example = box.input_value()  # one line, as the page opens
     one = box.evaluate("b => b.getBoundingClientRect().height")
     box.fill("line\n" * 5 + "end")
     five = box.evaluate("b => b.getBoundingClientRect().height")
     assert five > one * 3
     box.fill("line\n" * 40)
     assert box.evaluate("b => b.getBoundingClientRect().height") < five * 2  # it stops growing, then scrolls
-    context.close()
+    box.fill(example)  # the module's page as it was
 
 
-def test_probability_bars_are_drawn_against_the_most_likely_token(chromium, server):
-    context, page, _ = open_page(chromium, server, 1280, 720)
+def test_probability_bars_are_drawn_against_the_most_likely_token(resting):
+    page = resting
     page.wait_for_selector("[data-testid=prob-bar][data-prob]")
     bars = page.evaluate("() => [...document.querySelectorAll('[data-testid=prob-bar]')].map(b => "
                          "[+b.dataset.prob, b.querySelector('.fill').getBoundingClientRect().width, b.querySelector('.track').getBoundingClientRect().width])")
     top = max(p for p, _, _ in bars)
     for p, fill, track in bars:
         assert abs(fill - track * p / top) <= 1.5, (p, fill, track)
-    context.close()
 
 
 def test_stage_keys_never_hide_a_heading_under_the_sticky_bar(chromium, server):
@@ -135,10 +146,10 @@ def test_presenter_mode_at_1920_fills_the_card(chromium, server):
     context.close()
 
 
-def test_text_on_coloured_cells_has_enough_contrast(chromium, server):
+def test_text_on_coloured_cells_has_enough_contrast(resting):
     """inkOn picks black or white by WCAG contrast: at least 4.5:1 on every viridis colour
     (white on the teals was 3.1-3.9:1)."""
-    context, page, _ = open_page(chromium, server, 1280, 720)
+    page = resting
     worst = page.evaluate("""async () => {
         const { VIRIDIS_LUT, inkOn } = await import('/static/colors.js');
         const lum = ([r, g, b]) => [r, g, b].map(c => (c /= 255) <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4)
@@ -152,7 +163,6 @@ def test_text_on_coloured_cells_has_enough_contrast(chromium, server):
         }
         return worst; }""")
     assert worst >= 4.5, worst
-    context.close()
 
 
 def test_the_all_layers_grid_labels_its_columns_and_passes_axe(chromium, server):
@@ -205,7 +215,7 @@ def test_plot_labels_and_titles_are_not_cut_off(chromium, server):
     page.wait_for_selector("[data-testid=token]")
     for box in ("#embedding-plot", "#positions-heatmap", "#positions-cosine"):
         page.locator(box).scroll_into_view_if_needed()
-        settle(page)
+        frames(page)
         page.wait_for_selector(f"{box} .main-svg", state="attached", timeout=30_000)
     settle(page)
     outside = page.evaluate("""() => {
@@ -223,11 +233,11 @@ def test_plot_labels_and_titles_are_not_cut_off(chromium, server):
     context.close()
 
 
-def test_the_inputs_state_the_servers_limits(chromium, server):
+def test_the_inputs_state_the_servers_limits(resting, server):
     import httpx
 
     limits = httpx.get(f"{server}/api/model", timeout=30).json()["limits"]
-    context, page, _ = open_page(chromium, server, 1280, 720)
+    page = resting
     shown = page.evaluate("""() => ({
         prompt: +document.querySelector('#prompt-input').getAttribute('maxlength'),
         topk: +document.querySelector('#top-k').getAttribute('max'),
@@ -238,4 +248,3 @@ def test_the_inputs_state_the_servers_limits(chromium, server):
     assert shown == {"prompt": limits["max_prompt_chars"], "topk": limits["max_top_k"], "seed": limits["max_seed"],
                      "gen": limits["max_new_tokens"], "word": limits["max_word_chars"],
                      "expression": limits["max_expression_chars"]}
-    context.close()

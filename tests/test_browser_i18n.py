@@ -17,7 +17,7 @@ import pytest
 
 from app.page import catalog
 
-from .browser import ARTIFACTS, chromium, settle  # noqa: F401 (chromium: a fixture)
+from .browser import ARTIFACTS, chromium, frames, settle  # noqa: F401 (chromium: a fixture)
 from .test_browser import Page, server  # noqa: F401 (server: a fixture)
 from .test_catalog import english_words
 
@@ -53,7 +53,7 @@ def draw_every_stage(page) -> None:
     page.wait_for_selector("[data-testid=prob-bar]")
     for stage in page.evaluate("() => [...document.querySelectorAll('[data-testid=stage]')].map(s => s.id)"):
         page.evaluate("(id) => document.getElementById(id).scrollIntoView()", stage)
-        settle(page)
+        frames(page)
     page.wait_for_selector("#logit-lens td")
     page.locator("#logit-lens td").first.click()
     page.locator("[data-testid=token]").nth(2).click()

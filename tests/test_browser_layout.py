@@ -11,7 +11,7 @@ import urllib.parse
 
 import pytest
 
-from .browser import ARTIFACTS, chromium, csp_violations, open_page, require_axe, settle  # noqa: F401 (chromium is a fixture)
+from .browser import ARTIFACTS, chromium, csp_violations, frames, open_page, require_axe, settle  # noqa: F401 (chromium is a fixture)
 from .test_browser import server  # noqa: F401 (a fixture)
 
 Axe = require_axe()
@@ -52,7 +52,7 @@ def render_every_stage(page) -> None:
     page.get_by_test_id("token").nth(3).click()
     for stage in page.locator(".stage").all():
         stage.scroll_into_view_if_needed()
-        settle(page)
+        frames(page)
     page.wait_for_selector("[data-testid=logit-lens][data-rows]", state="attached", timeout=30_000)
     page.wait_for_selector("[data-testid=anatomy-total-count]", state="attached", timeout=30_000)
     settle(page)
@@ -120,7 +120,7 @@ def test_the_compare_page_fits_and_passes_axe(chromium, server, width, height):
     page.locator("[data-run-key=a] [data-testid=token]").nth(3).click()
     for stage in page.locator(".stage").all():
         stage.scroll_into_view_if_needed()
-        settle(page)
+        frames(page)
     page.wait_for_selector("[data-run-key=b] [data-testid=logit-lens][data-rows]", state="attached", timeout=30_000)
     settle(page)
     spilled = page.evaluate(OVERFLOW)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import statistics
-import time
 
 import httpx
 import numpy as np
@@ -20,6 +19,7 @@ from .browser import ARTIFACTS, chromium, require_chromium, settle  # noqa: F401
 from .test_browser import Page, tiny
 from .test_browser_i18n import LEAKS
 from .test_browser_layout import serious
+from .waiting import wait_until
 
 require_chromium()
 
@@ -48,10 +48,8 @@ def server(checkpoints, live_servers):
 def wait_closed(server: str, code: str) -> None:
     """Ask for the room until the server says it has closed (IDLE_S after its last publish; a read
     does not keep it open, and closes it once it has idled out)."""
-    deadline = time.monotonic() + IDLE_S + 30
-    while httpx.get(f"{server}/api/rooms/{code}").status_code != 410:
-        assert time.monotonic() < deadline, f"room {code} did not close"
-        time.sleep(0.2)
+    wait_until(lambda: httpx.get(f"{server}/api/rooms/{code}").status_code == 410, f"room {code} did not close",
+               timeout_s=IDLE_S + 30, every_s=0.2)
 
 
 def state(page: Page) -> dict:
