@@ -150,7 +150,7 @@ def test_shared_work_stops_only_when_its_last_waiter_leaves():
 def test_a_request_whose_client_left_while_queued_never_runs(explainer, checkpoint_dir, monkeypatch):
     """Through the whole app (middleware, router, limiter): the only forward slot is held; a
     logit-lens request queues behind it; its client disconnects; the lens is never computed."""
-    import app.routers.logit_lens as lens_router
+    import app.runs.lens as lens_router
 
     computed = []
     real = lens_router.lens_body
@@ -211,8 +211,8 @@ def test_a_request_whose_client_left_while_queued_never_runs(explainer, checkpoi
 def test_identical_expensive_requests_in_flight_are_computed_once(explainer, checkpoint_dir, monkeypatch):
     import httpx
 
-    import app.routers.embedding_space as space_router
-    import app.routers.logit_lens as lens_router
+    import app.runs.embedding_space as space_router
+    import app.runs.lens as lens_router
 
     computed = {"lens": 0, "map": 0}
     real_lens, real_map = lens_router.lens_body, space_router.map_json

@@ -22,6 +22,7 @@ from app.errors import ApiError
 from app.serving.settings import Settings
 from app.runs.tensors import decode
 
+from . import ci
 from .live_server import free_port
 
 TEXT = "The teacher opened the book and the class"
@@ -120,8 +121,8 @@ def test_explainer_serve_goes_to_ray_only_with_replicas_or_the_flag(monkeypatch,
 def test_the_readme_serve_config_builds_the_deployment():
     """The `serve run` config in the README is valid for Ray Serve, and names a builder that
     accepts its args."""
-    yaml = pytest.importorskip("yaml", reason="PyYAML comes with the cluster extra (ray)")
-    pytest.importorskip("ray.serve", reason='the cluster extra is not installed: pip install -e ".[cluster]"')
+    yaml = ci.importorskip("yaml", reason="PyYAML comes with the cluster extra (ray)")
+    ci.importorskip("ray.serve", reason='the cluster extra is not installed: pip install -e ".[cluster]"')
     from ray.serve.schema import ServeDeploySchema
 
     readme = (ROOT / "README.md").read_text()
@@ -141,8 +142,8 @@ def test_the_readme_serve_config_builds_the_deployment():
 @pytest.fixture(scope="module")
 def cluster(checkpoint_dir):
     """http://127.0.0.1:PORT of two replicas of the app on the tiny checkpoint, one CPU each."""
-    ray = pytest.importorskip("ray", reason='the cluster extra is not installed: pip install -e ".[cluster]"')
-    serve = pytest.importorskip("ray.serve", reason='the cluster extra is not installed: pip install -e ".[cluster]"')
+    ray = ci.importorskip("ray", reason='the cluster extra is not installed: pip install -e ".[cluster]"')
+    serve = ci.importorskip("ray.serve", reason='the cluster extra is not installed: pip install -e ".[cluster]"')
     from app import cluster
 
     sigterm = signal.getsignal(signal.SIGTERM)  # ray.init sets its own in this process: put back after
@@ -154,7 +155,7 @@ def cluster(checkpoint_dir):
         ray.init(num_cpus=2, include_dashboard=False, object_store_memory=100 << 20, namespace=cluster.NAMESPACE,
                  logging_level=logging.WARNING, log_to_driver=False)
     except Exception as error:  # noqa: BLE001
-        pytest.skip(f"Ray cannot start on this machine: {type(error).__name__}: {error}")
+        ci.skip(f"Ray cannot start on this machine: {type(error).__name__}: {error}")
     finally:
         for name, value in saved.items():  # Ray's processes have it now; this process need not keep it
             if value is None:

@@ -53,7 +53,7 @@ def test_every_cache_counts_against_one_budget(explainer, checkpoint_dir):
         stats = cache.stats
         print(f"1,500 maps in {time.monotonic() - start:.1f} s; peak {peak:,} bytes of {BUDGET:,}; {stats}")
         assert peak <= BUDGET and stats["answers"] > 0
-        assert len(app.state.space.cache) == 0  # the model's own result cache is not a second, unbudgeted one
+        assert len(app.state.lab.space.cache) == 0  # the model's own result cache is not a second, unbudgeted one
         # The answers pushed the idle run out of the shared budget; it is recomputed when asked for.
         assert cache.get(idle) is None
         assert client.get(f"/api/runs/{idle}/embeddings").status_code == 200

@@ -34,6 +34,7 @@ from model.logit_lens import lens_macs, logit_lens
 from model.patching import sweep, sweep_macs
 from model.threads import ThreadShare, forward_macs
 from tests.live_server import live_server
+from tests.waiting import until, wait_until
 
 CLEAN = "When Mary and John went to the store, John gave a drink to"
 CORRUPTED = "When Mary and John went to the store, Mary gave a drink to"
@@ -42,14 +43,6 @@ CORRUPTED = "When Mary and John went to the store, Mary gave a drink to"
 async def as_client(who: str, limiter: ForwardLimiter, fn, *args, **kwargs):
     client.set(who)  # this task's own context: the limiter reads who is asking from it
     return await limiter.run(fn, *args, **kwargs)
-
-
-async def until(condition, seconds: float = 10) -> None:
-    """Wait (on the loop) until `condition()` holds; fail after `seconds` (a bound, not a measure)."""
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "the condition never held"
-        await asyncio.sleep(0.005)
 
 
 def chunks(log: list, name: str, stop: threading.Event, cancel, most: int = 4000, after_stop: int = 3) -> int:
@@ -517,7 +510,10 @@ def test_a_flooding_client_cannot_starve_another(small_gpt2):
 
         for k in range(8):
             pool.submit(flooder, k)
-        time.sleep(2)  # the flood is under way
+        # The flood is under way: its work holds the forward slots and more of it waits.
+        wait_until(lambda: (lambda passes: passes["running"] > 0 and passes["waiting"] > 0)(
+                       httpx.get(f"{url}/healthz").json()["forward_passes"]),
+                   "the flood never got going", timeout_s=120, every_s=0.05)
         loaded = []
         for i in range(int(FLOOD_S / SMALL_EVERY_S)):
             started = time.perf_counter()

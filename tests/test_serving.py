@@ -239,7 +239,7 @@ def test_a_generation_under_way_is_not_cut_off_when_the_queue_fills(explainer, c
     """Once a generation streams (its 200 is sent), other students filling the queue must not
     end it with an error: its later steps and its final analysis wait their turn. Batched
     (the steps are the batcher's turns) and alone (each step its own turn)."""
-    from app.routers import sampling
+    from app.runs import generation as sampling
     from model.batching import DecodeBatch
 
     app = create_app(Settings(model=checkpoint_dir, max_waiting=1, decode_batch=decode_batch), explainer=explainer)
