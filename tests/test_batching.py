@@ -20,6 +20,8 @@ from model.engine import UNEMBED_AS_COLUMNS, LayerCache, unembed_rows as unembed
 from model.generation import generate
 from model.interventions import Editor, Intervention
 
+from .waiting import until
+
 # Different prompts (lengths 1..20 tokens), lengths, temperatures, top-k/p and seeds.
 CASES = [
     ("The cat sat on the mat", 12, 1.0, None, None, 1),
@@ -200,8 +202,8 @@ def test_eight_concurrent_generations_over_http_equal_each_alone(checkpoint_dir,
                 alone_answers = [await run(body) for body in bodies]
                 sizes.clear()
                 first = [asyncio.create_task(run(body)) for body in bodies[:4]]
-                while len(sizes) < 3:  # the first four are stepping: the rest join mid-way
-                    await asyncio.sleep(0.005)
+                # The first four are stepping: the rest join mid-way.
+                await until(lambda: len(sizes) >= 3, "the first four are stepping")
                 later = [asyncio.create_task(run(body)) for body in bodies[4:]]
                 together = await asyncio.gather(*first, *later)
                 return alone_answers, together

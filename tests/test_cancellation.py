@@ -215,7 +215,7 @@ def test_identical_expensive_requests_in_flight_are_computed_once(explainer, che
     import app.runs.lens as lens_router
 
     computed = {"lens": 0, "map": 0}
-    real_lens, real_map = lens_router.lens_body, space_router.map_json
+    real_lens, real_map = lens_router.lens_body, space_router.embedding_map
 
     def counting_lens(*args, **kwargs):
         computed["lens"] += 1
@@ -226,7 +226,7 @@ def test_identical_expensive_requests_in_flight_are_computed_once(explainer, che
         return real_map(*args, **kwargs)
 
     monkeypatch.setattr(lens_router, "lens_body", counting_lens)
-    monkeypatch.setattr(space_router, "map_json", counting_map)
+    monkeypatch.setattr(space_router, "embedding_map", counting_map)
 
     async def scenario():
         application = create_app(Settings(model=checkpoint_dir, max_concurrent=1), explainer=explainer)  # one slot, held below

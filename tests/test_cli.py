@@ -311,7 +311,7 @@ def test_download_without_a_hub_fails_with_the_cache_folder_to_copy(environ, cap
         environ(HF_ENDPOINT=endpoint)
         assert cli.main(["download"]) == 1
     [line] = lines(capsys.readouterr().err)
-    assert f"Cannot download openai-community/gpt2: " in line
+    assert "Cannot download openai-community/gpt2: " in line
     assert "run `explainer download` on a machine with network" in line
     assert str(tmp_path / "hf-home" / "hub") in line  # the cache folder to copy over
 

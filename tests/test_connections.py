@@ -17,7 +17,6 @@ import resource
 import select
 import socket
 import sys
-import threading
 import time
 
 import httpx

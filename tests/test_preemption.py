@@ -29,11 +29,12 @@ from app.main import create_app
 from app.runs.lens import lens_body
 from app.schemas import PatchingRequest
 from app.serving.settings import Settings
+from model import Explainer
 from model.interventions import Editor
 from model.logit_lens import lens_macs, logit_lens
 from model.patching import sweep, sweep_macs
 from model.threads import ThreadShare, forward_macs
-from tests.live_server import live_server
+from tests.threaded_server import threaded_server
 from tests.waiting import until, wait_until
 
 CLEAN = "When Mary and John went to the store, John gave a drink to"
@@ -475,7 +476,9 @@ def test_a_flooding_client_cannot_starve_another(small_gpt2):
 
     stop, answers, running = threading.Event(), [], []
     pool = ThreadPoolExecutor(8)
-    with live_server(small_gpt2) as url:
+    app = create_app(Settings(model=small_gpt2), explainer=Explainer.load(small_gpt2))
+    with threaded_server(app) as server:
+        url = server.url
         small = httpx.Client(base_url=url, transport=httpx.HTTPTransport(local_address="127.0.0.2"), timeout=150)
         flood = httpx.Client(base_url=url, transport=httpx.HTTPTransport(local_address="127.0.0.1"), timeout=150,
                              limits=httpx.Limits(max_connections=16))

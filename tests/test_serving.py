@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-import time
 
 import httpx
 import pytest
@@ -428,8 +427,7 @@ def test_passes_running_at_once_share_the_cores():
         with share.pass_running():
             seen["second"] = torch.get_num_threads()
             second_in.set()
-            while "first, at its checkpoint" not in seen and worker.is_alive():
-                time.sleep(0.01)
+            wait_until(lambda: "first, at its checkpoint" in seen or not worker.is_alive(), "the first pass's checkpoint")
         second_out.set()
         worker.join(10)
         assert seen == {"alone": 4, "second": 2, "first, second started": 4, "first, at its checkpoint": 2,
