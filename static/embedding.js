@@ -8,7 +8,7 @@
  */
 import { getEmbeddings, slice } from "./api.js";
 import { divergingScale } from "./colors.js";
-import { mountView } from "./dom.js";
+import { mountView, withData } from "./dom.js";
 import { fmt, plotlyText, visible } from "./format.js";
 import { hookName } from "./hooks.js";
 import { t } from "./i18n.js";
@@ -58,11 +58,12 @@ export function mount(root, store, runKey) {
     }), config);
     let diff = 0;
     for (let c = 0; c < e.length; c++) diff = Math.max(diff, Math.abs(e[c] + p[c] - x[c]));
-    norms.textContent = t("embedding.norms", {
-      position: i, text: visible(token.text), id: token.id,
+    // The formulas are symbols, not words: kept out of translation (withData marks them translate=no).
+    norms.replaceChildren(...withData(t("embedding.norms", { position: i, text: visible(token.text), id: token.id,
+                                                             diff: diff.toExponential(1) }), {
       norms: `‖${WE}‖ = ${fmt(norm(e))}, ‖${WP}‖ = ${fmt(norm(p))}, ‖x₀‖ = ${fmt(norm(x))}`,
-      check: "|W_E + W_pos − x₀|", diff: diff.toExponential(1),
-    });
+      check: "|W_E + W_pos − x₀|",
+    }));
   }
 
   const soon = later(() => draw().catch((error) => {
