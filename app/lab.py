@@ -200,18 +200,17 @@ class Lab:
                     self._space = EmbeddingSpace(self.explainer.model, self.explainer.tokenizer, cache_entries=0)
         return self._space
 
-    async def _space_answer(self, caller: Caller, key: tuple, compute: Callable[[], bytes], run_id: str | None = None) -> Response:
-        # Through the forward limiter: the map and a neighbour search each scan the whole vocabulary.
-        return await self._answered(caller, key, compute, run_id=run_id)
+    # The space's answers go through the forward limiter: the map and a neighbour search each scan
+    # the whole vocabulary.
 
     async def neighbours(self, word: str | None, token_id: int | None, k: int, caller: Caller) -> Response:
         if (word is None) == (token_id is None):  # before the space is built
             raise field_error("word", "give either a word or a token_id", code="one_of")
-        return await self._space_answer(caller, ("neighbours", word, token_id, k),
+        return await self._answered(caller, ("neighbours", word, token_id, k),
                                         lambda: embedding_space.neighbours(self.space, word, token_id, k))
 
     async def arithmetic(self, expression: str, k: int, caller: Caller) -> Response:
-        return await self._space_answer(caller, ("arithmetic", expression, k),
+        return await self._answered(caller, ("arithmetic", expression, k),
                                         lambda: embedding_space.arithmetic(self.space, expression, k))
 
     async def dot(self, a: str | None, b: str | None, a_id: int | None, b_id: int | None) -> DotResponse:
@@ -219,7 +218,7 @@ class Lab:
 
     async def embedding_map(self, run_id: str, words: list[str], caller: Caller) -> Response:
         run = (await self.resolve(run_id)).run
-        return await self._space_answer(caller, ("map", run_id, tuple(words)),
+        return await self._answered(caller, ("map", run_id, tuple(words)),
                                         lambda: embedding_space.embedding_map(self.space, run.ids, words), run_id=run_id)
 
     async def positions(self, run_id: str) -> dict:
